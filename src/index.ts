@@ -1,0 +1,33 @@
+/**
+ * netdev: one abstract interface to network devices for Node.js (after Open vSwitch's netdev
+ * layer), with a worker thread per device and shared-memory frame rings.
+ */
+export { NetdevManager, type ManagerOptions, type OpenOptions } from './main/manager.js';
+export { Netdev, type FlagOptions } from './main/netdev.js';
+export { NetdevMonitor } from './main/monitor.js';
+export type { BatchOptions, ReadOptions } from './main/rx-queue.js';
+export { NetdevError, netdevError, type NetdevErrorFields } from './common/errors.js';
+export { formatMac, parseMac, formatIPv4, parseIPv4 } from './common/addresses.js';
+export { dummyProvider } from './providers/dummy/provider.js';
+export {
+  MIN_FRAME,
+  matchesEthertype,
+  type Config,
+  type CreateIo,
+  type CreateOptions,
+  type DeviceContext,
+  type DeviceIo,
+  type Ethertype,
+  type Features,
+  type Flags,
+  type In4,
+  type IoContext,
+  type IoControl,
+  type ProgramOptions,
+  type ProgramResult,
+  type Provider,
+  type ProviderContext,
+  type ProviderDevice,
+  type Stats,
+} from './providers/contract.js';
+export { NETDEV_PROMISC, NETDEV_UP } from './ring/device-shared.js';

@@ -1,0 +1,327 @@
+/**
+ * NetdevManager: the registry of providers by name prefix, the devices open by name (shared and
+ * refcounted), handles, monitors, the job pool, and the exit hook that restores flags.  Nobody
+ * calls run()/wait(): workers, bells and the event loop do the seed's poll loop.
+ */
+import { formatIPv4, parseIPv4 } from '../common/addresses.js';
+import { NetdevError, toNetdevError } from '../common/errors.js';
+import { ringCapacity, MAX_RING_CAPACITY, maxRecordFor } from '../ring/ring.js';
+import type { Ethertype, Provider, ProviderContext } from '../providers/contract.js';
+import { dummyProvider } from '../providers/dummy/provider.js';
+import { Device } from './device.js';
+import { addExitRestorer } from './exit-hooks.js';
+import { JobPool } from './job-pool.js';
+import { NetdevMonitor, type Watchable } from './monitor.js';
+import { Netdev, normalizeConfig } from './netdev.js';
+
+/** Options of NetdevManager.open. */
+export interface OpenOptions {
+  /** Frames to receive: 'none' (control only), 'any' (default), '802.2', or an ethertype 0-0xffff. */
+  ethertype?: Ethertype;
+  /** Provider configuration, applied as setConfig would (validated; unknown keys are EINVAL). */
+  config?: Record<string, string | number | boolean>;
+  /** Bytes of each of the device's two rings (default 512 KiB, rounded up to a power of two); fixed by the device's first open. */
+  ringSize?: number;
+}
+
+/** Options of the NetdevManager constructor. */
+export interface ManagerOptions {
+  /** Register the built-in providers (default true). */
+  builtins?: boolean;
+}
+
+const DEFAULT_RING_SIZE = 512 * 1024;
+const MAX_NAME_LENGTH = 255;
+
+interface ProviderEntry {
+  readonly provider: Provider;
+  initialized: Promise<void> | null;
+}
+
+export class NetdevManager {
+  private readonly providers = new Map<string, ProviderEntry>();
+  private readonly devices = new Map<string, Device>();
+  private readonly handleDevices = new WeakMap<object, Device>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly monitors = new Set<NetdevMonitor>();
+  private readonly pool = new JobPool();
+  private readonly context: ProviderContext = { runProgram: (argv, options) => this.pool.runProgram(argv, options) };
+  private removeExitRestorer: (() => void) | null = null;
+  private closed = false;
+
+  /** A manager with the built-in providers registered (dummy; more as they land). */
+  constructor(options: ManagerOptions = {}) {
+    if (options.builtins !== false) this.register(dummyProvider());
+  }
+
+  /**
+   * Registers a provider (third-party providers included); its prefix must end with ':' (or be ''
+   * for system devices) and not be taken: EEXIST otherwise.  Its init runs on first use.
+   */
+  register(provider: Provider): void {
+    const { prefix, type } = provider ?? {};
+    if (typeof type !== 'string' || !type || typeof prefix !== 'string' || (prefix !== '' && (!prefix.endsWith(':') || prefix.indexOf(':') !== prefix.length - 1))) {
+      throw new NetdevError({ code: 'EINVAL', call: 'register', detail: "a provider needs a type and a prefix ending in its only ':' (or '')" });
+    }
+    if (typeof provider.create !== 'function' || typeof provider.validateName !== 'function') {
+      throw new NetdevError({ code: 'EINVAL', call: 'register', detail: `provider ${type} lacks create() or validateName()` });
+    }
+    if (this.providers.has(prefix)) {
+      throw new NetdevError({ code: 'EEXIST', call: 'register', detail: `prefix '${prefix}' is already registered (${this.providers.get(prefix)!.provider.type})` });
+    }
+    this.providers.set(prefix, { provider, initialized: null });
+  }
+
+  /** The registered providers' types, by prefix. */
+  get providerTypes(): Record<string, string> {
+    return Object.fromEntries([...this.providers].map(([prefix, entry]) => [prefix, entry.provider.type]));
+  }
+
+  /**
+   * Opens the device `name` ('dummy:a', 'eth0', ...) and returns a new handle to it.  The first
+   * open of a name creates the device (and its worker, if the ethertype is not 'none'); later
+   * opens share it.  Errors: EAFNOSUPPORT (no provider for the prefix), EINVAL (bad name, options
+   * or config), ENODEV (no such device), EBUSY (already open for I/O with another ethertype).
+   */
+  async open(name: string, options: OpenOptions = {}): Promise<Netdev> {
+    const { entry, suffix } = this.resolve(name, 'open');
+    const ethertype = checkEthertype(name, options.ethertype ?? 'any');
+    const capacity = checkRingSize(name, options.ringSize ?? DEFAULT_RING_SIZE);
+    let config;
+    try {
+      config = options.config === undefined ? undefined : normalizeConfig(options.config);
+    } catch (error) {
+      throw toNetdevError(error, name, 'open');
+    }
+    return this.serialize(name, async () => {
+      this.requireOpen('open');
+      await this.initialize(entry, name);
+      let device = this.devices.get(name);
+      const created = !device;
+      if (!device) device = await this.createDevice(entry.provider, name, suffix, ethertype, capacity);
+      try {
+        if (config) await device.impl.setConfig(config);
+        if (ethertype !== 'none') await this.ensureIo(device, ethertype);
+      } catch (error) {
+        if (created) await this.destroyDevice(device);
+        throw toNetdevError(error, name, 'open');
+      }
+      const handle = new Netdev(device, ethertype, (h) => this.release(h));
+      device.handles.add(handle);
+      this.handleDevices.set(handle, device);
+      this.removeExitRestorer ??= addExitRestorer(() => this.restoreAllFlags());
+      return handle;
+    });
+  }
+
+  /** Names of every device every provider can open now (providers that fail are skipped with a process warning). */
+  async enumerate(): Promise<string[]> {
+    this.requireOpen('enumerate');
+    const names: string[] = [];
+    for (const entry of this.providers.values()) {
+      if (!entry.provider.enumerate) continue;
+      try {
+        await this.initialize(entry, undefined);
+        names.push(...(await entry.provider.enumerate()));
+      } catch (error) {
+        process.emitWarning(`netdev: cannot enumerate ${entry.provider.type} devices: ${(error as Error).message}`);
+      }
+    }
+    return names;
+  }
+
+  /** True if a device named `name` exists and may be opened (the seed's netdev_exists). */
+  async exists(name: string): Promise<boolean> {
+    try {
+      const handle = await this.open(name, { ethertype: 'none' });
+      await handle.close();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The name of a device whose IPv4 address is `address`, or null (the seed's netdev_find_dev_by_in4). */
+  async findByIn4(address: string): Promise<string | null> {
+    let wanted: string;
+    try {
+      wanted = formatIPv4(parseIPv4(address));
+    } catch (error) {
+      throw toNetdevError(error, undefined, 'findByIn4');
+    }
+    for (const name of await this.enumerate()) {
+      let handle: Netdev;
+      try {
+        handle = await this.open(name, { ethertype: 'none' });
+      } catch {
+        continue;
+      }
+      try {
+        if ((await handle.getIn4()).address === wanted) return name;
+      } catch {
+        // No IPv4 address, or none supported: not this one.
+      } finally {
+        await handle.close();
+      }
+    }
+    return null;
+  }
+
+  /** A new monitor of device changes; add handles to it. */
+  monitor(): NetdevMonitor {
+    this.requireOpen('monitor');
+    const monitor = new NetdevMonitor(
+      (handle) => this.deviceOf(handle),
+      (m) => this.monitors.delete(m),
+    );
+    this.monitors.add(monitor);
+    return monitor;
+  }
+
+  /** Closes every device (restoring flags), monitor and pool thread. Idempotent; the manager cannot be used after. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const monitor of [...this.monitors]) monitor.close();
+    const closing = [...this.devices.keys()].map((name) =>
+      this.serialize(name, async () => {
+        const device = this.devices.get(name);
+        if (!device) return;
+        for (const handle of device.handles) (handle as Netdev).detach();
+        device.handles.clear();
+        await this.destroyDevice(device);
+      }),
+    );
+    await Promise.allSettled(closing);
+    await this.pool.close();
+    this.removeExitRestorer?.();
+    this.removeExitRestorer = null;
+  }
+
+  /* ---------------------------------------------------------------- internals */
+
+  private requireOpen(call: string): void {
+    if (this.closed) throw new NetdevError({ code: 'EBADF', call, detail: 'manager is closed' });
+  }
+
+  /** Finds the provider of `name` and checks the name; EINVAL / EAFNOSUPPORT. */
+  private resolve(name: unknown, call: string): { entry: ProviderEntry; suffix: string } {
+    if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_LENGTH || name.includes('\0')) {
+      throw new NetdevError({ code: 'EINVAL', call, detail: `invalid device name ${JSON.stringify(name)}` });
+    }
+    const colon = name.indexOf(':');
+    const prefix = colon < 0 ? '' : name.slice(0, colon + 1);
+    const suffix = name.slice(prefix.length);
+    const entry = this.providers.get(prefix);
+    if (!entry) {
+      throw new NetdevError({ code: 'EAFNOSUPPORT', device: name, call, detail: `no provider for prefix '${prefix}'` });
+    }
+    try {
+      entry.provider.validateName(suffix);
+    } catch (error) {
+      throw toNetdevError(error, name, call);
+    }
+    return { entry, suffix };
+  }
+
+  /** Runs the provider's init once; a failure is kept and reported for every later use. */
+  private async initialize(entry: ProviderEntry, device: string | undefined): Promise<void> {
+    entry.initialized ??= (async () => {
+      try {
+        await entry.provider.init?.(this.context);
+      } catch (error) {
+        const failure = toNetdevError(error, undefined, 'init');
+        process.emitWarning(`netdev: failed to initialize the ${entry.provider.type} provider: ${failure.message}`);
+        throw failure;
+      }
+    })();
+    try {
+      await entry.initialized;
+    } catch (error) {
+      throw toNetdevError(error, device, 'init');
+    }
+  }
+
+  private async createDevice(provider: Provider, name: string, suffix: string, ethertype: Ethertype, capacity: number): Promise<Device> {
+    const device = new Device(name, suffix, provider, capacity);
+    try {
+      device.attach(await provider.create(device.context(), { ethertype, maxFrame: maxRecordFor(capacity) }));
+    } catch (error) {
+      throw toNetdevError(error, name, 'open');
+    }
+    this.devices.set(name, device);
+    return device;
+  }
+
+  private async ensureIo(device: Device, ethertype: Ethertype): Promise<void> {
+    if (!device.io) {
+      await device.startIo(ethertype);
+    } else if (device.io.ethertype !== ethertype) {
+      throw new NetdevError({ code: 'EBUSY', device: device.name, call: 'open', detail: `already open for I/O with ethertype ${String(device.io.ethertype)}` });
+    }
+  }
+
+  private async destroyDevice(device: Device): Promise<void> {
+    this.devices.delete(device.name);
+    for (const monitor of this.monitors) monitor.forget(device);
+    if (this.devices.size === 0) {
+      this.removeExitRestorer?.();
+      this.removeExitRestorer = null;
+    }
+    await device.destroy();
+  }
+
+  /** Closes `handle`: restores its flags; the last handle of a device destroys it. */
+  private release(handle: Netdev): Promise<void> {
+    const device = this.deviceOf(handle);
+    return this.serialize(device.name, async () => {
+      if (!device.handles.delete(handle)) return;
+      try {
+        handle.restoreFlags();
+      } finally {
+        if (device.handles.size === 0 && this.devices.get(device.name) === device) await this.destroyDevice(device);
+      }
+    });
+  }
+
+  private deviceOf(handle: Watchable): Device {
+    const device = this.handleDevices.get(handle);
+    if (!device) throw new NetdevError({ code: 'EINVAL', device: handle?.name, call: 'monitor', detail: 'not a handle of this manager' });
+    return device;
+  }
+
+  private restoreAllFlags(): void {
+    for (const device of this.devices.values()) {
+      for (const handle of device.handles) (handle as Netdev).restoreFlags();
+    }
+  }
+
+  /** Runs `task` after every earlier task on the same device name has settled. */
+  private serialize<T>(name: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.locks.get(name) ?? Promise.resolve();
+    const result = previous.then(task, task);
+    const settled = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.locks.set(name, settled);
+    void settled.then(() => {
+      if (this.locks.get(name) === settled) this.locks.delete(name);
+    });
+    return result;
+  }
+}
+
+function checkEthertype(name: string, ethertype: unknown): Ethertype {
+  if (ethertype === 'none' || ethertype === 'any' || ethertype === '802.2') return ethertype;
+  if (typeof ethertype === 'number' && Number.isInteger(ethertype) && ethertype >= 0 && ethertype <= 0xffff) return ethertype;
+  throw new NetdevError({ code: 'EINVAL', device: name, call: 'open', detail: `ethertype must be 'none', 'any', '802.2' or an integer 0-0xffff, not ${JSON.stringify(ethertype)}` });
+}
+
+function checkRingSize(name: string, size: unknown): number {
+  try {
+    return ringCapacity(size as number);
+  } catch {
+    throw new NetdevError({ code: 'EINVAL', device: name, call: 'open', detail: `ringSize must be an integer from 1 to ${MAX_RING_CAPACITY}, not ${JSON.stringify(size)}` });
+  }
+}

@@ -1,0 +1,454 @@
+/**
+ * Netdev: the handle that NetdevManager.open returns.  Each open gives its own handle, even when
+ * the device is shared; a handle's flag changes are its own to restore.  Control calls go to the
+ * provider's control half on this thread; frames go through the device's rings.
+ */
+import { canonicalIPv6, isGroupMac, parseIPv4, parseMac, parsePrefixLength } from '../common/addresses.js';
+import { NetdevError, toNetdevError } from '../common/errors.js';
+import type { Config, Ethertype, Features, Flags, In4, ProviderDevice, Stats } from '../providers/contract.js';
+import type { Device, DeviceIoState } from './device.js';
+import { ALL_FLAGS, FlagBook, flagBits, flagsOf } from './flags.js';
+import { BatchIterator, FrameIterator, type BatchOptions, type ReadOptions } from './rx-queue.js';
+
+/** Options of setFlags/turnFlagsOn/turnFlagsOff. */
+export interface FlagOptions {
+  /** Keep the change when this handle closes or the process exits (default false: restore it). */
+  permanent?: boolean;
+}
+
+const ETH_HEADER = 14;
+const VLAN_TAG = 4;
+const DEFAULT_BATCH = 256;
+
+/** Members of ProviderDevice that are plain optional calls. */
+type OptionalMember = {
+  [K in keyof ProviderDevice]-?: undefined extends ProviderDevice[K] ? K : never;
+}[keyof ProviderDevice];
+
+export class Netdev {
+  private readonly flagBook = new FlagBook();
+  private open = true;
+
+  /** @internal Created by NetdevManager.open. */
+  constructor(
+    private readonly device: Device,
+    /** The ethertype this handle was opened with. */
+    readonly ethertype: Ethertype,
+    private readonly release: (handle: Netdev) => Promise<void>,
+  ) {}
+
+  /** Full device name, e.g. 'dummy:a' or 'eth0'. */
+  get name(): string {
+    return this.device.name;
+  }
+
+  /** Provider type, e.g. 'dummy' or 'system'. */
+  get type(): string {
+    return this.device.provider.type;
+  }
+
+  /** Bumps whenever an attribute of the device changes (never 0). */
+  get changeSeq(): number {
+    return this.device.changeSeq;
+  }
+
+  /** False once close() has been called. */
+  get isOpen(): boolean {
+    return this.open;
+  }
+
+  /** The largest frame trySend/send accept now: MTU + Ethernet header (+ 4 for a VLAN tag), within the ring's limit. */
+  get maxFrame(): number {
+    const mtu = this.device.shared.mtu;
+    const ring = this.device.io?.tx.writer.maxRecord ?? 0;
+    return mtu > 0 ? Math.min(ring, mtu + ETH_HEADER + VLAN_TAG) : ring;
+  }
+
+  /* ---------------------------------------------------------------- frames */
+
+  /**
+   * Frames received on the device, one per step, each at least 60 bytes (short frames are padded
+   * with zeros).  Without `copy`, a frame is a view into the RX ring, valid only until the next
+   * step.  Ends when this handle closes; throws if the device fails (e.g. its worker crashed).
+   * One iterator (or batches()) may read a device at a time: EBUSY otherwise.
+   */
+  frames(options: ReadOptions = {}): AsyncIterableIterator<Uint8Array> {
+    const io = this.requireIo('frames');
+    const iterator = new FrameIterator(io.rx, () => this.readEnded('frames'), options.copy === true);
+    io.rx.claim(iterator, this.name, 'frames');
+    return iterator;
+  }
+
+  /**
+   * Batches of received frames (arrays of up to `max`, default 256, never empty): the form for
+   * forwarding loops.  Without `copy`, the array and its views are reused and valid only until
+   * the next step.  Same ending and exclusivity as frames().
+   */
+  batches(options: BatchOptions = {}): AsyncIterableIterator<Uint8Array[]> {
+    const io = this.requireIo('batches');
+    const max = options.max ?? DEFAULT_BATCH;
+    if (!Number.isInteger(max) || max < 1) {
+      throw new NetdevError({ code: 'EINVAL', device: this.name, call: 'batches', detail: `max must be a positive integer, not ${max}` });
+    }
+    const iterator = new BatchIterator(io.rx, () => this.readEnded('batches'), options.copy === true, max);
+    io.rx.claim(iterator, this.name, 'batches');
+    return iterator;
+  }
+
+  /**
+   * Returns one received frame (an owned copy, at least 60 bytes) or null if none is waiting
+   * (the seed's EAGAIN).  Never blocks.  EBUSY while an iterator reads the device.
+   */
+  tryRecv(): Uint8Array | null {
+    const io = this.requireIo('tryRecv');
+    this.readEnded('tryRecv');
+    if (io.rx.claimed) throw new NetdevError({ code: 'EBUSY', device: this.name, call: 'tryRecv', detail: 'an iterator is reading this device' });
+    const length = io.rx.reader.next();
+    if (length < 0) return null;
+    const frame = io.rx.frame(length, true);
+    io.rx.reader.release();
+    return frame;
+  }
+
+  /**
+   * Queues `frame` for transmission and resolves once it is in the TX ring (the frame is copied;
+   * do not change it before the promise resolves).  Waits, in order, while the ring is full.
+   * EMSGSIZE for a frame shorter than an Ethernet header or longer than maxFrame.
+   */
+  send(frame: Uint8Array): Promise<void> {
+    try {
+      const io = this.requireSendable(frame, 'send');
+      return io.tx.send(frame).catch((error: unknown) => {
+        throw toNetdevError(error, this.name, 'send');
+      });
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Queues `frame` if the TX ring has room now and no send() waits; returns false otherwise (EAGAIN). */
+  trySend(frame: Uint8Array): boolean {
+    return this.requireSendable(frame, 'trySend').tx.trySend(frame);
+  }
+
+  /**
+   * Queues as many of `frames` as fit now, in order, with a single wake-up of the worker; returns
+   * how many.  Every frame is checked first: if one is bad, none is queued (EMSGSIZE names it).
+   */
+  trySendBatch(frames: readonly Uint8Array[]): number {
+    const io = this.requireIo('trySendBatch');
+    this.requireHealthy('trySendBatch');
+    for (let i = 0; i < frames.length; i++) this.checkFrame(frames[i], 'trySendBatch', i);
+    return io.tx.trySendBatch(frames);
+  }
+
+  /** Discards every received frame waiting in the device and in the RX ring. */
+  async drain(): Promise<void> {
+    const io = this.requireIo('drain');
+    await io.worker.call((api) => api.drain(), 'drain');
+    if (!io.rx.claimed) io.rx.reader.discardAll();
+  }
+
+  /** Hands `frame` to the device's receive path as if it had arrived (devices that support it, e.g. dummy). */
+  async inject(frame: Uint8Array): Promise<void> {
+    this.checkFrame(frame, 'inject');
+    await this.control('inject', 'inject', [frame]);
+  }
+
+  /* ---------------------------------------------------------------- attributes */
+
+  /** The MAC address, "02:00:00:00:00:01". */
+  getEtheraddr(): Promise<string> {
+    return this.control('getEtheraddr', 'getEtheraddr', []);
+  }
+
+  /** Sets the MAC address; EINVAL for a malformed or multicast address. */
+  async setEtheraddr(mac: string): Promise<void> {
+    const bytes = this.parse('setEtheraddr', () => parseMac(mac));
+    if (isGroupMac(bytes)) {
+      throw new NetdevError({ code: 'EINVAL', device: this.name, call: 'setEtheraddr', detail: `${mac} is a multicast address` });
+    }
+    await this.control('setEtheraddr', 'setEtheraddr', [bytes]);
+  }
+
+  /** The MTU.  On failure the error's fallback is 1500, the value the seed reports. */
+  getMtu(): Promise<number> {
+    return this.control('getMtu', 'getMtu', [], 1500);
+  }
+
+  /** Sets the MTU (an integer; the provider checks its range). */
+  async setMtu(mtu: number): Promise<void> {
+    if (!Number.isInteger(mtu)) throw new NetdevError({ code: 'EINVAL', device: this.name, call: 'setMtu', detail: `MTU must be an integer, not ${mtu}` });
+    await this.control('setMtu', 'setMtu', [mtu]);
+  }
+
+  /** The kernel interface index. */
+  getIfindex(): Promise<number> {
+    return this.control('getIfindex', 'getIfindex', []);
+  }
+
+  /** True if carrier is up.  On failure the error's fallback is false. */
+  getCarrier(): Promise<boolean> {
+    return this.control('getCarrier', 'getCarrier', [], false);
+  }
+
+  /** Statistics; fields the device cannot count are null, and so is every field in the error's fallback. */
+  async getStats(): Promise<Stats> {
+    const unsupported = Object.fromEntries(STAT_FIELDS.map((field) => [field, null])) as unknown as Stats;
+    const stats = await this.control<Omit<Stats, 'rxRingDropped'>>('getStats', 'getStats', [], unsupported);
+    return { ...stats, rxRingDropped: this.device.io ? this.device.io.rx.droppedCount() : null };
+  }
+
+  /** OpenFlow port-feature bitmaps: current, advertised, supported, peer. */
+  getFeatures(): Promise<Features> {
+    return this.control('getFeatures', 'getFeatures', []);
+  }
+
+  /** Sets the advertised features (OpenFlow bits). */
+  async setAdvertisements(bits: number): Promise<void> {
+    this.checkUint('setAdvertisements', bits, 0xffffffff);
+    await this.control('setAdvertisements', 'setAdvertisements', [bits]);
+  }
+
+  /** The VLAN VID of a VLAN device; ENOENT for any other (the seed's answer), fallback 0. */
+  getVlanVid(): Promise<number> {
+    if (!this.device.impl.getVlanVid) {
+      return Promise.reject(new NetdevError({ code: 'ENOENT', device: this.name, call: 'getVlanVid', detail: 'not a VLAN device', fallback: 0 }));
+    }
+    return this.control('getVlanVid', 'getVlanVid', [], 0);
+  }
+
+  /** Polices input to `kbitsRate` kbit/s, bursts of `kbitsBurst` kbit (0: the provider's default); rate 0 removes it. */
+  async setPolicing(kbitsRate: number, kbitsBurst = 0): Promise<void> {
+    this.checkUint('setPolicing', kbitsRate, 0xffffffff);
+    this.checkUint('setPolicing', kbitsBurst, 0xffffffff);
+    await this.control('setPolicing', 'setPolicing', [kbitsRate, kbitsBurst]);
+  }
+
+  /** The IPv4 address and netmask; EADDRNOTAVAIL if none (fallback address 0.0.0.0). */
+  getIn4(): Promise<In4> {
+    return this.control('getIn4', 'getIn4', [], { address: '0.0.0.0', netmask: '0.0.0.0', prefixLength: 0 });
+  }
+
+  /** Sets the IPv4 address and netmask (dotted or prefix length); address 0.0.0.0 clears it. */
+  async setIn4(address: string, netmask: string | number): Promise<void> {
+    const addr = this.parse('setIn4', () => parseIPv4(address));
+    const prefix = this.parse('setIn4', () => parsePrefixLength(netmask));
+    await this.control('setIn4', 'setIn4', [addr, prefix]);
+  }
+
+  /** The (first) IPv6 address; EADDRNOTAVAIL if none (fallback '::'). */
+  getIn6(): Promise<string> {
+    return this.control('getIn6', 'getIn6', [], '::');
+  }
+
+  /** Sets the IPv6 address and prefix length (default 64); '::' clears it. */
+  async setIn6(address: string, prefixLength = 64): Promise<void> {
+    const canonical = this.parse('setIn6', () => canonicalIPv6(address));
+    this.checkUint('setIn6', prefixLength, 128);
+    await this.control('setIn6', 'setIn6', [canonical, prefixLength]);
+  }
+
+  /** Adds `gateway` as the default IPv4 gateway of the stack this device belongs to. */
+  async addRouter(gateway: string): Promise<void> {
+    const addr = this.parse('addRouter', () => parseIPv4(gateway));
+    await this.control('addRouter', 'addRouter', [addr]);
+  }
+
+  /** The MAC address the ARP table holds for `ip`; ENXIO if none (fallback 00:00:00:00:00:00). */
+  arpLookup(ip: string): Promise<string> {
+    try {
+      const addr = this.parse('arpLookup', () => parseIPv4(ip));
+      return this.control('arpLookup', 'arpLookup', [addr], '00:00:00:00:00:00');
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /* ---------------------------------------------------------------- flags */
+
+  /** The device's flags.  On failure the error's fallback is { up: false, promisc: false }. */
+  async getFlags(): Promise<Flags> {
+    return flagsOf(this.updateFlags('getFlags', 0, 0, true));
+  }
+
+  /** Sets the flags to exactly `flags` (missing keys are false); restored on close unless permanent. */
+  async setFlags(flags: Partial<Flags>, options: FlagOptions = {}): Promise<void> {
+    const on = this.parse('setFlags', () => flagBits(flags));
+    this.updateFlags('setFlags', ALL_FLAGS, on, options.permanent === true);
+  }
+
+  /** Turns on the flags that are true in `flags`; restored on close unless permanent. */
+  async turnFlagsOn(flags: Partial<Flags>, options: FlagOptions = {}): Promise<void> {
+    const on = this.parse('turnFlagsOn', () => flagBits(flags));
+    this.updateFlags('turnFlagsOn', 0, on, options.permanent === true);
+  }
+
+  /** Turns off the flags that are true in `flags`; restored on close unless permanent. */
+  async turnFlagsOff(flags: Partial<Flags>, options: FlagOptions = {}): Promise<void> {
+    const off = this.parse('turnFlagsOff', () => flagBits(flags));
+    this.updateFlags('turnFlagsOff', off, 0, options.permanent === true);
+  }
+
+  /** The seed's do_update_flags: returns the old flags, records non-permanent changes in this handle's book. */
+  private updateFlags(call: string, off: number, on: number, permanent: boolean): number {
+    this.requireOpen(call);
+    let old: number;
+    try {
+      old = this.device.impl.updateFlags(off & ~on, on);
+    } catch (error) {
+      throw toNetdevError(error, this.name, call, call === 'getFlags' ? flagsOf(0) : undefined);
+    }
+    if ((off | on) !== 0 && !permanent) this.flagBook.record(old, off, on);
+    return old;
+  }
+
+  /** @internal Restores this handle's non-permanent flag changes (synchronously). */
+  restoreFlags(): void {
+    this.flagBook.restore((off, on) => this.device.impl.updateFlags(off, on));
+  }
+
+  /* ---------------------------------------------------------------- config */
+
+  /** The device's configuration. */
+  async getConfig(): Promise<Config> {
+    this.requireOpen('getConfig');
+    return { ...this.device.impl.getConfig() };
+  }
+
+  /** Changes the configuration; every key and value is checked before any applies (EINVAL names the key). */
+  async setConfig(changes: Record<string, string | number | boolean>): Promise<void> {
+    this.requireOpen('setConfig');
+    const config = this.parse('setConfig', () => normalizeConfig(changes));
+    try {
+      await this.device.impl.setConfig(config);
+    } catch (error) {
+      throw toNetdevError(error, this.name, 'setConfig');
+    }
+  }
+
+  /* ---------------------------------------------------------------- lifetime */
+
+  /** Restores this handle's flag changes and closes it; the device closes with its last handle. Idempotent. */
+  async close(): Promise<void> {
+    if (!this.open) return;
+    this.open = false;
+    this.device.io?.rx.wakeAll();
+    await this.release(this);
+  }
+
+  /** @internal The manager is closing: restore flags and mark this handle closed. */
+  detach(): void {
+    if (!this.open) return;
+    this.restoreFlags();
+    this.open = false;
+  }
+
+  /* ---------------------------------------------------------------- helpers */
+
+  private requireOpen(call: string): void {
+    if (!this.open) throw new NetdevError({ code: 'EBADF', device: this.name, call, detail: 'handle is closed' });
+  }
+
+  /** The device's I/O state, for a handle that does I/O; EPIPE for an 'none' handle (the seed's answer). */
+  private requireIo(call: string): DeviceIoState {
+    this.requireOpen(call);
+    const io = this.device.io;
+    if (this.ethertype === 'none' || !io) {
+      throw new NetdevError({ code: 'EPIPE', device: this.name, call, detail: "opened with ethertype 'none' (control only)" });
+    }
+    return io;
+  }
+
+  /** Reading gate: true to end (handle closed), throws the device's failure. */
+  private readEnded(call: string): boolean {
+    if (!this.open || !this.device.io) return true;
+    this.requireHealthy(call);
+    return false;
+  }
+
+  /** Throws the device's failure, if it has failed. */
+  private requireHealthy(call: string): void {
+    if (this.device.failure) throw this.device.failure.within(this.name, call);
+  }
+
+  private requireSendable(frame: Uint8Array, call: string): DeviceIoState {
+    const io = this.requireIo(call);
+    this.requireHealthy(call);
+    this.checkFrame(frame, call);
+    return io;
+  }
+
+  /** EMSGSIZE unless `frame` is a Uint8Array from an Ethernet header's length to maxFrame (VLAN-tagged frames may be 4 longer). */
+  private checkFrame(frame: unknown, call: string, index?: number): void {
+    const which = index === undefined ? 'frame' : `frame ${index}`;
+    if (!(frame instanceof Uint8Array)) {
+      throw new NetdevError({ code: 'EINVAL', device: this.name, call, detail: `${which} must be a Uint8Array` });
+    }
+    const mtu = this.device.shared.mtu;
+    const tagged = frame.length >= ETH_HEADER && isVlanTagged(frame);
+    const limit = Math.min(this.device.io?.tx.writer.maxRecord ?? Infinity, mtu > 0 ? mtu + ETH_HEADER + (tagged ? VLAN_TAG : 0) : Infinity);
+    if (frame.length < ETH_HEADER || frame.length > limit) {
+      throw new NetdevError({ code: 'EMSGSIZE', device: this.name, call, detail: `${which} is ${frame.length} bytes; the device takes ${ETH_HEADER} to ${limit}` });
+    }
+  }
+
+  private checkUint(call: string, value: number, max: number): void {
+    if (!Number.isInteger(value) || value < 0 || value > max) {
+      throw new NetdevError({ code: 'EINVAL', device: this.name, call, detail: `expected an integer from 0 to ${max}, got ${value}` });
+    }
+  }
+
+  /** Runs a parser, turning its EINVAL into one naming this device and call. */
+  private parse<T>(call: string, parser: () => T): T {
+    try {
+      return parser();
+    } catch (error) {
+      throw toNetdevError(error, this.name, call);
+    }
+  }
+
+  /**
+   * Calls an optional member of the provider's device: EOPNOTSUPP if it has none (the seed's
+   * null class member), errors turned into NetdevError naming device and call, with `fallback`.
+   */
+  private async control<T>(call: string, member: OptionalMember, args: unknown[], fallback?: unknown): Promise<T> {
+    this.requireOpen(call);
+    const impl = this.device.impl;
+    const fn = impl[member] as ((...a: unknown[]) => T | Promise<T>) | undefined;
+    if (!fn) {
+      throw new NetdevError({ code: 'EOPNOTSUPP', device: this.name, call, detail: `${this.type} devices do not support ${call}`, fallback });
+    }
+    try {
+      return await fn.apply(impl, args);
+    } catch (error) {
+      throw toNetdevError(error, this.name, call, fallback);
+    }
+  }
+}
+
+const STAT_FIELDS: readonly (keyof Stats)[] = [
+  'rxPackets', 'txPackets', 'rxBytes', 'txBytes', 'rxErrors', 'txErrors', 'rxDropped', 'txDropped', 'multicast',
+  'collisions', 'rxLengthErrors', 'rxOverErrors', 'rxCrcErrors', 'rxFrameErrors', 'rxFifoErrors', 'rxMissedErrors',
+  'txAbortedErrors', 'txCarrierErrors', 'txFifoErrors', 'txHeartbeatErrors', 'txWindowErrors', 'rxRingDropped',
+];
+
+function isVlanTagged(frame: Uint8Array): boolean {
+  const type = (frame[12]! << 8) | frame[13]!;
+  return type === 0x8100 || type === 0x88a8;
+}
+
+/** Config values as strings; EINVAL for a non-object or a value that is not a string, number or boolean. */
+export function normalizeConfig(changes: unknown): Config {
+  if (typeof changes !== 'object' || changes === null || Array.isArray(changes)) {
+    throw new NetdevError({ code: 'EINVAL', detail: 'config must be an object of key -> value' });
+  }
+  const config: Config = {};
+  for (const [key, value] of Object.entries(changes)) {
+    if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
+      throw new NetdevError({ code: 'EINVAL', detail: `config key '${key}' must have a string, number or boolean value` });
+    }
+    config[key] = String(value);
+  }
+  return config;
+}

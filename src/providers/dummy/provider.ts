@@ -1,0 +1,203 @@
+/**
+ * The dummy provider (prefix 'dummy:'): devices simulated entirely in the process, as OVS's
+ * netdev-dummy.  Every name is a device that exists; it lives while open.  Attributes are kept
+ * here: MAC, MTU, flags, IPv4/IPv6, carrier, and statistics counted by the I/O half from real
+ * traffic.  Config `peer=NAME` links two dummies as the two ends of a wire (setting it on either
+ * end links both; '' unlinks); what one sends the other receives, through the same worker and
+ * ring path as a kernel device.  Carrier is on while the device and its peer are open and up.
+ * Unsupported (EOPNOTSUPP): ifindex, features, advertisements, policing, addRouter, arpLookup;
+ * getVlanVid answers ENOENT (not a VLAN device).
+ */
+import { formatIPv4, formatMac, prefixToNetmask } from '../../common/addresses.js';
+import { netdevError } from '../../common/errors.js';
+import { NETDEV_UP } from '../../ring/device-shared.js';
+import type { Config, CreateOptions, DeviceContext, In4, IoControl, Provider, ProviderDevice, Stats } from '../contract.js';
+import { DummyLinks } from './links.js';
+
+const PREFIX = 'dummy:';
+const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+const MIN_MTU = 68;
+const MAX_MTU = 65535;
+
+/** Checks a dummy device suffix: 1-64 of letters, digits, '_', '.', '-'. */
+function validateName(suffix: string): void {
+  if (!NAME_PATTERN.test(suffix)) {
+    throw netdevError('EINVAL', `dummy device names are 1-64 letters, digits, '_', '.' or '-', not ${JSON.stringify(suffix)}`);
+  }
+}
+
+/** A locally administered unicast MAC derived from the name (FNV-1a), so each dummy has its own. */
+function macFor(name: string): Uint8Array {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 0x01000193) >>> 0;
+  return Uint8Array.of(0x02, 0x00, hash >>> 24, (hash >>> 16) & 255, (hash >>> 8) & 255, hash & 255);
+}
+
+export class DummyDevice implements ProviderDevice {
+  flags = 0;
+  io: IoControl | null = null;
+  /** The worker bell of this device's I/O half, while it runs. */
+  bell: SharedArrayBuffer | null = null;
+  private mac: Uint8Array;
+  private in4: { address: number; prefixLength: number } | null = null;
+  private in6: { address: string; prefixLength: number } | null = null;
+
+  constructor(
+    readonly context: DeviceContext,
+    private readonly links: DummyLinks,
+    private readonly maxFrame: number,
+  ) {
+    this.mac = macFor(context.name);
+    context.shared.mtu = Math.min(1500, maxFrame - 18);
+  }
+
+  get name(): string {
+    return this.context.name;
+  }
+
+  get up(): boolean {
+    return (this.flags & NETDEV_UP) !== 0;
+  }
+
+  getConfig(): Config {
+    const peer = this.links.peerOf(this.name);
+    return peer ? { peer } : {};
+  }
+
+  async setConfig(changes: Config): Promise<void> {
+    let peer: string | undefined;
+    for (const [key, value] of Object.entries(changes)) {
+      if (key !== 'peer') throw netdevError('EINVAL', `unknown config key '${key}' (dummy devices know: peer)`);
+      peer = this.parsePeer(value);
+    }
+    if (peer !== undefined) await this.links.setPeer(this.name, peer);
+  }
+
+  /** '' (no peer), or another dummy's name, with or without the 'dummy:' prefix; returns the full name. */
+  private parsePeer(value: string): string {
+    if (value === '') return '';
+    const suffix = value.startsWith(PREFIX) ? value.slice(PREFIX.length) : value;
+    try {
+      validateName(suffix);
+    } catch {
+      throw netdevError('EINVAL', `config key 'peer' must name a dummy device, not ${JSON.stringify(value)}`);
+    }
+    if (PREFIX + suffix === this.name) throw netdevError('EINVAL', "config key 'peer' cannot name the device itself");
+    return PREFIX + suffix;
+  }
+
+  updateFlags(off: number, on: number): number {
+    const old = this.flags;
+    this.flags = (old & ~off) | on;
+    if (this.flags !== old) {
+      this.context.shared.flags = this.flags;
+      this.context.changed();
+      if ((this.flags ^ old) & NETDEV_UP) this.links.peerChanged(this.name);
+    }
+    return old;
+  }
+
+  getEtheraddr(): string {
+    return formatMac(this.mac);
+  }
+
+  setEtheraddr(mac: Uint8Array): void {
+    if (formatMac(mac) === formatMac(this.mac)) return;
+    this.mac = mac.slice();
+    this.context.changed();
+  }
+
+  getMtu(): number {
+    return this.context.shared.mtu;
+  }
+
+  setMtu(mtu: number): void {
+    const max = Math.min(MAX_MTU, this.maxFrame - 18);
+    if (mtu < MIN_MTU || mtu > max) throw netdevError('EINVAL', `MTU must be from ${MIN_MTU} to ${max}, not ${mtu}`);
+    if (mtu === this.context.shared.mtu) return;
+    this.context.shared.mtu = mtu;
+    this.context.changed();
+  }
+
+  getCarrier(): boolean {
+    return this.links.carrier(this.name);
+  }
+
+  getStats(): Omit<Stats, 'rxRingDropped'> {
+    const counted = this.context.shared.read();
+    return {
+      ...counted,
+      collisions: null,
+      rxLengthErrors: null,
+      rxOverErrors: null,
+      rxCrcErrors: null,
+      rxFrameErrors: null,
+      rxFifoErrors: null,
+      rxMissedErrors: null,
+      txAbortedErrors: null,
+      txCarrierErrors: null,
+      txFifoErrors: null,
+      txHeartbeatErrors: null,
+      txWindowErrors: null,
+    };
+  }
+
+  getIn4(): In4 {
+    if (!this.in4) throw netdevError('EADDRNOTAVAIL', 'no IPv4 address');
+    const { address, prefixLength } = this.in4;
+    return { address: formatIPv4(address), netmask: prefixToNetmask(prefixLength), prefixLength };
+  }
+
+  setIn4(address: number, prefixLength: number): void {
+    this.in4 = address === 0 ? null : { address, prefixLength };
+    this.context.changed();
+  }
+
+  getIn6(): string {
+    if (!this.in6) throw netdevError('EADDRNOTAVAIL', 'no IPv6 address');
+    return this.in6.address;
+  }
+
+  setIn6(address: string, prefixLength: number): void {
+    this.in6 = address === '::' ? null : { address, prefixLength };
+    this.context.changed();
+  }
+
+  async inject(frame: Uint8Array): Promise<void> {
+    if (!this.io) throw netdevError('EPIPE', "device is open with ethertype 'none': nothing receives");
+    await this.io.call('inject', frame);
+  }
+
+  async ioStarted(io: IoControl): Promise<void> {
+    this.io = io;
+    this.bell = (await io.call('bell')) as SharedArrayBuffer;
+    await this.links.plug(this.name);
+  }
+
+  async ioStopping(): Promise<void> {
+    await this.links.unplug(this.name);
+    this.io = null;
+    this.bell = null;
+  }
+
+  destroy(): void {
+    this.links.closed(this.name);
+  }
+}
+
+/** A new dummy provider, with its own set of devices and links. */
+export function dummyProvider(): Provider {
+  const links = new DummyLinks();
+  return {
+    type: 'dummy',
+    prefix: PREFIX,
+    ioModule: new URL('./io.js', import.meta.url),
+    validateName,
+    create(context: DeviceContext, options: CreateOptions): DummyDevice {
+      const device = new DummyDevice(context, links, options.maxFrame);
+      links.opened(device);
+      return device;
+    },
+    enumerate: () => links.openNames(),
+  };
+}

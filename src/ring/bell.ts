@@ -1,0 +1,67 @@
+/**
+ * A doorbell: one sleeping thread (its owner) and any number of threads that may wake it.
+ *
+ * Protocol (lost-wakeup free with sequentially consistent Atomics):
+ *   owner:  seq = bell.prepare(); <re-check every source of work>; if none: await bell.sleep(seq)
+ *   waker:  <publish work (an Atomics store)>; bell.ring()
+ * A waker that published before the owner's re-check is seen by the re-check; one that published
+ * after it sees the owner's sleeping flag, bumps the sequence and notifies, so the owner's wait
+ * either returns at once ("not-equal") or is woken.  ring() costs one atomic load while the owner
+ * is awake, so producers may call it after every publish.
+ */
+const SEQ = 0;
+const SLEEPING = 1;
+
+export const BELL_BYTES = 8;
+
+export class Bell {
+  readonly words: Int32Array;
+
+  /** Wraps `buffer` (a new one if omitted); pass the same buffer to another thread to share the bell. */
+  constructor(readonly buffer: SharedArrayBuffer = new SharedArrayBuffer(BELL_BYTES)) {
+    this.words = new Int32Array(buffer, 0, 2);
+  }
+
+  /** Wakes the owner if it has announced that it is about to sleep. Any thread may call it. */
+  ring(): void {
+    if (Atomics.load(this.words, SLEEPING) !== 0) this.ringNow();
+  }
+
+  /** Wakes the owner unconditionally (also from the owner's own thread, e.g. a control handler). */
+  ringNow(): void {
+    Atomics.add(this.words, SEQ, 1);
+    Atomics.notify(this.words, SEQ);
+  }
+
+  /** Owner only: announces the intent to sleep and returns the value to pass to sleep()/sleepSync(). */
+  prepare(): number {
+    Atomics.store(this.words, SLEEPING, 1);
+    return Atomics.load(this.words, SEQ);
+  }
+
+  /** Owner only: withdraws a prepare() after the re-check found work. */
+  cancel(): void {
+    Atomics.store(this.words, SLEEPING, 0);
+  }
+
+  /**
+   * Owner only: resolves once the bell has rung since prepare() returned `seq` (at once if it already
+   * has).  Returns null instead of a promise when it already rang, so a hot loop pays no promise.
+   * A pending wait does not keep Node's event loop alive: the owner's thread must be kept alive by
+   * something else (an open worker, a MessagePort).
+   */
+  sleep(seq: number): Promise<unknown> | null {
+    const result = Atomics.waitAsync(this.words, SEQ, seq);
+    if (!result.async) {
+      this.cancel();
+      return null;
+    }
+    return result.value.then(() => this.cancel());
+  }
+
+  /** Owner only, never on the main thread: blocks until the bell has rung since prepare() returned `seq`. */
+  sleepSync(seq: number, timeoutMs?: number): void {
+    Atomics.wait(this.words, SEQ, seq, timeoutMs);
+    this.cancel();
+  }
+}

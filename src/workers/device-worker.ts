@@ -1,0 +1,167 @@
+/**
+ * The device worker: one per open device.  It loads the provider's I/O half and runs the loop
+ * that moves frames device -> RX ring and TX ring -> device in rounds of bounded batches.  When a
+ * round moves nothing it sleeps on its bell (Atomics.waitAsync), so an idle device costs no CPU
+ * and control calls from the main thread (comlink messages) are served while it sleeps.  A busy
+ * loop yields to the event loop every few milliseconds so control calls are never starved.
+ *
+ * If the I/O half throws, the error is rethrown outside any promise: the worker dies and the main
+ * thread puts the device in an error state (a crashed worker harms no other device).
+ */
+import { parentPort } from 'node:worker_threads';
+import { exposeToParent } from '../common/rpc.js';
+import { netdevError } from '../common/errors.js';
+import { Bell } from '../ring/bell.js';
+import { RingReader, RingWriter, type RingDescriptor } from '../ring/ring.js';
+import { CounterBatch, DeviceShared } from '../ring/device-shared.js';
+import type { CreateIo, DeviceIo, Ethertype, IoContext } from '../providers/contract.js';
+
+/** Everything the main thread hands a new device worker. */
+export interface DeviceWorkerSpec {
+  name: string;
+  ethertype: Ethertype;
+  /** URL of the provider's I/O module (exports createIo). */
+  ioModule: string;
+  options: unknown;
+  rx: RingDescriptor;
+  tx: RingDescriptor;
+  shared: SharedArrayBuffer;
+  bell: SharedArrayBuffer;
+}
+
+/** The calls the main thread makes on a device worker (through comlink). */
+export interface DeviceWorkerApi {
+  /** Creates the I/O half and starts the loop; rejects if the I/O half cannot be created. */
+  start(spec: DeviceWorkerSpec): Promise<void>;
+  /** Forwards to DeviceIo.control; EOPNOTSUPP if the I/O half has none. */
+  control(op: string, arg: unknown): Promise<unknown>;
+  /** Discards every frame waiting on the device (DeviceIo.drain). */
+  drain(): Promise<void>;
+  /** Stops the loop and closes the I/O half. */
+  stop(): Promise<void>;
+}
+
+const RX_BUDGET = 256;
+const TX_BUDGET = 256;
+const YIELD_AFTER_MS = 2;
+
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+class IoLoop {
+  private stopping = false;
+  private readonly done: Promise<void>;
+
+  constructor(
+    private readonly io: DeviceIo,
+    private readonly context: IoContext,
+    private readonly tx: RingReader,
+  ) {
+    this.done = this.run();
+    this.done.catch((error: unknown) => {
+      setImmediate(() => {
+        throw error;
+      });
+    });
+  }
+
+  /** One round: a batch each way, then one publish, one release and one counter flush. */
+  round(): number {
+    const received = this.io.receive(RX_BUDGET);
+    const sent = this.io.transmit(this.tx, TX_BUDGET);
+    this.tx.release();
+    this.publish();
+    return received + sent;
+  }
+
+  /** Makes what the I/O half wrote (frames, drops, counters) visible to the main thread. */
+  publish(): void {
+    this.context.rx.publish();
+    this.context.counters.flush();
+  }
+
+  /** After a control call: publish what it wrote and wake the loop, whose sources may have changed. */
+  afterControl(): void {
+    this.publish();
+    this.context.bell.ringNow();
+  }
+
+  private async run(): Promise<void> {
+    const { bell } = this.context;
+    let lastYield = performance.now();
+    while (!this.stopping) {
+      if (this.round() > 0) {
+        if (performance.now() - lastYield > YIELD_AFTER_MS) {
+          await yieldToEventLoop();
+          lastYield = performance.now();
+        }
+        continue;
+      }
+      const seq = bell.prepare();
+      if (this.stopping || this.round() > 0) {
+        bell.cancel();
+        continue;
+      }
+      const sleeping = bell.sleep(seq);
+      if (sleeping) await sleeping;
+      lastYield = performance.now();
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.context.bell.ringNow();
+    await this.done;
+  }
+}
+
+let io: DeviceIo | null = null;
+let loop: IoLoop | null = null;
+
+function requireIo(): DeviceIo {
+  if (!io) throw netdevError('EBADF', 'device worker has not started');
+  return io;
+}
+
+const api: DeviceWorkerApi = {
+  async start(spec) {
+    if (io) throw netdevError('EBUSY', 'device worker already started');
+    const module = (await import(spec.ioModule)) as { createIo?: CreateIo };
+    if (typeof module.createIo !== 'function') {
+      throw netdevError('EINVAL', `I/O module ${spec.ioModule} does not export createIo`);
+    }
+    const shared = new DeviceShared(spec.shared);
+    const context: IoContext = {
+      name: spec.name,
+      ethertype: spec.ethertype,
+      options: spec.options,
+      rx: new RingWriter(spec.rx),
+      shared,
+      counters: new CounterBatch(shared),
+      bell: new Bell(spec.bell),
+    };
+    io = await module.createIo(context);
+    loop = new IoLoop(io, context, new RingReader(spec.tx));
+  },
+
+  async control(op, arg) {
+    const device = requireIo();
+    if (!device.control) throw netdevError('EOPNOTSUPP', `I/O half has no control operations (asked for '${op}')`);
+    const result = await device.control(op, arg);
+    loop?.afterControl();
+    return result;
+  },
+
+  async drain() {
+    await requireIo().drain();
+  },
+
+  async stop() {
+    await loop?.stop();
+    await io?.close();
+    io = null;
+    loop = null;
+  },
+};
+
+if (!parentPort) throw new Error('device-worker.js must run in a worker thread');
+exposeToParent(api, parentPort);
