@@ -1,0 +1,11 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 30_000,
+    // The suites start worker threads and child processes of their own; two files at a time fit 2 cores.
+    maxWorkers: 2,
+  },
+});
