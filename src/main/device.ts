@@ -119,6 +119,9 @@ export class Device {
     this.io?.tx.fail(error);
     this.io?.rx.wakeAll();
     this.changed();
+    Promise.resolve()
+      .then(() => this.impl.ioFailed?.(error))
+      .catch((cause: unknown) => process.emitWarning(`netdev: ${this.name}: ioFailed: ${String(cause)}`));
   }
 
   /** Stops the worker (after telling the provider) and ends every reader and sender. */

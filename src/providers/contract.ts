@@ -151,6 +151,11 @@ export interface ProviderDevice {
   ioStarted?(io: IoControl): void | Promise<void>;
   /** Called before the device's worker stops (its last I/O handle closed, or the device closes). */
   ioStopping?(): void | Promise<void>;
+  /**
+   * Called once if the device's worker dies unexpectedly (the device is then in an error state
+   * until closed); undo whatever ties other devices' I/O to this one.  ioStopping is not called.
+   */
+  ioFailed?(error: Error): void | Promise<void>;
   /** Releases the device's resources; called after its worker has stopped. */
   destroy(): void | Promise<void>;
 

@@ -4,9 +4,10 @@
  * copies frames from the TX ring onto the outgoing wire; receiving copies frames from the incoming
  * wire into the RX ring, as a kernel would deliver them: counted, filtered by ethertype, padded to
  * 60 bytes, dropped (and counted) when the RX ring is full or the frame exceeds the MTU.
- * As on a veth pair whose peer's backlog is full, a frame that finds the wire full is dropped and
- * counted (txDropped), so a stalled or crashed peer never stalls this device.  Frames sent while
- * the device or its peer is down, or has no peer, are dropped and counted the same way.
+ * A full wire is backpressure: transmit stops, and the peer's worker rings this one's bell when it
+ * frees space (a peer whose worker dies is unplugged by the control half, so it cannot stall this
+ * device).  Frames sent while the device or its peer is down, or has no peer, are dropped and
+ * counted (txDropped).
  */
 import { netdevError } from '../../common/errors.js';
 import { CounterBatch, DeviceShared, NETDEV_UP } from '../../ring/device-shared.js';
@@ -93,8 +94,8 @@ class DummyIo implements DeviceIo {
       }
       const at = wire.reserve(length);
       if (at < 0) {
-        counters.txDropped++;
-        continue;
+        tx.unread();
+        break;
       }
       copyRecord(tx.bytes, tx.offset, wire.bytes, at, length);
       wire.commit(length);

@@ -2,8 +2,8 @@
  * The wires between dummy devices.  A link (a peer config) is kept while at least one of its two
  * ends is open; it is plugged (two rings between the two workers) while both ends run an I/O
  * half.  Plugging and unplugging are control calls to both workers, made in an order that loses
- * nothing already on a wire.  A worker that fails to take its end leaves the link unplugged:
- * frames sent to it are dropped and counted, the other device goes on working.
+ * nothing already on a wire.  A worker that fails to take its end, or dies, leaves the link
+ * unplugged: frames sent to it are dropped and counted, the other device goes on working.
  */
 import { Bell } from '../../ring/bell.js';
 import { createRing } from '../../ring/ring.js';
@@ -83,7 +83,7 @@ export class DummyLinks {
     if (peer) await this.connect(name, peer);
   }
 
-  /** The I/O half of `name` is stopping: unplug its link (nothing on the wire is lost). */
+  /** The I/O half of `name` is stopping or has died: unplug its link (nothing on the wire is lost). */
   async unplug(name: string): Promise<void> {
     const peer = this.peers.get(name);
     if (peer) await this.disconnect(name, peer);
@@ -102,8 +102,8 @@ export class DummyLinks {
     const key = pairKey(a, b);
     if (!left?.io || !right?.io || !left.bell || !right.bell || this.plugged.has(key)) return;
     this.plugged.add(key);
-    const leftToRight = createRing(WIRE_BYTES, new Bell(right.bell), null);
-    const rightToLeft = createRing(WIRE_BYTES, new Bell(left.bell), null);
+    const leftToRight = createRing(WIRE_BYTES, new Bell(right.bell), new Bell(left.bell));
+    const rightToLeft = createRing(WIRE_BYTES, new Bell(left.bell), new Bell(right.bell));
     const toRight: OutgoingWire = { ring: leftToRight, peerShared: right.context.shared.buffer };
     const toLeft: OutgoingWire = { ring: rightToLeft, peerShared: left.context.shared.buffer };
     try {

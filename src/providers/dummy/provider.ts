@@ -180,6 +180,10 @@ export class DummyDevice implements ProviderDevice {
     this.bell = null;
   }
 
+  async ioFailed(): Promise<void> {
+    await this.ioStopping();
+  }
+
   destroy(): void {
     this.links.closed(this.name);
   }

@@ -1,0 +1,471 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { NetdevError, NetdevManager, type Netdev } from '../dist/index.js';
+import { ethFrame, eventually, rejection, seqOf, sleep, thrown } from './helpers.js';
+
+let mgr: NetdevManager;
+
+beforeEach(() => {
+  mgr = new NetdevManager();
+});
+afterEach(async () => {
+  await mgr.close();
+});
+
+/** Opens dummy:a and dummy:b linked as a wire, both up. */
+async function wire(options: { ringSize?: number } = {}): Promise<[Netdev, Netdev]> {
+  const a = await mgr.open('dummy:a', { config: { peer: 'dummy:b' }, ...options });
+  const b = await mgr.open('dummy:b', options);
+  await a.turnFlagsOn({ up: true });
+  await b.turnFlagsOn({ up: true });
+  return [a, b];
+}
+
+describe('opening and closing', () => {
+  it('shares one device between handles of the same name and closes it with the last handle', async () => {
+    const first = await mgr.open('dummy:x');
+    const second = await mgr.open('dummy:x', { ethertype: 'none' });
+    expect(first).not.toBe(second);
+    expect(first.name).toBe('dummy:x');
+    expect(first.type).toBe('dummy');
+    await first.setMtu(1400);
+    expect(await second.getMtu()).toBe(1400);
+    expect(await mgr.enumerate()).toContain('dummy:x');
+    await first.close();
+    expect(await second.getMtu()).toBe(1400);
+    expect(await mgr.enumerate()).toContain('dummy:x');
+    await second.close();
+    expect(await mgr.enumerate()).not.toContain('dummy:x');
+    // A new open is a new device, with default attributes again.
+    const third = await mgr.open('dummy:x');
+    expect(await third.getMtu()).toBe(1500);
+  });
+
+  it('rejects every call on a closed handle with EBADF, and close is idempotent', async () => {
+    const dev = await mgr.open('dummy:x');
+    await dev.close();
+    await dev.close();
+    expect(dev.isOpen).toBe(false);
+    expect((await rejection(dev.getMtu())).code).toBe('EBADF');
+    expect(thrown(() => dev.trySend(ethFrame(60))).code).toBe('EBADF');
+    expect(thrown(() => dev.frames()).code).toBe('EBADF');
+  });
+
+  it('refuses bad names, prefixes, ethertypes and ring sizes with clear errors', async () => {
+    for (const name of ['', 'dummy:', 'dummy:a b', 'dummy:' + 'x'.repeat(65), 'dummy:a/b']) {
+      const error = await rejection(mgr.open(name));
+      expect(error).toBeInstanceOf(NetdevError);
+      expect(error.code).toBe('EINVAL');
+    }
+    expect((await rejection(mgr.open(42 as unknown as string))).code).toBe('EINVAL');
+    const unknown = await rejection(mgr.open('nope:x'));
+    expect(unknown.code).toBe('EAFNOSUPPORT');
+    expect(unknown.message).toContain("no provider for prefix 'nope:'");
+    for (const ethertype of [-1, 0x10000, 1.5, 'ip', {}]) {
+      expect((await rejection(mgr.open('dummy:x', { ethertype: ethertype as never }))).code).toBe('EINVAL');
+    }
+    for (const ringSize of [0, -5, 2 ** 31, 3.5]) {
+      expect((await rejection(mgr.open('dummy:x', { ringSize }))).code).toBe('EINVAL');
+    }
+    // Nothing half-opened was left behind.
+    expect(await mgr.enumerate()).toEqual([]);
+  });
+
+  it('says whether a device exists, as the seed: dummies exist, unknown prefixes do not', async () => {
+    expect(await mgr.exists('dummy:anything')).toBe(true);
+    expect(await mgr.exists('nope:x')).toBe(false);
+    expect(await mgr.exists('dummy:bad name')).toBe(false);
+    expect(await mgr.enumerate()).toEqual([]);
+  });
+
+  it('refuses a second I/O open with another ethertype (EBUSY), but not a control-only one', async () => {
+    await mgr.open('dummy:x', { ethertype: 'any' });
+    expect((await rejection(mgr.open('dummy:x', { ethertype: 0x0806 }))).code).toBe('EBUSY');
+    await expect(mgr.open('dummy:x', { ethertype: 'none' })).resolves.toBeTruthy();
+  });
+
+  it('gives control-only handles no I/O: EPIPE as the seed', async () => {
+    const dev = await mgr.open('dummy:x', { ethertype: 'none' });
+    expect(thrown(() => dev.trySend(ethFrame(60))).code).toBe('EPIPE');
+    expect(thrown(() => dev.frames()).code).toBe('EPIPE');
+    expect((await rejection(dev.inject(ethFrame(60)))).code).toBe('EPIPE');
+  });
+
+  it('closes everything on mgr.close(): handles closed, iterators ended, manager unusable', async () => {
+    const [, b] = await wire();
+    const reading = b.frames().next();
+    await mgr.close();
+    expect(await reading).toEqual({ value: undefined, done: true });
+    expect(b.isOpen).toBe(false);
+    expect((await rejection(mgr.open('dummy:y'))).code).toBe('EBADF');
+  });
+});
+
+describe('attributes', () => {
+  it('gets and sets the MAC address, refusing bad and multicast ones', async () => {
+    const dev = await mgr.open('dummy:x');
+    expect(await dev.getEtheraddr()).toMatch(/^02:00(:[0-9a-f]{2}){4}$/);
+    await dev.setEtheraddr('02:00:00:00:00:01');
+    expect(await dev.getEtheraddr()).toBe('02:00:00:00:00:01');
+    await dev.setEtheraddr('0A-0B-0C-0D-0E-0F');
+    expect(await dev.getEtheraddr()).toBe('0a:0b:0c:0d:0e:0f');
+    for (const bad of ['zz:00:00:00:00:01', '02:00:00:00:01', '02:00:00:00:00:01:02', '', '0200.0000.0001']) {
+      const error = await rejection(dev.setEtheraddr(bad));
+      expect(error.code).toBe('EINVAL');
+      expect(error.device).toBe('dummy:x');
+      expect(error.call).toBe('setEtheraddr');
+      expect(error.errno).toBe(22);
+    }
+    expect((await rejection(dev.setEtheraddr('01:00:5e:00:00:01'))).message).toContain('multicast');
+    expect(await dev.getEtheraddr()).toBe('0a:0b:0c:0d:0e:0f');
+  });
+
+  it('gets and sets the MTU within 68-65535', async () => {
+    const dev = await mgr.open('dummy:x');
+    expect(await dev.getMtu()).toBe(1500);
+    await dev.setMtu(9000);
+    expect(await dev.getMtu()).toBe(9000);
+    for (const bad of [67, 65536, 1500.5]) expect((await rejection(dev.setMtu(bad))).code).toBe('EINVAL');
+    expect(await dev.getMtu()).toBe(9000);
+  });
+
+  it('keeps IPv4 and IPv6 addresses, with EADDRNOTAVAIL and the seed fallback when there is none', async () => {
+    const dev = await mgr.open('dummy:x');
+    const none = await rejection(dev.getIn4());
+    expect(none.code).toBe('EADDRNOTAVAIL');
+    expect(none.fallback).toEqual({ address: '0.0.0.0', netmask: '0.0.0.0', prefixLength: 0 });
+    await dev.setIn4('10.1.2.3', '255.255.255.0');
+    expect(await dev.getIn4()).toEqual({ address: '10.1.2.3', netmask: '255.255.255.0', prefixLength: 24 });
+    await dev.setIn4('10.1.2.4', 20);
+    expect(await dev.getIn4()).toEqual({ address: '10.1.2.4', netmask: '255.255.240.0', prefixLength: 20 });
+    for (const [address, mask] of [['10.1.2', 24], ['300.1.1.1', 24], ['10.0.0.1', '255.0.255.0'], ['10.0.0.1', 33], ['10.0.0.1', 'x']] as const) {
+      expect((await rejection(dev.setIn4(address, mask))).code).toBe('EINVAL');
+    }
+    expect(await mgr.findByIn4('10.1.2.4')).toBe('dummy:x');
+    expect(await mgr.findByIn4('10.9.9.9')).toBeNull();
+    await dev.setIn4('0.0.0.0', 0);
+    expect((await rejection(dev.getIn4())).code).toBe('EADDRNOTAVAIL');
+
+    expect((await rejection(dev.getIn6())).code).toBe('EADDRNOTAVAIL');
+    await dev.setIn6('FD00:0:0:0::1', 64);
+    expect(await dev.getIn6()).toBe('fd00::1');
+    expect((await rejection(dev.setIn6('fd00::g'))).code).toBe('EINVAL');
+    expect((await rejection(dev.setIn6('fd00::1', 129))).code).toBe('EINVAL');
+  });
+
+  it('answers unsupported calls with EOPNOTSUPP and getVlanVid with ENOENT, as the seed', async () => {
+    const dev = await mgr.open('dummy:x');
+    const unsupported: [string, Promise<unknown>][] = [
+      ['getIfindex', dev.getIfindex()],
+      ['getFeatures', dev.getFeatures()],
+      ['setAdvertisements', dev.setAdvertisements(1)],
+      ['setPolicing', dev.setPolicing(1000, 100)],
+      ['addRouter', dev.addRouter('10.0.0.1')],
+      ['arpLookup', dev.arpLookup('10.0.0.1')],
+    ];
+    for (const [call, promise] of unsupported) {
+      const error = await rejection(promise);
+      expect(error.code).toBe('EOPNOTSUPP');
+      expect(error.call).toBe(call);
+      expect(error.errno).toBe(95);
+    }
+    expect((await rejection(dev.arpLookup('10.0.0.1'))).fallback).toBe('00:00:00:00:00:00');
+    const vlan = await rejection(dev.getVlanVid());
+    expect(vlan.code).toBe('ENOENT');
+    expect(vlan.fallback).toBe(0);
+    // Bad arguments are refused before the provider is asked.
+    expect((await rejection(dev.arpLookup('nope'))).code).toBe('EINVAL');
+    expect((await rejection(dev.setPolicing(-1))).code).toBe('EINVAL');
+  });
+
+  it('validates config: unknown keys and bad peers are EINVAL naming the key, and nothing changes', async () => {
+    const dev = await mgr.open('dummy:x');
+    expect(await dev.getConfig()).toEqual({});
+    const unknown = await rejection(dev.setConfig({ colour: 'blue' }));
+    expect(unknown.code).toBe('EINVAL');
+    expect(unknown.message).toContain("'colour'");
+    for (const peer of ['dummy:x', 'x', 'bad name', 'tap:y']) {
+      const error = await rejection(dev.setConfig({ peer }));
+      expect(error.code).toBe('EINVAL');
+      expect(error.message).toContain("'peer'");
+    }
+    expect((await rejection(dev.setConfig({ peer: {} as never }))).code).toBe('EINVAL');
+    expect(await dev.getConfig()).toEqual({});
+    const open = await rejection(mgr.open('dummy:y', { config: { nope: 1 } }));
+    expect(open.code).toBe('EINVAL');
+    expect(await mgr.enumerate()).toEqual(['dummy:x']);
+  });
+
+  it('links both ends from either end, relinks, and unlinks', async () => {
+    const a = await mgr.open('dummy:a', { config: { peer: 'b' } });
+    const b = await mgr.open('dummy:b');
+    expect(await a.getConfig()).toEqual({ peer: 'dummy:b' });
+    expect(await b.getConfig()).toEqual({ peer: 'dummy:a' });
+    const c = await mgr.open('dummy:c', { config: { peer: 'dummy:b' } });
+    expect(await a.getConfig()).toEqual({});
+    expect(await b.getConfig()).toEqual({ peer: 'dummy:c' });
+    await c.setConfig({ peer: '' });
+    expect(await b.getConfig()).toEqual({});
+    expect(await c.getConfig()).toEqual({});
+  });
+
+  it('has carrier while both ends are open and up', async () => {
+    const [a, b] = await wire();
+    expect(await a.getCarrier()).toBe(true);
+    await b.turnFlagsOff({ up: true });
+    expect(await a.getCarrier()).toBe(false);
+    await b.turnFlagsOn({ up: true });
+    expect(await a.getCarrier()).toBe(true);
+    await b.close();
+    expect(await a.getCarrier()).toBe(false);
+    // The link is remembered while one end is open: reopening the peer restores carrier once up.
+    const again = await mgr.open('dummy:b');
+    expect(await again.getConfig()).toEqual({ peer: 'dummy:a' });
+    await again.turnFlagsOn({ up: true });
+    expect(await a.getCarrier()).toBe(true);
+  });
+
+  it('bumps changeSeq on each change, not on reads or no-op sets', async () => {
+    const dev = await mgr.open('dummy:x');
+    const start = dev.changeSeq;
+    await dev.getMtu();
+    await dev.setMtu(1500);
+    expect(dev.changeSeq).toBe(start);
+    await dev.setMtu(1400);
+    await dev.setEtheraddr('02:00:00:00:00:09');
+    await dev.turnFlagsOn({ promisc: true });
+    await dev.setIn4('10.0.0.1', 8);
+    expect(dev.changeSeq).toBe(start + 4);
+  });
+});
+
+describe('flags', () => {
+  it('sets, turns on and off, and refuses unknown flags', async () => {
+    const dev = await mgr.open('dummy:x');
+    expect(await dev.getFlags()).toEqual({ up: false, promisc: false });
+    await dev.turnFlagsOn({ up: true, promisc: true });
+    expect(await dev.getFlags()).toEqual({ up: true, promisc: true });
+    await dev.turnFlagsOff({ promisc: true });
+    expect(await dev.getFlags()).toEqual({ up: true, promisc: false });
+    await dev.setFlags({ promisc: true });
+    expect(await dev.getFlags()).toEqual({ up: false, promisc: true });
+    expect((await rejection(dev.turnFlagsOn({ loud: true } as never))).code).toBe('EINVAL');
+    expect((await rejection(dev.turnFlagsOn({ up: 1 } as never))).code).toBe('EINVAL');
+  });
+
+  it("restores a handle's non-permanent changes when it closes, while another handle keeps the device open", async () => {
+    const keeper = await mgr.open('dummy:x');
+    await keeper.turnFlagsOn({ up: true }, { permanent: true });
+    const changer = await mgr.open('dummy:x');
+    await changer.turnFlagsOn({ promisc: true });
+    await changer.turnFlagsOff({ up: true });
+    expect(await keeper.getFlags()).toEqual({ up: false, promisc: true });
+    await changer.close();
+    expect(await keeper.getFlags()).toEqual({ up: true, promisc: false });
+  });
+
+  it('keeps permanent changes on close', async () => {
+    const keeper = await mgr.open('dummy:x');
+    const changer = await mgr.open('dummy:x');
+    await changer.turnFlagsOn({ promisc: true }, { permanent: true });
+    await changer.close();
+    expect(await keeper.getFlags()).toEqual({ up: false, promisc: true });
+  });
+});
+
+describe('frames over a dummy wire', () => {
+  it('delivers what one end sends to the other, padded to 60 bytes, and counts it', async () => {
+    const [a, b] = await wire();
+    await a.send(ethFrame(20, 7));
+    await a.send(ethFrame(1514, 8));
+    const frames = b.frames({ copy: true });
+    const first = (await frames.next()).value as Uint8Array;
+    expect(first.length).toBe(60);
+    expect(first.subarray(0, 20)).toEqual(ethFrame(20, 7));
+    expect(first.subarray(20).every((byte) => byte === 0)).toBe(true);
+    const second = (await frames.next()).value as Uint8Array;
+    expect(second).toEqual(ethFrame(1514, 8));
+    await frames.return!();
+    const sent = await a.getStats();
+    const received = await b.getStats();
+    expect(sent).toMatchObject({ txPackets: 2, txBytes: 1534, txDropped: 0 });
+    expect(received).toMatchObject({ rxPackets: 2, rxBytes: 1534, multicast: 2, rxRingDropped: 0 });
+    expect(received.collisions).toBeNull();
+  });
+
+  it('keeps frames in order and intact through batches, losing none that is not counted as a drop', async () => {
+    const [a, b] = await wire();
+    const total = 20_000;
+    let received = 0;
+    let last = -1;
+    let bad = '';
+    const receiving = (async () => {
+      for await (const batch of b.batches({ max: 64 })) {
+        if (batch.length === 0 || batch.length > 64) bad ||= `batch of ${batch.length}`;
+        for (const frame of batch) {
+          const seq = seqOf(frame);
+          if (seq <= last) bad ||= `frame ${seq} after ${last}`;
+          const expected = ethFrame(64 + (seq % 1400), seq);
+          if (!Buffer.from(frame).equals(expected)) bad ||= `frame ${seq} damaged`;
+          last = seq;
+          received++;
+        }
+      }
+    })();
+    for (let seq = 0; seq < total; seq++) {
+      await a.send(ethFrame(64 + (seq % 1400), seq));
+      if (seq % 128 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    const accounted = async () => {
+      const [sent, got] = [await a.getStats(), await b.getStats()];
+      return sent.txPackets! + sent.txDropped! === total && received + got.rxRingDropped! === got.rxPackets;
+    };
+    expect(await eventually(accounted)).toBe(true);
+    await b.close();
+    await receiving;
+    expect(bad).toBe('');
+    expect(received).toBeGreaterThan(0);
+  });
+
+  it('drops and counts frames sent with no peer open, or while down', async () => {
+    const a = await mgr.open('dummy:a', { config: { peer: 'dummy:b' } });
+    await a.turnFlagsOn({ up: true });
+    const dropped = async (n: number) => (await a.getStats()).txDropped === n;
+    for (let i = 0; i < 5; i++) await a.send(ethFrame(60, i));
+    expect(await eventually(() => dropped(5))).toBe(true);
+    const b = await mgr.open('dummy:b');
+    for (let i = 0; i < 3; i++) await a.send(ethFrame(60, i));
+    expect(await eventually(() => dropped(8))).toBe(true);
+    await b.turnFlagsOn({ up: true });
+    await a.send(ethFrame(60, 99));
+    expect(seqOf((await b.frames().next()).value as Uint8Array)).toBe(99);
+    const stats = await a.getStats();
+    expect(stats.txDropped).toBe(8);
+    expect(stats.txPackets).toBe(1);
+  });
+
+  it('filters by ethertype like an AF_PACKET socket', async () => {
+    const a = await mgr.open('dummy:a', { config: { peer: 'dummy:b' } });
+    const b = await mgr.open('dummy:b', { ethertype: 0x0806 });
+    await a.turnFlagsOn({ up: true });
+    await b.turnFlagsOn({ up: true });
+    await a.send(ethFrame(60, 1, 0x0800));
+    await a.send(ethFrame(60, 2, 0x0806));
+    const frame = (await b.frames().next()).value as Uint8Array;
+    expect(seqOf(frame)).toBe(2);
+    expect((await b.getStats()).rxPackets).toBe(2);
+  });
+
+  it('receives only 802.2 frames with ethertype 802.2', async () => {
+    const a = await mgr.open('dummy:a', { config: { peer: 'dummy:b' } });
+    const b = await mgr.open('dummy:b', { ethertype: '802.2' });
+    await a.turnFlagsOn({ up: true });
+    await b.turnFlagsOn({ up: true });
+    await a.send(ethFrame(60, 1, 0x0800));
+    await a.send(ethFrame(60, 2, 46));
+    expect(seqOf((await b.frames().next()).value as Uint8Array)).toBe(2);
+  });
+
+  it('refuses oversize and undersize frames with EMSGSIZE, following the MTU', async () => {
+    const [a] = await wire();
+    expect(a.maxFrame).toBe(1518);
+    const big = thrown(() => a.trySend(ethFrame(1515)));
+    expect(big.code).toBe('EMSGSIZE');
+    expect(big.device).toBe('dummy:a');
+    expect(big.call).toBe('trySend');
+    expect(a.trySend(ethFrame(1514))).toBe(true);
+    const tagged = ethFrame(1518, 0, 0x8100);
+    expect(a.trySend(tagged)).toBe(true);
+    expect((await rejection(a.send(ethFrame(13)))).code).toBe('EMSGSIZE');
+    expect(thrown(() => a.trySend('frame' as never)).code).toBe('EINVAL');
+    await a.setMtu(9000);
+    expect(a.trySend(ethFrame(9014))).toBe(true);
+    const batch = thrown(() => a.trySendBatch([ethFrame(60), ethFrame(9100), ethFrame(60)]));
+    expect(batch.code).toBe('EMSGSIZE');
+    expect(batch.message).toContain('frame 1');
+  });
+
+  it('drops frames over the receiving end\'s MTU and counts them', async () => {
+    const [a, b] = await wire();
+    await a.setMtu(9000);
+    await a.send(ethFrame(5000, 1));
+    await a.send(ethFrame(100, 2));
+    expect(seqOf((await b.frames().next()).value as Uint8Array)).toBe(2);
+    expect((await b.getStats()).rxDropped).toBe(1);
+  });
+
+  it('drops and counts frames when the RX ring is full, never delivering a damaged one', async () => {
+    const [a, b] = await wire({ ringSize: 4096 });
+    const total = 500;
+    for (let seq = 0; seq < total; seq++) await a.send(ethFrame(200, seq));
+    // Let the workers move everything before anybody reads.
+    let stats = await b.getStats();
+    for (let i = 0; i < 200 && (stats.rxPackets ?? 0) + (stats.rxDropped ?? 0) < total; i++) {
+      await sleep(5);
+      stats = await b.getStats();
+    }
+    const wireDrops = (await a.getStats()).txDropped ?? 0;
+    expect(stats.rxPackets! + wireDrops).toBe(total);
+    let delivered = 0;
+    let last = -1;
+    for (let frame = b.tryRecv(); frame; frame = b.tryRecv()) {
+      expect(frame).toEqual(ethFrame(200, seqOf(frame)));
+      expect(seqOf(frame)).toBeGreaterThan(last);
+      last = seqOf(frame);
+      delivered++;
+    }
+    stats = await b.getStats();
+    expect(stats.rxRingDropped).toBeGreaterThan(0);
+    expect(delivered + stats.rxRingDropped!).toBe(stats.rxPackets);
+  });
+
+  it('returns null from tryRecv and false from trySend when it would block, and send waits instead', async () => {
+    const [a, b] = await wire({ ringSize: 4096 });
+    expect(b.tryRecv()).toBeNull();
+    const frame = ethFrame(1500);
+    let refused = false;
+    for (let i = 0; i < 100_000 && !refused; i++) refused = !a.trySend(frame);
+    expect(refused).toBe(true);
+    await expect(a.send(frame)).resolves.toBeUndefined();
+  });
+
+  it('injects frames as if received', async () => {
+    const dev = await mgr.open('dummy:x');
+    await dev.inject(ethFrame(30, 5));
+    const frame = (await dev.frames().next()).value as Uint8Array;
+    expect(frame.length).toBe(60);
+    expect(seqOf(frame)).toBe(5);
+    expect((await dev.getStats()).rxPackets).toBe(1);
+  });
+
+  it('drains frames waiting to be received', async () => {
+    const dev = await mgr.open('dummy:x');
+    for (let i = 0; i < 10; i++) await dev.inject(ethFrame(60, i));
+    await dev.drain();
+    expect(dev.tryRecv()).toBeNull();
+    await dev.inject(ethFrame(60, 42));
+    expect(seqOf((await dev.frames().next()).value as Uint8Array)).toBe(42);
+  });
+
+  it('lets one iterator read a device at a time (EBUSY), and frees it when the loop ends', async () => {
+    const dev = await mgr.open('dummy:x');
+    const other = await mgr.open('dummy:x');
+    const frames = dev.frames();
+    expect(thrown(() => other.batches()).code).toBe('EBUSY');
+    expect(thrown(() => dev.tryRecv()).code).toBe('EBUSY');
+    await frames.return!();
+    await dev.inject(ethFrame(60, 3));
+    for await (const frame of other.frames()) {
+      expect(seqOf(frame)).toBe(3);
+      break;
+    }
+    expect(dev.tryRecv()).toBeNull();
+  });
+
+  it('ends a waiting iterator when its handle closes', async () => {
+    const dev = await mgr.open('dummy:x');
+    const waiting = dev.frames().next();
+    await sleep(20);
+    await dev.close();
+    expect(await waiting).toEqual({ value: undefined, done: true });
+  });
+});

@@ -1,0 +1,51 @@
+import type { NetdevError } from '../dist/index.js';
+
+/** An Ethernet frame of `length` bytes: broadcast destination, ethertype `type`, a 32-bit sequence number at offset 14. */
+export function ethFrame(length: number, seq = 0, type = 0x0800): Uint8Array {
+  const frame = new Uint8Array(length);
+  frame.fill(0xff, 0, 6);
+  frame.set([0x02, 0, 0, 0, 0, 1], 6);
+  frame[12] = type >> 8;
+  frame[13] = type & 255;
+  if (length >= 18) new DataView(frame.buffer).setUint32(14, seq);
+  for (let i = 18; i < length; i++) frame[i] = (seq + i) & 255;
+  return frame;
+}
+
+/** The sequence number ethFrame() put in `frame`. */
+export function seqOf(frame: Uint8Array): number {
+  return new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getUint32(14);
+}
+
+/** Awaits `promise` and returns the NetdevError it rejects with (failing if it resolves). */
+export async function rejection(promise: Promise<unknown>): Promise<NetdevError> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as NetdevError;
+  }
+  throw new Error('expected a rejection');
+}
+
+/** Runs `fn` and returns the NetdevError it throws (failing if it does not). */
+export function thrown(fn: () => unknown): NetdevError {
+  try {
+    fn();
+  } catch (error) {
+    return error as NetdevError;
+  }
+  throw new Error('expected a throw');
+}
+
+/** Resolves after `ms` milliseconds. */
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `condition` every few milliseconds until it holds or `ms` pass; returns whether it held. */
+export async function eventually(condition: () => boolean | Promise<boolean>, ms = 5000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await condition()) return true;
+    await sleep(5);
+  }
+  return condition();
+}
