@@ -74,6 +74,7 @@ export class Netdev {
    */
   frames(options: ReadOptions = {}): AsyncIterableIterator<Uint8Array> {
     const io = this.requireIo('frames');
+    this.requireHealthy('frames');
     const iterator = new FrameIterator(io.rx, () => this.readEnded('frames'), options.copy === true);
     io.rx.claim(iterator, this.name, 'frames');
     return iterator;
@@ -86,6 +87,7 @@ export class Netdev {
    */
   batches(options: BatchOptions = {}): AsyncIterableIterator<Uint8Array[]> {
     const io = this.requireIo('batches');
+    this.requireHealthy('batches');
     const max = options.max ?? DEFAULT_BATCH;
     if (!Number.isInteger(max) || max < 1) {
       throw new NetdevError({ code: 'EINVAL', device: this.name, call: 'batches', detail: `max must be a positive integer, not ${max}` });

@@ -1,0 +1,351 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NetdevError, NetdevManager, netdevError, type Provider, type ProviderDevice } from '../dist/index.js';
+import { JobPool } from '../dist/main/job-pool.js';
+import { ethFrame, eventually, rejection, seqOf, sleep, thrown } from './helpers.js';
+
+let mgr: NetdevManager;
+
+beforeEach(() => {
+  mgr = new NetdevManager();
+});
+afterEach(async () => {
+  await mgr.close();
+});
+
+/** A provider with only the required members, and whatever `extra` adds to its devices. */
+function bareProvider(prefix: string, extra: Partial<ProviderDevice> = {}, more: Partial<Provider> = {}): Provider {
+  return {
+    type: prefix.slice(0, -1),
+    prefix,
+    validateName(suffix) {
+      if (!/^\w+$/.test(suffix)) throw netdevError('EINVAL', 'word characters only');
+    },
+    create: () => ({
+      flags: 0,
+      getConfig: () => ({}),
+      setConfig() {},
+      updateFlags(this: { flags: number }, off: number, on: number) {
+        const old = this.flags;
+        this.flags = (old & ~off) | on;
+        return old;
+      },
+      destroy() {},
+      ...extra,
+    }),
+    ...more,
+  };
+}
+
+describe('registering providers', () => {
+  it('opens devices of a third-party provider through the public API', async () => {
+    mgr.register(bareProvider('bare:', { getMtu: () => 4242 }));
+    const dev = await mgr.open('bare:one', { ethertype: 'none' });
+    expect(dev.type).toBe('bare');
+    expect(await dev.getMtu()).toBe(4242);
+    expect((await rejection(mgr.open('bare:a-b'))).code).toBe('EINVAL');
+    expect(mgr.providerTypes).toMatchObject({ 'dummy:': 'dummy', 'bare:': 'bare' });
+  });
+
+  it('refuses a taken prefix (EEXIST) and malformed providers (EINVAL)', () => {
+    expect(thrown(() => mgr.register(bareProvider('dummy:'))).code).toBe('EEXIST');
+    expect(thrown(() => mgr.register(bareProvider('nocolon'))).code).toBe('EINVAL');
+    expect(thrown(() => mgr.register(bareProvider('a:b:'))).code).toBe('EINVAL');
+    expect(thrown(() => mgr.register({ type: 'x', prefix: 'x:' } as unknown as Provider)).code).toBe('EINVAL');
+  });
+
+  it('answers EOPNOTSUPP for every missing member, with the seed fallbacks', async () => {
+    mgr.register(bareProvider('bare:'));
+    const dev = await mgr.open('bare:one', { ethertype: 'none' });
+    const calls: [string, Promise<unknown>, unknown][] = [
+      ['getEtheraddr', dev.getEtheraddr(), undefined],
+      ['setEtheraddr', dev.setEtheraddr('02:00:00:00:00:01'), undefined],
+      ['getMtu', dev.getMtu(), 1500],
+      ['setMtu', dev.setMtu(1000), undefined],
+      ['getIfindex', dev.getIfindex(), undefined],
+      ['getCarrier', dev.getCarrier(), false],
+      ['getFeatures', dev.getFeatures(), undefined],
+      ['getIn4', dev.getIn4(), { address: '0.0.0.0', netmask: '0.0.0.0', prefixLength: 0 }],
+      ['setIn4', dev.setIn4('10.0.0.1', 24), undefined],
+      ['getIn6', dev.getIn6(), '::'],
+      ['setIn6', dev.setIn6('fd00::1'), undefined],
+      ['inject', dev.inject(ethFrame(60)), undefined],
+    ];
+    for (const [call, promise, fallback] of calls) {
+      const error = await rejection(promise);
+      expect(error).toBeInstanceOf(NetdevError);
+      expect([call, error.code]).toEqual([call, 'EOPNOTSUPP']);
+      expect(error.device).toBe('bare:one');
+      expect(error.fallback).toEqual(fallback);
+    }
+    const stats = await rejection(dev.getStats());
+    expect(stats.code).toBe('EOPNOTSUPP');
+    expect(Object.values(stats.fallback as object).every((v) => v === null)).toBe(true);
+    expect((await rejection(dev.getVlanVid())).code).toBe('ENOENT');
+  });
+
+  it('turns provider failures into NetdevErrors naming device, call and errno', async () => {
+    mgr.register(
+      bareProvider('bad:', {
+        getMtu: () => {
+          throw netdevError('ENODEV', 'gone');
+        },
+        getCarrier: () => {
+          throw new Error('plain failure');
+        },
+        getIfindex: () => {
+          throw Object.assign(new Error('no such file'), { code: 'ENOENT' });
+        },
+      }),
+    );
+    const dev = await mgr.open('bad:one', { ethertype: 'none' });
+    const mtu = await rejection(dev.getMtu());
+    expect([mtu.code, mtu.errno, mtu.device, mtu.call, mtu.fallback]).toEqual(['ENODEV', 19, 'bad:one', 'getMtu', 1500]);
+    expect(mtu.message).toBe('bad:one: getMtu: ENODEV: gone');
+    const carrier = await rejection(dev.getCarrier());
+    expect([carrier.code, carrier.fallback]).toEqual(['EIO', false]);
+    expect(carrier.message).toContain('plain failure');
+    expect((await rejection(dev.getIfindex())).code).toBe('ENOENT');
+  });
+
+  it('reports a failing init clearly, once, without breaking other providers', async () => {
+    let inits = 0;
+    mgr.register(
+      bareProvider('broken:', {}, {
+        init() {
+          inits++;
+          throw netdevError('EACCES', 'no rights');
+        },
+        enumerate: () => ['broken:x'],
+      }),
+    );
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.message);
+    process.on('warning', onWarning);
+    try {
+      for (let i = 0; i < 2; i++) {
+        const error = await rejection(mgr.open('broken:x', { ethertype: 'none' }));
+        expect(error.code).toBe('EACCES');
+        expect(error.call).toBe('init');
+        expect(error.device).toBe('broken:x');
+      }
+      expect(inits).toBe(1);
+      const dummy = await mgr.open('dummy:ok');
+      expect(await mgr.enumerate()).toEqual(['dummy:ok']);
+      await dummy.inject(ethFrame(60, 1));
+      expect(seqOf(dummy.tryRecv() ?? (await dummy.frames().next()).value)).toBe(1);
+      await sleep(10);
+      expect(warnings.some((w) => w.includes('failed to initialize the broken provider'))).toBe(true);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
+  it('passes ENODEV from create and tells exists() the device is missing', async () => {
+    mgr.register(
+      bareProvider('maybe:', {}, {
+        create(context) {
+          if (context.suffix !== 'here') throw netdevError('ENODEV', 'no such device');
+          return bareProvider('x:').create(context, { ethertype: 'none', maxFrame: 0 });
+        },
+      }),
+    );
+    expect((await rejection(mgr.open('maybe:gone'))).code).toBe('ENODEV');
+    expect(await mgr.exists('maybe:gone')).toBe(false);
+    expect(await mgr.exists('maybe:here')).toBe(true);
+  });
+
+  it('lets a provider run programs in the pool through its context', async () => {
+    let stdout = '';
+    mgr.register(
+      bareProvider('prog:', {}, {
+        async init(context) {
+          stdout = (await context.runProgram(['/bin/echo', 'from', 'the pool'])).stdout;
+        },
+      }),
+    );
+    await mgr.open('prog:x', { ethertype: 'none' });
+    expect(stdout).toBe('from the pool\n');
+  });
+});
+
+describe('a crashed worker', () => {
+  const crashy = (failures: string[]): Provider =>
+    bareProvider('crashy:', { ioFailed: (error: Error) => void failures.push(error.message) }, {
+      ioModule: new URL('./fixtures/crash-io.mjs', import.meta.url),
+    });
+
+  for (const [order, cause] of [
+    [1, 'injected crash in transmit'],
+    [2, 'exited with code 3'],
+  ] as const) {
+    it(`puts only its own device in an error state (${cause})`, async () => {
+      const failures: string[] = [];
+      mgr.register(crashy(failures));
+      const dev = await mgr.open('crashy:x');
+      const a = await mgr.open('dummy:a', { config: { peer: 'dummy:b' } });
+      const b = await mgr.open('dummy:b');
+      await a.turnFlagsOn({ up: true });
+      await b.turnFlagsOn({ up: true });
+
+      const reading = dev.frames().next();
+      await dev.send(ethFrame(60, 0));
+      const fatal = ethFrame(60, 1);
+      fatal[14] = order;
+      await dev.send(fatal);
+
+      const error = await rejection(reading);
+      expect(error).toBeInstanceOf(NetdevError);
+      expect(error.code).toBe('EIO');
+      expect(error.device).toBe('crashy:x');
+      expect(error.message).toContain(cause);
+      expect((await rejection(dev.send(ethFrame(60)))).code).toBe('EIO');
+      expect(thrown(() => dev.frames()).code).toBe('EIO');
+      expect(await eventually(() => failures.length === 1)).toBe(true);
+      // Control calls that do not need the worker still answer; other devices keep working.
+      expect(await dev.getConfig()).toEqual({});
+      await a.send(ethFrame(60, 77));
+      expect(seqOf((await b.frames().next()).value as Uint8Array)).toBe(77);
+      await dev.close();
+      expect(await mgr.enumerate()).toEqual(['dummy:a', 'dummy:b']);
+    });
+  }
+});
+
+describe('monitor', () => {
+  it('coalesces changes per device and reports only watched devices', async () => {
+    const a = await mgr.open('dummy:a');
+    const b = await mgr.open('dummy:b');
+    const monitor = mgr.monitor();
+    monitor.add(a);
+    monitor.add(a);
+    for (let mtu = 1000; mtu < 1005; mtu++) await a.setMtu(mtu);
+    await b.setMtu(1000);
+    expect(monitor.poll()).toBe('dummy:a');
+    expect(monitor.poll()).toBeNull();
+    monitor.add(b);
+    await b.turnFlagsOn({ promisc: true });
+    await a.setEtheraddr('02:00:00:00:00:0a');
+    expect([monitor.poll(), monitor.poll(), monitor.poll()]).toEqual(['dummy:b', 'dummy:a', null]);
+    monitor.remove(a);
+    await a.setMtu(1400);
+    expect(monitor.poll()).toBeNull();
+  });
+
+  it('wakes an iterating reader on a change, including a peer carrier change, and ends on close', async () => {
+    const a = await mgr.open('dummy:a', { config: { peer: 'dummy:b' } });
+    const b = await mgr.open('dummy:b');
+    await a.turnFlagsOn({ up: true });
+    const monitor = mgr.monitor();
+    monitor.add(a);
+    const iterator = monitor[Symbol.asyncIterator]();
+    const first = iterator.next();
+    await b.turnFlagsOn({ up: true }); // a's carrier comes on
+    expect(await first).toEqual({ value: 'dummy:a', done: false });
+    expect(await a.getCarrier()).toBe(true);
+    const second = iterator.next();
+    monitor.close();
+    expect(await second).toEqual({ value: undefined, done: true });
+  });
+
+  it('ends every monitor when the manager closes', async () => {
+    const monitor = mgr.monitor();
+    monitor.add(await mgr.open('dummy:a'));
+    const pending = monitor[Symbol.asyncIterator]().next();
+    await mgr.close();
+    expect((await pending).done).toBe(true);
+  });
+});
+
+describe('flags at exit (child processes)', () => {
+  function runChild(mode: 'wait' | 'throw', signal?: NodeJS.Signals) {
+    const file = join(mkdtempSync(join(tmpdir(), 'netdev-flags-')), 'flags');
+    const child = spawn(process.execPath, [new URL('./fixtures/flag-child.mjs', import.meta.url).pathname, file, mode], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    return new Promise<{ code: number | null; signal: string | null; before: string; after: string; stderr: string }>((resolve, reject) => {
+      let before = '';
+      child.stdout.on('data', (chunk: Buffer) => {
+        if (chunk.toString().includes('ready')) {
+          before = readFileSync(file, 'utf8');
+          if (signal) child.kill(signal);
+        }
+      });
+      child.on('error', reject);
+      child.on('exit', (code, sig) => resolve({ code, signal: sig, before, after: readFileSync(file, 'utf8'), stderr }));
+    });
+  }
+
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+    it(`restores non-permanent flags on ${signal} and still dies of the signal`, async () => {
+      const result = await runChild('wait', signal);
+      expect(result.before).toBe('3'); // up | promisc
+      expect(result.after).toBe('1'); // promisc restored, up permanent
+      expect(result.signal).toBe(signal);
+    });
+  }
+
+  it('restores non-permanent flags after an uncaught exception', async () => {
+    const result = await runChild('throw');
+    expect(result.before).toBe('3');
+    expect(result.after).toBe('1');
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('deliberate');
+  });
+});
+
+describe('job pool', () => {
+  const pool = new JobPool();
+  afterEach(async () => {
+    await pool.close();
+  });
+
+  it('runs a program with an argument vector, never a shell', async () => {
+    const result = await pool.runProgram(['/bin/echo', 'a;b', '$(id)']);
+    expect(result).toEqual({ status: 0, signal: null, stdout: 'a;b $(id)\n', stderr: '' });
+    const failing = await pool.runProgram(['/bin/sh', '-c', 'echo oops >&2; exit 3']);
+    expect([failing.status, failing.stderr]).toEqual([3, 'oops\n']);
+  });
+
+  it('reports a missing program (ENOENT), a timeout (ETIMEDOUT) and a bad argv (EINVAL)', async () => {
+    expect((await rejection(pool.runProgram(['/nonexistent/program']))).code).toBe('ENOENT');
+    expect((await rejection(pool.runProgram(['/bin/sleep', '5'], { timeoutMs: 200 }))).code).toBe('ETIMEDOUT');
+    expect((await rejection(pool.runProgram([]))).code).toBe('EINVAL');
+    expect((await rejection(pool.runProgram(['/bin/echo', 'a\0b']))).code).toBe('EINVAL');
+  });
+
+  it('keeps the main thread free while a job blocks its pool thread', async () => {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    await pool.runProgram(['/bin/sleep', '0.4']);
+    clearInterval(timer);
+    expect(ticks).toBeGreaterThan(10);
+  });
+});
+
+describe('idle and wake-up', () => {
+  it('uses almost no CPU while open devices are idle, and a frame sent then leaves at once', async () => {
+    const a = await mgr.open('dummy:a', { config: { peer: 'dummy:b' } });
+    const b = await mgr.open('dummy:b');
+    await a.turnFlagsOn({ up: true });
+    await b.turnFlagsOn({ up: true });
+    const frames = b.frames();
+    const arrival = frames.next();
+    await sleep(100);
+    const before = process.cpuUsage();
+    await sleep(1000);
+    const used = process.cpuUsage(before);
+    // Every thread of this process together: the two device workers and the main thread.
+    expect((used.user + used.system) / 1000).toBeLessThan(50);
+    const sent = performance.now();
+    await a.send(ethFrame(60, 5));
+    const frame = (await arrival).value as Uint8Array;
+    expect(seqOf(frame)).toBe(5);
+    expect(performance.now() - sent).toBeLessThan(100);
+  });
+});
