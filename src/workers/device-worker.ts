@@ -73,10 +73,10 @@ class IoLoop {
     return received + sent;
   }
 
-  /** Makes what the I/O half wrote (frames, drops, counters) visible to the main thread. */
+  /** Makes what the I/O half wrote visible to the main thread: counters first, so stats never lag a frame already readable. */
   publish(): void {
-    this.context.rx.publish();
     this.context.counters.flush();
+    this.context.rx.publish();
   }
 
   /** After a control call: publish what it wrote and wake the loop, whose sources may have changed. */
