@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+/**
+ * The `netdev` command line.  Subcommands: demo.  `netdev --help` and `netdev demo --help` say more.
+ */
+import { parseArgs } from 'node:util';
+import { runDemo } from './demo.js';
+
+const USAGE = `usage: netdev <command> [options]
+
+commands:
+  demo     move a burst of frames host1 -> forwarder -> host2 over in-process devices
+           --frames N   frames to send (default 200000)
+           --size B     frame size in bytes, 60-1514 (default 64)
+
+  netdev <command> --help shows a command's options.`;
+
+function positiveInt(text: string | undefined, fallback: number, name: string, min: number, max: number): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) throw new Error(`--${name} must be an integer from ${min} to ${max}`);
+  return value;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return command ? 0 : 2;
+  }
+  if (command === 'demo') {
+    const { values } = parseArgs({
+      args: rest,
+      options: { frames: { type: 'string' }, size: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    });
+    if (values.help) {
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    }
+    return runDemo({
+      frames: positiveInt(values.frames, 200_000, 'frames', 1, 100_000_000),
+      size: positiveInt(values.size, 64, 'size', 60, 1514),
+      out: (line) => process.stdout.write(`${line}\n`),
+    });
+  }
+  process.stderr.write(`netdev: unknown command '${command}'\n${USAGE}\n`);
+  return 2;
+}
+
+main(process.argv.slice(2)).then(
+  (status) => {
+    process.exitCode = status;
+  },
+  (error: unknown) => {
+    process.stderr.write(`netdev: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exitCode = 1;
+  },
+);
