@@ -30,10 +30,15 @@ export class RxQueue {
   readonly reader: RingReader;
   private readonly bell: Bell;
   private owner: object | null = null;
+  /** The ring's buffer and the offset of its record region, kept apart: a typed array's .buffer is slow to read per frame. */
+  private readonly buffer: SharedArrayBuffer;
+  private readonly base: number;
 
   constructor(descriptor: RingDescriptor) {
     this.reader = new RingReader(descriptor);
     this.bell = new Bell(descriptor.dataBell);
+    this.buffer = descriptor.buffer;
+    this.base = this.reader.bytes.byteOffset;
   }
 
   /** Frames the worker dropped because this ring was full. */
@@ -78,8 +83,8 @@ export class RxQueue {
 
   /** The record last stepped to by reader.next(), as a view or a copy. */
   frame(length: number, copy: boolean): Uint8Array {
-    const { bytes, offset } = this.reader;
-    return copy ? bytes.slice(offset, offset + length) : new Uint8Array(bytes.buffer, bytes.byteOffset + offset, length);
+    const offset = this.reader.offset;
+    return copy ? this.reader.bytes.slice(offset, offset + length) : new Uint8Array(this.buffer, this.base + offset, length);
   }
 }
 

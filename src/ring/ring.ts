@@ -2,8 +2,8 @@
  * Single-producer / single-consumer ring of variable-length records in a SharedArrayBuffer.
  *
  * Layout: a 256-byte header, then `capacity` bytes of records (capacity a power of two).
- *   header Int32 word 0  : head, bytes ever published by the producer (free-running uint32)
- *   header Int32 word 16 : tail, bytes ever released by the consumer (own cache line)
+ *   header Int32 word 0  : head, bytes ever published by the producer, modulo 2^30
+ *   header Int32 word 16 : tail, bytes ever released by the consumer, modulo 2^30 (own cache line)
  *   header BigInt64 at 128: records dropped by the producer because the ring was full
  * A record is a 4-byte length, its bytes, and padding to 4 bytes.  A length of -1 is a wrap
  * marker: the rest of the region is skipped and the next record starts at offset 0.  Records are
@@ -25,7 +25,12 @@ const WRAP = -1;
 const RECORD_HEADER = 4;
 
 export const MIN_RING_CAPACITY = 1 << 12;
-export const MAX_RING_CAPACITY = 1 << 30;
+export const MAX_RING_CAPACITY = 1 << 29;
+/**
+ * Indices count bytes modulo 2^30 (a multiple of every capacity): they stay small integers in V8,
+ * where a free-running uint32 would become a heap number (an allocation) after 1 GiB of traffic.
+ */
+const INDEX_MASK = (1 << 30) - 1;
 
 /** Everything a thread needs to attach to a ring; structured-cloneable (buffers are shared, not copied). */
 export interface RingDescriptor {
@@ -94,7 +99,7 @@ abstract class RingEnd {
 
   /** Bytes published and not yet released, as seen now. */
   usedBytes(): number {
-    return (Atomics.load(this.header, HEAD) - Atomics.load(this.header, TAIL)) >>> 0;
+    return (Atomics.load(this.header, HEAD) - Atomics.load(this.header, TAIL)) & INDEX_MASK;
   }
 }
 
@@ -109,8 +114,8 @@ export class RingWriter extends RingEnd {
 
   constructor(descriptor: RingDescriptor) {
     super(descriptor);
-    this.head = Atomics.load(this.header, HEAD) >>> 0;
-    this.cachedTail = Atomics.load(this.header, TAIL) >>> 0;
+    this.head = Atomics.load(this.header, HEAD);
+    this.cachedTail = Atomics.load(this.header, TAIL);
     this.consumerBell = new Bell(descriptor.dataBell);
   }
 
@@ -129,7 +134,7 @@ export class RingWriter extends RingEnd {
     if (!this.hasRoom(skip + need)) return -1;
     if (skip !== 0) {
       this.words[pos >> 2] = WRAP;
-      this.head = (this.head + skip) >>> 0;
+      this.head = (this.head + skip) & INDEX_MASK;
       this.reserved = RECORD_HEADER;
     } else {
       this.reserved = pos + RECORD_HEADER;
@@ -140,7 +145,7 @@ export class RingWriter extends RingEnd {
   /** Completes the record reserved last, of `length` bytes (at most the reserved length). */
   commit(length: number): void {
     this.words[(this.reserved - RECORD_HEADER) >> 2] = length;
-    this.head = (this.head + RECORD_HEADER + align4(length)) >>> 0;
+    this.head = (this.head + RECORD_HEADER + align4(length)) & INDEX_MASK;
   }
 
   /**
@@ -168,8 +173,8 @@ export class RingWriter extends RingEnd {
       Atomics.add(this.drops, DROPS_BIGINT_INDEX, BigInt(this.pendingDrops));
       this.pendingDrops = 0;
     }
-    if (Atomics.load(this.header, HEAD) >>> 0 !== this.head) {
-      Atomics.store(this.header, HEAD, this.head | 0);
+    if (Atomics.load(this.header, HEAD) !== this.head) {
+      Atomics.store(this.header, HEAD, this.head);
       this.consumerBell.ring();
     }
   }
@@ -183,9 +188,9 @@ export class RingWriter extends RingEnd {
   }
 
   private hasRoom(bytes: number): boolean {
-    if (this.capacity - ((this.head - this.cachedTail) >>> 0) >= bytes) return true;
-    this.cachedTail = Atomics.load(this.header, TAIL) >>> 0;
-    return this.capacity - ((this.head - this.cachedTail) >>> 0) >= bytes;
+    if (this.capacity - ((this.head - this.cachedTail) & INDEX_MASK) >= bytes) return true;
+    this.cachedTail = Atomics.load(this.header, TAIL);
+    return this.capacity - ((this.head - this.cachedTail) & INDEX_MASK) >= bytes;
   }
 }
 
@@ -201,10 +206,10 @@ export class RingReader extends RingEnd {
 
   constructor(descriptor: RingDescriptor) {
     super(descriptor);
-    this.readPos = Atomics.load(this.header, TAIL) >>> 0;
+    this.readPos = Atomics.load(this.header, TAIL);
     this.released = this.readPos;
     this.previousPos = this.readPos;
-    this.cachedHead = Atomics.load(this.header, HEAD) >>> 0;
+    this.cachedHead = Atomics.load(this.header, HEAD);
     this.producerBell = descriptor.spaceBell ? new Bell(descriptor.spaceBell) : null;
   }
 
@@ -216,19 +221,19 @@ export class RingReader extends RingEnd {
   next(): number {
     for (;;) {
       if (this.readPos === this.cachedHead) {
-        this.cachedHead = Atomics.load(this.header, HEAD) >>> 0;
+        this.cachedHead = Atomics.load(this.header, HEAD);
         if (this.readPos === this.cachedHead) return -1;
       }
       const pos = this.readPos & this.mask;
       const length = this.words[pos >> 2]!;
       if (length === WRAP) {
         // A producer may publish a wrap marker alone (a reservation it abandoned): loop to re-check.
-        this.readPos = (this.readPos + this.capacity - pos) >>> 0;
+        this.readPos = (this.readPos + this.capacity - pos) & INDEX_MASK;
         continue;
       }
       this.offset = pos + RECORD_HEADER;
       this.previousPos = this.readPos;
-      this.readPos = (this.readPos + RECORD_HEADER + align4(length)) >>> 0;
+      this.readPos = (this.readPos + RECORD_HEADER + align4(length)) & INDEX_MASK;
       return length;
     }
   }
@@ -242,7 +247,7 @@ export class RingReader extends RingEnd {
   release(): void {
     if (this.released === this.readPos) return;
     this.released = this.readPos;
-    Atomics.store(this.header, TAIL, this.readPos | 0);
+    Atomics.store(this.header, TAIL, this.readPos);
     this.producerBell?.ring();
   }
 

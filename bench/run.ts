@@ -1,0 +1,211 @@
+/**
+ * `npm run bench`: throughput of the rings alone (a producer thread -> the main thread's
+ * iterators) and of dummy devices through the public API, each against a reference measured in
+ * the same run: the same frames moved between the same threads with postMessage.  Each figure is
+ * the median of 3 runs (min and max shown).  Not a test: it asserts nothing, it measures.
+ */
+import { once } from 'node:events';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { Bell } from '../dist/ring/bell.js';
+import { createRing } from '../dist/ring/ring.js';
+import { BatchIterator, FrameIterator, RxQueue } from '../dist/main/rx-queue.js';
+import { forward } from '../dist/cli/forward.js';
+import { NetdevManager, type Netdev } from '../dist/index.js';
+
+const PRODUCER = new URL('./producer.js', import.meta.url);
+const RUNS = 3;
+
+interface Figure {
+  framesPerSecond: number;
+  /** Frames that were counted as dropped, if the path can drop. */
+  dropped?: number;
+}
+
+async function startProducer(job: object): Promise<Worker> {
+  const worker = new Worker(PRODUCER, { workerData: job });
+  await once(worker, 'online');
+  return worker;
+}
+
+/** Frames from a producer thread through a ring into the main thread's frames() or batches() iterator. */
+async function ringRun(size: number, count: number, style: 'batches' | 'frames'): Promise<Figure> {
+  const descriptor = createRing(1 << 20, new Bell(), new Bell());
+  const queue = new RxQueue(descriptor);
+  const worker = await startProducer({ mode: 'ring', descriptor, count, size });
+  let received = 0;
+  let checksum = 0;
+  const start = performance.now();
+  worker.postMessage('go');
+  if (style === 'batches') {
+    for await (const batch of new BatchIterator(queue, () => false, false, 256)) {
+      for (let i = 0; i < batch.length; i++) checksum += batch[i]![0]!;
+      received += batch.length;
+      if (received >= count) break;
+    }
+  } else {
+    for await (const frame of new FrameIterator(queue, () => false, false)) {
+      checksum += frame[0]!;
+      if (++received >= count) break;
+    }
+  }
+  const seconds = (performance.now() - start) / 1000;
+  await worker.terminate();
+  if (checksum !== 0xab * count) throw new Error('ring benchmark read wrong bytes');
+  return { framesPerSecond: count / seconds };
+}
+
+/** The reference: the same frames posted by the producer thread, one message per frame or per batch of 256. */
+async function postRun(size: number, count: number, batched: boolean): Promise<Figure> {
+  const worker = await startProducer({ mode: batched ? 'post-batch' : 'post', count, size });
+  let received = 0;
+  let checksum = 0;
+  const done = new Promise<void>((resolve) => {
+    worker.on('message', (message: Uint8Array | Uint8Array[] | string) => {
+      if (message === 'done') resolve();
+      else if (Array.isArray(message)) {
+        for (const frame of message) checksum += frame[0]!;
+        received += message.length;
+      } else {
+        checksum += (message as Uint8Array)[0]!;
+        received++;
+      }
+    });
+  });
+  const start = performance.now();
+  worker.postMessage('go');
+  await done;
+  const seconds = (performance.now() - start) / 1000;
+  await worker.terminate();
+  if (received !== count || checksum !== 0xab * count) throw new Error('postMessage benchmark lost frames');
+  return { framesPerSecond: count / seconds };
+}
+
+function frameOf(size: number): Uint8Array {
+  const frame = new Uint8Array(size).fill(0xab);
+  frame.fill(0xff, 0, 6);
+  frame[12] = 0x88;
+  frame[13] = 0xb5;
+  return frame;
+}
+
+/** Sends `count` frames from `host`, 256 per batch, yielding to the event loop after each batch. */
+async function sendAll(host: Netdev, frame: Uint8Array, count: number): Promise<void> {
+  const batch = Array.from({ length: 256 }, () => frame);
+  for (let sent = 0; sent < count; sent += batch.length) {
+    if (count - sent < batch.length) batch.length = count - sent;
+    const queued = host.trySendBatch(batch);
+    for (let i = queued; i < batch.length; i++) await host.send(batch[i]!);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** Frames counted as dropped by any of `devices`. */
+async function drops(devices: Netdev[]): Promise<number> {
+  let total = 0;
+  for (const dev of devices) {
+    const s = await dev.getStats();
+    total += (s.rxDropped ?? 0) + (s.txDropped ?? 0) + (s.rxRingDropped ?? 0);
+  }
+  return total;
+}
+
+/**
+ * Dummy devices through the public API: `hops` 1 is a pair a -> b; `hops` 2 puts a two-port
+ * forwarder (the CLI's forward loop) between two pairs.  Sender, forwarder and receiver share the
+ * main thread; each device has its worker.  Counts frames delivered until every frame sent is
+ * delivered or counted as dropped.
+ */
+async function dummyRun(size: number, count: number, hops: 1 | 2): Promise<Figure> {
+  const mgr = new NetdevManager();
+  try {
+    const devices: Netdev[] = [];
+    const names = hops === 1 ? ['a', 'b'] : ['a', 'f1', 'f2', 'b'];
+    for (let i = 0; i < names.length; i += 2) {
+      devices.push(await mgr.open(`dummy:${names[i]}`, { config: { peer: `dummy:${names[i + 1]}` } }));
+      devices.push(await mgr.open(`dummy:${names[i + 1]}`));
+    }
+    for (const dev of devices) await dev.turnFlagsOn({ up: true });
+    const sender = devices[0]!;
+    const receiver = devices[devices.length - 1]!;
+    const forwarding = hops === 2 ? forward(devices[1]!, devices[2]!) : null;
+    let received = 0;
+    const receiving = (async () => {
+      for await (const batch of receiver.batches()) received += batch.length;
+    })();
+    const start = performance.now();
+    await sendAll(sender, frameOf(size), count);
+    let lost = 0;
+    for (;;) {
+      lost = await drops(devices);
+      if (received + lost >= count) break;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    const seconds = (performance.now() - start) / 1000;
+    await receiver.close();
+    await receiving;
+    if (forwarding) {
+      await devices[1]!.close();
+      await forwarding;
+    }
+    return { framesPerSecond: received / seconds, dropped: lost };
+  } finally {
+    await mgr.close();
+  }
+}
+
+interface Summary {
+  median: number;
+  min: number;
+  max: number;
+  dropped: number;
+}
+
+async function measure(run: () => Promise<Figure>): Promise<Summary> {
+  const figures: Figure[] = [];
+  for (let i = 0; i < RUNS; i++) figures.push(await run());
+  const rates = figures.map((f) => f.framesPerSecond).sort((x, y) => x - y);
+  return {
+    median: rates[Math.floor(rates.length / 2)]!,
+    min: rates[0]!,
+    max: rates[rates.length - 1]!,
+    dropped: Math.max(...figures.map((f) => f.dropped ?? 0)),
+  };
+}
+
+const mfps = (rate: number): string => `${(rate / 1e6).toFixed(2)} M/s`;
+const gbps = (rate: number, size: number): string => `${((rate * size * 8) / 1e9).toFixed(2)}`;
+
+function row(name: string, size: number, result: Summary, referenceName: string, reference: Summary): string {
+  const range = ` (${mfps(result.min)} - ${mfps(result.max)})`;
+  const dropped = result.dropped ? `, up to ${result.dropped} dropped` : '';
+  return [
+    name.padEnd(44),
+    mfps(result.median).padStart(11),
+    range.padEnd(26),
+    gbps(result.median, size).padStart(7),
+    `   ${referenceName}: ${mfps(reference.median)}`.padEnd(46),
+    `${(result.median / reference.median).toFixed(2)}x${dropped}`,
+  ].join('');
+}
+
+async function main(): Promise<void> {
+  console.log(`netdev benchmark: node ${process.version}, ${availableParallelism()} CPUs, median of ${RUNS} runs (min-max)`);
+  console.log(`${'figure'.padEnd(44)}${'frames/s'.padStart(11)}${''.padEnd(26)}${'Gbit/s'.padStart(7)}   ${'reference, same run'.padEnd(43)}ratio`);
+  for (const size of [64, 1500]) {
+    const big = size > 64;
+    const postBatch = await measure(() => postRun(size, big ? 1_000_000 : 4_000_000, true));
+    const postFrame = await measure(() => postRun(size, big ? 300_000 : 1_000_000, false));
+    const ringBatches = await measure(() => ringRun(size, big ? 2_000_000 : 20_000_000, 'batches'));
+    const ringFrames = await measure(() => ringRun(size, big ? 2_000_000 : 6_000_000, 'frames'));
+    console.log(row(`ring alone, ${size} B, batches()`, size, ringBatches, 'postMessage x256', postBatch));
+    console.log(row(`ring alone, ${size} B, frames() one per step`, size, ringFrames, 'postMessage x1', postFrame));
+    const pair = await measure(() => dummyRun(size, big ? 300_000 : 1_000_000, 1));
+    console.log(row(`dummy pair a->b, ${size} B, public API`, size, pair, 'postMessage x256', postBatch));
+    const forwarded = await measure(() => dummyRun(size, big ? 300_000 : 1_000_000, 2));
+    console.log(row(`dummy a->[forwarder]->b, ${size} B`, size, forwarded, 'postMessage x256', postBatch));
+  }
+  console.log('dummy runs: sender, forwarder and receiver share the main thread; every device has a worker thread.');
+}
+
+await main();
