@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 import { Bell } from '../dist/ring/bell.js';
 import { createRing } from '../dist/ring/ring.js';
 import { BatchIterator, FrameIterator, RxQueue } from '../dist/main/rx-queue.js';
-import { forward } from '../dist/cli/forward.js';
+import { countedDrops, forward } from '../dist/cli/traffic.js';
 import { NetdevManager, type Netdev } from '../dist/index.js';
 
 const PRODUCER = new URL('./producer.js', import.meta.url);
@@ -94,20 +94,9 @@ async function sendAll(host: Netdev, frame: Uint8Array, count: number): Promise<
   const batch = Array.from({ length: 256 }, () => frame);
   for (let sent = 0; sent < count; sent += batch.length) {
     if (count - sent < batch.length) batch.length = count - sent;
-    const queued = host.trySendBatch(batch);
-    for (let i = queued; i < batch.length; i++) await host.send(batch[i]!);
+    await host.sendBatch(batch);
     await new Promise((resolve) => setImmediate(resolve));
   }
-}
-
-/** Frames counted as dropped by any of `devices`. */
-async function drops(devices: Netdev[]): Promise<number> {
-  let total = 0;
-  for (const dev of devices) {
-    const s = await dev.getStats();
-    total += (s.rxDropped ?? 0) + (s.txDropped ?? 0) + (s.rxRingDropped ?? 0);
-  }
-  return total;
 }
 
 /**
@@ -137,7 +126,7 @@ async function dummyRun(size: number, count: number, hops: 1 | 2): Promise<Figur
     await sendAll(sender, frameOf(size), count);
     let lost = 0;
     for (;;) {
-      lost = await drops(devices);
+      lost = await countedDrops(devices);
       if (received + lost >= count) break;
       await new Promise((resolve) => setTimeout(resolve, 1));
     }

@@ -428,6 +428,25 @@ describe('frames over a dummy wire', () => {
     await expect(a.send(frame)).resolves.toBeUndefined();
   });
 
+  it('sendBatch queues a batch larger than the TX ring, in order, waiting for room', async () => {
+    // a's TX ring holds 8 of these frames; b's RX ring (default size) holds them all.
+    const a = await mgr.open('dummy:a', { config: { peer: 'dummy:b' }, ringSize: 8192 });
+    const b = await mgr.open('dummy:b');
+    await a.turnFlagsOn({ up: true });
+    await b.turnFlagsOn({ up: true });
+    const frames = Array.from({ length: 200 }, (_, seq) => ethFrame(1000, seq));
+    const received: number[] = [];
+    const receiving = (async () => {
+      for await (const frame of b.frames()) {
+        received.push(seqOf(frame));
+        if (received.length === frames.length) break;
+      }
+    })();
+    await a.sendBatch(frames);
+    await receiving;
+    expect(received).toEqual(frames.map((_, seq) => seq));
+  });
+
   it('injects frames as if received', async () => {
     const dev = await mgr.open('dummy:x');
     await dev.inject(ethFrame(30, 5));

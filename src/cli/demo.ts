@@ -11,7 +11,7 @@
  */
 import { NetdevManager } from '../main/manager.js';
 import type { Netdev } from '../main/netdev.js';
-import { forward } from './forward.js';
+import { countedDrops, forward } from './traffic.js';
 
 export interface DemoOptions {
   frames: number;
@@ -39,8 +39,7 @@ async function sendBurst(host: Netdev, count: number, size: number, mac: Uint8Ar
   for (let seq = 0; seq < count; ) {
     batch.length = 0;
     for (let i = 0; i < 256 && seq < count; i++, seq++) batch.push(frameFor(seq, size, mac));
-    const queued = host.trySendBatch(batch);
-    for (let i = queued; i < batch.length; i++) await host.send(batch[i]!);
+    await host.sendBatch(batch);
     await new Promise((resolve) => setImmediate(resolve));
   }
 }
@@ -61,16 +60,6 @@ async function receiveAll(host: Netdev, tally: Tally): Promise<void> {
       tally.received++;
     }
   }
-}
-
-/** Frames lost anywhere on the path, as the devices counted them. */
-async function countedDrops(devices: Netdev[]): Promise<number> {
-  let drops = 0;
-  for (const dev of devices) {
-    const s = await dev.getStats();
-    drops += (s.rxDropped ?? 0) + (s.txDropped ?? 0) + (s.rxRingDropped ?? 0);
-  }
-  return drops;
 }
 
 /** Runs the demo; resolves with the process exit status (0 if every frame arrived in order). */

@@ -144,6 +144,16 @@ export class Netdev {
     return io.tx.trySendBatch(frames);
   }
 
+  /**
+   * Queues every frame of `frames`, in order: as many as fit at once with one wake-up of the
+   * worker, then the rest one by one, waiting while the ring is full.  The frames are copied by
+   * the time it resolves (views from batches() may be passed straight through).
+   */
+  async sendBatch(frames: readonly Uint8Array[]): Promise<void> {
+    const queued = this.trySendBatch(frames);
+    for (let i = queued; i < frames.length; i++) await this.send(frames[i]!);
+  }
+
   /** Discards every received frame waiting in the device and in the RX ring. */
   async drain(): Promise<void> {
     const io = this.requireIo('drain');
