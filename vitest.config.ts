@@ -7,5 +7,6 @@ export default defineConfig({
     hookTimeout: 30_000,
     // The suites start worker threads and child processes of their own; two files at a time fit 2 cores.
     maxWorkers: 2,
+    reporters: ['default', './test/summary-reporter.ts'],
   },
 });
