@@ -1,5 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, type Socket } from 'node:net';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -213,6 +215,58 @@ describe('a crashed worker', () => {
       expect(await mgr.enumerate()).toEqual(['dummy:a', 'dummy:b']);
     });
   }
+});
+
+describe('an I/O half with asynchronous input', () => {
+  async function streamDevice() {
+    const path = join(mkdtempSync(join(tmpdir(), 'netdev-stream-')), 'sock');
+    const server = createServer();
+    server.listen(path);
+    await once(server, 'listening');
+    const accepted = once(server, 'connection') as Promise<[Socket]>;
+    let io: { call(op: string, arg?: unknown): Promise<unknown> } | null = null;
+    mgr.register(
+      bareProvider('stream:', {
+        ioOptions: () => ({ path }),
+        ioStarted: (control) => void (io = control),
+        inject: () => io!.call('hang') as Promise<void>,
+      }, { ioModule: new URL('./fixtures/stream-io.mjs', import.meta.url) }),
+    );
+    const dev = await mgr.open('stream:x');
+    const [peer] = await accepted;
+    return { dev, peer, server };
+  }
+
+  it('wakes its sleeping worker from the I/O callback and moves frames both ways', async () => {
+    const { dev, peer, server } = await streamDevice();
+    const frames = dev.frames({ copy: true });
+    await sleep(50); // the worker is asleep on its bell now
+    const sent = ethFrame(100, 7);
+    peer.write(Buffer.concat([Buffer.from([0, 100]), sent, Buffer.from([0, 20]), ethFrame(20, 8)]));
+    expect((await frames.next()).value).toEqual(sent);
+    const short = (await frames.next()).value as Uint8Array;
+    expect(short.length).toBe(60);
+    expect(seqOf(short)).toBe(8);
+    const echoed = once(peer, 'data');
+    await dev.send(ethFrame(64, 9));
+    const [chunk] = (await echoed) as [Buffer];
+    expect(chunk.readUInt16BE(0)).toBe(64);
+    expect(seqOf(chunk.subarray(2))).toBe(9);
+    await dev.close();
+    server.close();
+  });
+
+  it('settles a call still pending in the worker when the device closes', async () => {
+    const { dev, server } = await streamDevice();
+    const pending = dev.inject(ethFrame(60));
+    await sleep(20);
+    await dev.close();
+    const error = await rejection(pending);
+    expect(error).toBeInstanceOf(NetdevError);
+    expect(error.code).toBe('EBADF');
+    expect(error.message).toContain('device is closed');
+    server.close();
+  });
 });
 
 describe('monitor', () => {

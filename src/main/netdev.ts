@@ -154,7 +154,7 @@ export class Netdev {
     for (let i = queued; i < frames.length; i++) await this.send(frames[i]!);
   }
 
-  /** Discards every received frame waiting in the device and in the RX ring. */
+  /** Discards every received frame waiting in the device, and in the RX ring unless an iterator is reading it. */
   async drain(): Promise<void> {
     const io = this.requireIo('drain');
     await io.worker.call((api) => api.drain(), 'drain');

@@ -249,8 +249,11 @@ export interface IoContext {
   /** Counts for this round; the worker flushes them to the shared counters after each round. */
   readonly counters: CounterBatch;
   /**
-   * The worker's bell.  The loop sleeps on it when a round moves nothing; whatever can give the
-   * I/O half new work from another thread (a peer filling a ring, space freed) must ring it.
+   * The worker's bell.  The loop sleeps on it (Atomics.waitAsync) when a round moves nothing, so
+   * the worker's event loop keeps running while it sleeps.  Whatever gives the I/O half new work
+   * must ring it: another thread (a peer filling a ring, space freed) with ring(), and an
+   * asynchronous callback on this thread (socket data, a koffi `.async` poll of a file
+   * descriptor completing) with ringNow().  An I/O half never blocks and never polls on a timer.
    */
   readonly bell: Bell;
 }
@@ -260,7 +263,9 @@ export interface DeviceIo {
   /**
    * Moves up to `budget` frames from the device into ctx.rx (padded, counted in ctx.counters,
    * dropped and counted when the ring is full) and returns how many frames it handled, 0 if
-   * none was waiting.
+   * none was waiting.  An I/O half whose input is not pushed to it (a file descriptor) arranges,
+   * when nothing is waiting, to be told when something is: e.g. an asynchronous poll whose
+   * callback rings ctx.bell.
    */
   receive(budget: number): number;
   /**
