@@ -100,7 +100,6 @@ export class Device {
     );
     const io: DeviceIoState = { ethertype, worker, rx: new RxQueue(rxDescriptor), tx: new TxQueue(txDescriptor) };
     this.io = io;
-    this.failure = null;
     try {
       await this.impl.ioStarted?.(this.ioControl(worker));
     } catch (error) {

@@ -31,6 +31,8 @@ export interface ManagerOptions {
 }
 
 const DEFAULT_RING_SIZE = 512 * 1024;
+/** '' or a name with no colon, then its colon: 'tap:'. */
+const PROVIDER_PREFIX = /^(?:[^:]+:)?$/;
 const MAX_NAME_LENGTH = 255;
 
 interface ProviderEntry {
@@ -60,7 +62,7 @@ export class NetdevManager {
    */
   register(provider: Provider): void {
     const { prefix, type } = provider ?? {};
-    if (typeof type !== 'string' || !type || typeof prefix !== 'string' || (prefix !== '' && (!prefix.endsWith(':') || prefix.indexOf(':') !== prefix.length - 1))) {
+    if (typeof type !== 'string' || !type || typeof prefix !== 'string' || !PROVIDER_PREFIX.test(prefix)) {
       throw new NetdevError({ code: 'EINVAL', call: 'register', detail: "a provider needs a type and a prefix ending in its only ':' (or '')" });
     }
     if (typeof provider.create !== 'function' || typeof provider.validateName !== 'function') {

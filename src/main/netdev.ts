@@ -57,11 +57,16 @@ export class Netdev {
     return this.open;
   }
 
-  /** The largest frame trySend/send accept now: MTU + Ethernet header (+ 4 for a VLAN tag), within the ring's limit. */
+  /** The largest frame trySend/send accept now: MTU + Ethernet header + 4 for a VLAN tag, within the ring's limit. */
   get maxFrame(): number {
+    return this.frameLimit(true);
+  }
+
+  /** The largest frame the device takes, tagged or not: MTU + 14 (+ 4), at most the TX ring's largest record. */
+  private frameLimit(tagged: boolean): number {
     const mtu = this.device.shared.mtu;
-    const ring = this.device.io?.tx.writer.maxRecord ?? 0;
-    return mtu > 0 ? Math.min(ring, mtu + ETH_HEADER + VLAN_TAG) : ring;
+    const ring = this.device.io?.tx.writer.maxRecord ?? Infinity;
+    return mtu > 0 ? Math.min(ring, mtu + ETH_HEADER + (tagged ? VLAN_TAG : 0)) : ring;
   }
 
   /* ---------------------------------------------------------------- frames */
@@ -397,9 +402,7 @@ export class Netdev {
     if (!(frame instanceof Uint8Array)) {
       throw new NetdevError({ code: 'EINVAL', device: this.name, call, detail: `${which} must be a Uint8Array` });
     }
-    const mtu = this.device.shared.mtu;
-    const tagged = frame.length >= ETH_HEADER && isVlanTagged(frame);
-    const limit = Math.min(this.device.io?.tx.writer.maxRecord ?? Infinity, mtu > 0 ? mtu + ETH_HEADER + (tagged ? VLAN_TAG : 0) : Infinity);
+    const limit = this.frameLimit(frame.length >= ETH_HEADER && isVlanTagged(frame));
     if (frame.length < ETH_HEADER || frame.length > limit) {
       throw new NetdevError({ code: 'EMSGSIZE', device: this.name, call, detail: `${which} is ${frame.length} bytes; the device takes ${ETH_HEADER} to ${limit}` });
     }
