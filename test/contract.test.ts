@@ -160,6 +160,20 @@ describe('registering providers', () => {
     expect(await mgr.exists('maybe:here')).toBe(true);
   });
 
+  it('fails an open clearly when the I/O module is missing or exports no createIo, leaving nothing open', async () => {
+    mgr.register(bareProvider('lost:', {}, { ioModule: new URL('./fixtures/no-such-module.mjs', import.meta.url) }));
+    mgr.register(bareProvider('empty:', {}, { ioModule: new URL('./fixtures/not-io.mjs', import.meta.url) }));
+    const missing = await rejection(mgr.open('lost:x'));
+    expect(missing).toBeInstanceOf(NetdevError);
+    expect(missing.device).toBe('lost:x');
+    expect(missing.message).toContain('no-such-module.mjs');
+    const empty = await rejection(mgr.open('empty:x'));
+    expect(empty.code).toBe('EINVAL');
+    expect(empty.message).toContain('does not export createIo');
+    expect(await mgr.enumerate()).toEqual([]);
+    expect(await mgr.exists('lost:x')).toBe(true); // control-only opens need no I/O module
+  });
+
   it('lets a provider run programs in the pool through its context', async () => {
     let stdout = '';
     mgr.register(

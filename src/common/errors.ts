@@ -55,7 +55,9 @@ export class NetdevError extends Error {
       },
       { cause: this.cause },
     );
-    copy.stack = this.stack;
+    // Keep where the error arose, under the message that now names device and call.
+    const frames = this.stack?.indexOf('\n    at ') ?? -1;
+    if (frames >= 0) copy.stack = `${copy.name}: ${copy.message}${this.stack!.slice(frames)}`;
     return copy;
   }
 
