@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Worker } from 'node:worker_threads';
 import { Bell } from '../dist/ring/bell.js';
-import { createRing, RingReader, RingWriter, type RingDescriptor } from '../dist/ring/ring.js';
+import { copyRecord, createRing, RingReader, RingWriter, type RingDescriptor } from '../dist/ring/ring.js';
 
 function pair(capacity: number, producerWaits = false): { writer: RingWriter; reader: RingReader; descriptor: RingDescriptor } {
   const descriptor = createRing(capacity, new Bell(), producerWaits ? new Bell() : null);
@@ -91,6 +91,30 @@ describe('ring', () => {
     const frame = reader.bytes.subarray(reader.offset, reader.offset + 60);
     expect(Array.from(frame.subarray(0, 2))).toEqual([9, 9]);
     expect(frame.subarray(2).every((b) => b === 0)).toBe(true);
+  });
+
+  it('copies records of every length from 1 to 300 bytes between rings exactly, by words or by memcpy', () => {
+    const source = pair(8192);
+    const target = pair(8192);
+    for (let length = 1; length <= 300; length++) {
+      source.writer.push(record(length, length));
+      source.writer.push(record(3, 99));
+      source.writer.publish();
+      for (const expected of [record(length, length), record(3, 99)]) {
+        expect(source.reader.next()).toBe(expected.length);
+        const at = target.writer.reserve(expected.length);
+        copyRecord(source.reader, target.writer, at, expected.length);
+        target.writer.commit(expected.length);
+      }
+      source.reader.release();
+      target.writer.publish();
+      for (const expected of [record(length, length), record(3, 99)]) {
+        const got = target.reader.next();
+        expect(got).toBe(expected.length);
+        expect(target.reader.bytes.subarray(target.reader.offset, target.reader.offset + got)).toEqual(expected);
+      }
+      target.reader.release();
+    }
   });
 
   it('unread() steps back one record', () => {

@@ -77,7 +77,8 @@ abstract class RingEnd {
   /** The record region; record data lies at offsets reported by the reader/writer. */
   readonly bytes: Uint8Array;
   protected readonly header: Int32Array;
-  protected readonly words: Int32Array;
+  /** The record region as 32-bit words (record data starts word-aligned). */
+  readonly words: Int32Array;
   protected readonly drops: BigInt64Array;
   protected readonly mask: number;
 
@@ -260,10 +261,23 @@ export class RingReader extends RingEnd {
   }
 }
 
+/** Records up to this long are copied a word at a time (no allocation); longer ones with one memcpy. */
+const WORD_COPY_LIMIT = 128;
+
 /**
- * Copies `length` bytes between two record regions (any two rings, or a frame into a ring).
- * One call per frame; the copy itself is a memcpy.
+ * Copies the first `length` bytes of the record `from` last stepped to into `to`'s region at
+ * `at` (an offset reserve() returned for at least `length` bytes).  Both are word-aligned, so a
+ * short record goes a word at a time, possibly copying up to 3 bytes of padding past `length`.
  */
-export function copyRecord(from: Uint8Array, fromOffset: number, to: Uint8Array, toOffset: number, length: number): void {
-  to.set(from.subarray(fromOffset, fromOffset + length), toOffset);
+export function copyRecord(from: RingReader, to: RingWriter, at: number, length: number): void {
+  if (length <= WORD_COPY_LIMIT) {
+    const source = from.words;
+    const target = to.words;
+    const first = from.offset >> 2;
+    const into = at >> 2;
+    const count = (length + 3) >> 2;
+    for (let i = 0; i < count; i++) target[into + i] = source[first + i]!;
+  } else {
+    to.bytes.set(from.bytes.subarray(from.offset, from.offset + length), at);
+  }
 }

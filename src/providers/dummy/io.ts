@@ -43,14 +43,17 @@ class DummyIo implements DeviceIo {
     for (; handled < budget; handled++) {
       const length = wire.next();
       if (length < 0) break;
-      this.deliver(wire.bytes, wire.offset, length, limit);
+      this.deliver(wire, wire.bytes, wire.offset, length, limit);
     }
     wire.release();
     return handled;
   }
 
-  /** Receives one frame as the device would: count, filter, pad into the RX ring or drop. */
-  private deliver(bytes: Uint8Array, offset: number, length: number, limit: number): void {
+  /**
+   * Receives one frame as the device would: count, filter, pad into the RX ring or drop.  The
+   * frame is `bytes[offset..offset+length]`: the current record of `wire`, or an injected frame.
+   */
+  private deliver(wire: RingReader | null, bytes: Uint8Array, offset: number, length: number, limit: number): void {
     const counters = this.counters;
     if (length > limit) {
       counters.rxDropped++;
@@ -71,7 +74,8 @@ class DummyIo implements DeviceIo {
       rx.countDrops(1);
       return;
     }
-    copyRecord(bytes, offset, rx.bytes, at, length);
+    if (wire) copyRecord(wire, rx, at, length);
+    else rx.bytes.set(bytes.subarray(offset, offset + length), at);
     if (padded !== length) rx.bytes.fill(0, at + length, at + padded);
     rx.commit(padded);
   }
@@ -97,7 +101,7 @@ class DummyIo implements DeviceIo {
         tx.unread();
         break;
       }
-      copyRecord(tx.bytes, tx.offset, wire.bytes, at, length);
+      copyRecord(tx, wire, at, length);
       wire.commit(length);
       counters.txPackets++;
       counters.txBytes += length;
@@ -129,7 +133,7 @@ class DummyIo implements DeviceIo {
       }
       case 'inject': {
         const frame = arg as Uint8Array;
-        this.deliver(frame, 0, frame.length, frameLimit(this.context.shared.mtu));
+        this.deliver(null, frame, 0, frame.length, frameLimit(this.context.shared.mtu));
         return undefined;
       }
       default:
