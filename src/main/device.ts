@@ -22,6 +22,11 @@ export interface DeviceIoState {
   readonly tx: TxQueue;
 }
 
+/** The label of device `name` in `netns`: the name, or NETNS/NAME ('/' appears in no interface name). */
+export function deviceLabel(name: string, netns: string | undefined): string {
+  return netns === undefined ? name : `${netns}/${name}`;
+}
+
 /** A provider's ioModule as a URL string: URLs and 'file:' strings as they are, paths through pathToFileURL. */
 function moduleUrl(module: string | URL): string {
   if (module instanceof URL) return module.href;
@@ -44,7 +49,14 @@ export class Device {
     readonly provider: Provider,
     /** Record bytes of each ring (a power of two), fixed when the device is first opened. */
     readonly ringCapacity: number,
+    /** The network namespace the device is in, as given to open; undefined: the process's own. */
+    readonly netns: string | undefined,
   ) {}
+
+  /** The name monitors report: the name, or NETNS/NAME for a device in another namespace. */
+  get label(): string {
+    return deviceLabel(this.name, this.netns);
+  }
 
   /** The provider's device; only valid once attach() has run. */
   get impl(): ProviderDevice {
@@ -64,7 +76,7 @@ export class Device {
   /** Bumps the change sequence (never 0, as the seed's change_seq) and tells every listener. */
   changed(): void {
     this.changeSeq = (this.changeSeq + 1) >>> 0 || 1;
-    for (const listener of this.listeners) listener(this.name);
+    for (const listener of this.listeners) listener(this.label);
   }
 
   /** Calls `listener(name)` on every change until the returned function is called. */

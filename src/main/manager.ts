@@ -8,7 +8,7 @@ import { NetdevError, toNetdevError } from '../common/errors.js';
 import { ringCapacity, MAX_RING_CAPACITY, maxRecordFor } from '../ring/ring.js';
 import type { Ethertype, Provider, ProviderContext } from '../providers/contract.js';
 import { dummyProvider } from '../providers/dummy/provider.js';
-import { Device } from './device.js';
+import { Device, deviceLabel } from './device.js';
 import { addExitRestorer } from './exit-hooks.js';
 import { JobPool } from './job-pool.js';
 import { NetdevMonitor, type Watchable } from './monitor.js';
@@ -22,6 +22,11 @@ export interface OpenOptions {
   config?: Record<string, string | number | boolean>;
   /** Bytes of each of the device's two rings (default 512 KiB, rounded up to a power of two); fixed by the device's first open. */
   ringSize?: number;
+  /**
+   * The network namespace the device is in: an `ip netns` name or an absolute path (providers
+   * that support it, e.g. system and tap).  The same name in two namespaces is two devices.
+   */
+  netns?: string;
 }
 
 /** Options of the NetdevManager constructor. */
@@ -87,6 +92,8 @@ export class NetdevManager {
    */
   async open(name: string, options: OpenOptions = {}): Promise<Netdev> {
     const { entry, suffix } = this.resolve(name, 'open');
+    const netns = checkNetns(entry.provider, name, options.netns);
+    const key = deviceLabel(name, netns);
     const ethertype = checkEthertype(name, options.ethertype ?? 'any');
     const capacity = checkRingSize(name, options.ringSize ?? DEFAULT_RING_SIZE);
     let config;
@@ -95,12 +102,12 @@ export class NetdevManager {
     } catch (error) {
       throw toNetdevError(error, name, 'open');
     }
-    return this.serialize(name, async () => {
+    return this.serialize(key, async () => {
       this.requireOpen('open');
       await this.initialize(entry, name);
-      let device = this.devices.get(name);
+      let device = this.devices.get(key);
       const created = !device;
-      if (!device) device = await this.createDevice(entry.provider, name, suffix, ethertype, capacity);
+      if (!device) device = await this.createDevice(entry.provider, name, suffix, ethertype, capacity, netns);
       try {
         if (config) await device.impl.setConfig(config);
         if (ethertype !== 'none') await this.ensureIo(device, ethertype);
@@ -244,14 +251,14 @@ export class NetdevManager {
     }
   }
 
-  private async createDevice(provider: Provider, name: string, suffix: string, ethertype: Ethertype, capacity: number): Promise<Device> {
-    const device = new Device(name, suffix, provider, capacity);
+  private async createDevice(provider: Provider, name: string, suffix: string, ethertype: Ethertype, capacity: number, netns: string | undefined): Promise<Device> {
+    const device = new Device(name, suffix, provider, capacity, netns);
     try {
-      device.attach(await provider.create(device.context(), { ethertype, maxFrame: maxRecordFor(capacity) }));
+      device.attach(await provider.create(device.context(), { ethertype, maxFrame: maxRecordFor(capacity), netns }));
     } catch (error) {
       throw toNetdevError(error, name, 'open');
     }
-    this.devices.set(name, device);
+    this.devices.set(device.label, device);
     return device;
   }
 
@@ -264,7 +271,7 @@ export class NetdevManager {
   }
 
   private async destroyDevice(device: Device): Promise<void> {
-    this.devices.delete(device.name);
+    this.devices.delete(device.label);
     for (const monitor of this.monitors) monitor.forget(device);
     if (this.devices.size === 0) {
       this.removeExitRestorer?.();
@@ -276,12 +283,12 @@ export class NetdevManager {
   /** Closes `handle`: restores its flags; the last handle of a device destroys it. */
   private release(handle: Netdev): Promise<void> {
     const device = this.deviceOf(handle);
-    return this.serialize(device.name, async () => {
+    return this.serialize(device.label, async () => {
       if (!device.handles.delete(handle)) return;
       try {
         handle.restoreFlags();
       } finally {
-        if (device.handles.size === 0 && this.devices.get(device.name) === device) await this.destroyDevice(device);
+        if (device.handles.size === 0 && this.devices.get(device.label) === device) await this.destroyDevice(device);
       }
     });
   }
@@ -318,6 +325,17 @@ function checkEthertype(name: string, ethertype: unknown): Ethertype {
   if (ethertype === 'none' || ethertype === 'any' || ethertype === '802.2') return ethertype;
   if (typeof ethertype === 'number' && Number.isInteger(ethertype) && ethertype >= 0 && ethertype <= 0xffff) return ethertype;
   throw new NetdevError({ code: 'EINVAL', device: name, call: 'open', detail: `ethertype must be 'none', 'any', '802.2' or an integer 0-0xffff, not ${JSON.stringify(ethertype)}` });
+}
+
+function checkNetns(provider: Provider, name: string, netns: unknown): string | undefined {
+  if (netns === undefined) return undefined;
+  if (!provider.namespaced) {
+    throw new NetdevError({ code: 'EINVAL', device: name, call: 'open', detail: `${provider.type} devices cannot be opened in another network namespace` });
+  }
+  if (typeof netns !== 'string' || netns.length === 0 || netns.includes('\0')) {
+    throw new NetdevError({ code: 'EINVAL', device: name, call: 'open', detail: `netns must be a namespace name or path, not ${JSON.stringify(netns)}` });
+  }
+  return netns;
 }
 
 function checkRingSize(name: string, size: unknown): number {

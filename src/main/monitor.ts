@@ -37,7 +37,7 @@ export class NetdevMonitor implements AsyncIterable<string> {
     const device = this.deviceOf(handle);
     this.watched.get(device)?.();
     this.watched.delete(device);
-    this.changed.delete(device.name);
+    this.changed.delete(device.label);
   }
 
   /** @internal Forgets a device that closed. */

@@ -42,6 +42,11 @@ export class Netdev {
     return this.device.name;
   }
 
+  /** The network namespace the device is in, as given to open; undefined: the process's own. */
+  get netns(): string | undefined {
+    return this.device.netns;
+  }
+
   /** Provider type, e.g. 'dummy' or 'system'. */
   get type(): string {
     return this.device.provider.type;

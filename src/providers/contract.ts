@@ -119,6 +119,8 @@ export interface CreateOptions {
   readonly ethertype: Ethertype;
   /** The largest frame the device's rings can carry; MTU settings above it must fail (EINVAL). */
   readonly maxFrame: number;
+  /** The network namespace (an `ip netns` name or a path) the device is in; undefined: the process's own. */
+  readonly netns: string | undefined;
 }
 
 /**
@@ -211,6 +213,8 @@ export interface Provider {
    * export `createIo: CreateIo`.  A provider without one supports only ethertype 'none'.
    */
   readonly ioModule?: string | URL;
+  /** True if its devices may be opened in another network namespace (OpenOptions.netns); EINVAL otherwise. */
+  readonly namespaced?: boolean;
 
   /**
    * One-time initialization, run before the provider's first device is created.  If it fails,

@@ -1,0 +1,139 @@
+/**
+ * libc through koffi: the functions, constants and struct layouts the Linux providers use.  Loaded
+ * once per thread (the main thread for control calls, each device worker for packet I/O).  Every
+ * wrapper reads errno right after its call, on the same thread, and turns a failure into a
+ * NetdevError named after the errno.  Layouts are x86-64 / aarch64 Linux (LP64).
+ */
+import koffi from 'koffi';
+import { constants } from 'node:os';
+import { NetdevError } from '../common/errors.js';
+
+const libc = koffi.load('libc.so.6');
+
+const ERRNO_NAMES = new Map(Object.entries(constants.errno as Record<string, number>).map(([name, value]) => [value, name]));
+
+/* Constants (linux/socket.h, linux/if_ether.h, linux/sockios.h, linux/if.h, linux/if_packet.h). */
+export const AF_UNIX = 1;
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const AF_PACKET = 17;
+export const SOCK_STREAM = 1;
+export const SOCK_DGRAM = 2;
+export const SOCK_RAW = 3;
+export const SOCK_SEQPACKET = 5;
+export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_CLOEXEC = 0o2000000;
+export const O_RDONLY = 0;
+export const O_RDWR = 2;
+export const O_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
+export const ETH_P_ALL = 0x0003;
+export const ETH_P_802_2 = 0x0004;
+export const SOL_SOCKET = 1;
+export const SO_RCVBUF = 8;
+export const SO_SNDBUF = 7;
+export const SOL_PACKET = 263;
+export const PACKET_IGNORE_OUTGOING = 23;
+export const MSG_DONTWAIT = 0x40;
+export const MSG_TRUNC = 0x20;
+export const CLONE_NEWNET = 0x40000000;
+export const IFNAMSIZ = 16;
+export const IFF_UP = 0x1;
+export const IFF_PROMISC = 0x100;
+export const ARPHRD_ETHER = 1;
+
+export const SIOCADDRT = 0x890b;
+export const SIOCGIFFLAGS = 0x8913;
+export const SIOCSIFFLAGS = 0x8914;
+export const SIOCGIFADDR = 0x8915;
+export const SIOCSIFADDR = 0x8916;
+export const SIOCGIFNETMASK = 0x891b;
+export const SIOCSIFNETMASK = 0x891c;
+export const SIOCGIFMTU = 0x8921;
+export const SIOCSIFMTU = 0x8922;
+export const SIOCSIFHWADDR = 0x8924;
+export const SIOCGIFHWADDR = 0x8927;
+export const SIOCGIFINDEX = 0x8933;
+export const SIOCGIFTXQLEN = 0x8942;
+export const SIOCETHTOOL = 0x8946;
+export const SIOCGARP = 0x8954;
+
+/** struct ifreq: a 16-byte name, then a 24-byte union (sockaddr, flags, ifindex, mtu, data pointer). */
+export const IFREQ_SIZE = 40;
+export const IFREQ_UNION = 16;
+/** struct iovec and struct mmsghdr (a msghdr and the received length). */
+export const IOVEC_SIZE = 16;
+export const MMSGHDR_SIZE = 64;
+export const MSGHDR_IOV = 16;
+export const MSGHDR_IOVLEN = 24;
+export const MSGHDR_FLAGS = 48;
+export const MMSGHDR_LEN = 56;
+/** struct sockaddr_ll. */
+export const SOCKADDR_LL_SIZE = 20;
+
+const raw = {
+  socket: libc.func('int socket(int domain, int type, int protocol)'),
+  close: libc.func('int close(int fd)'),
+  open: libc.func('int open(const char *path, int flags)'),
+  ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)'),
+  bind: libc.func('int bind(int fd, const void *addr, unsigned int len)'),
+  setsockopt: libc.func('int setsockopt(int fd, int level, int name, const void *value, unsigned int len)'),
+  recvmmsg: libc.func('int recvmmsg(int fd, void *msgvec, unsigned int vlen, int flags, void *timeout)'),
+  sendmmsg: libc.func('int sendmmsg(int fd, void *msgvec, unsigned int vlen, int flags)'),
+  recv: libc.func('long recv(int fd, void *buf, unsigned long len, int flags)'),
+  setns: libc.func('int setns(int fd, int nstype)'),
+};
+
+/** The errno name of `value` ('ENODEV'), or 'EIO' for an unknown one. */
+export function errnoName(value: number): string {
+  return ERRNO_NAMES.get(value) ?? 'EIO';
+}
+
+/** errno of the last call made on this thread. */
+export function lastErrno(): number {
+  return koffi.errno();
+}
+
+/** Throws a NetdevError for errno if `result` is negative; returns `result` otherwise. */
+export function check(result: number, call: string, detail: string, device?: string): number {
+  if (result < 0) {
+    const code = errnoName(koffi.errno());
+    throw new NetdevError({ code, device, call, detail: `${detail}: ${code}${code === 'EPERM' ? ' (needs CAP_NET_ADMIN / CAP_NET_RAW)' : ''}` });
+  }
+  return result;
+}
+
+export const sys = {
+  socket: (domain: number, type: number, protocol: number): number => raw.socket(domain, type, protocol) as number,
+  close: (fd: number): number => raw.close(fd) as number,
+  open: (path: string, flags: number): number => raw.open(path, flags) as number,
+  /** ioctl with a pointer argument (a Buffer or typed array the kernel reads or fills). */
+  ioctl: (fd: number, request: number, arg: Uint8Array): number => raw.ioctl(fd, request, 'void *', arg) as number,
+  bind: (fd: number, addr: Uint8Array): number => raw.bind(fd, addr, addr.length) as number,
+  setsockoptInt: (fd: number, level: number, name: number, value: number): number =>
+    raw.setsockopt(fd, level, name, Int32Array.of(value), 4) as number,
+  recvmmsg: (fd: number, vec: Uint8Array, count: number, flags: number): number => raw.recvmmsg(fd, vec, count, flags, null) as number,
+  sendmmsg: (fd: number, vec: Uint8Array, count: number, flags: number): number => raw.sendmmsg(fd, vec, count, flags) as number,
+  recv: (fd: number, buf: Uint8Array, len: number, flags: number): number => Number(raw.recv(fd, buf, len, flags)),
+  setns: (fd: number, type: number): number => raw.setns(fd, type) as number,
+};
+
+/** The address of a buffer's first byte (stable for the buffer's life: Buffers and SharedArrayBuffers do not move). */
+export function addressOf(bytes: Uint8Array): bigint {
+  return koffi.address(bytes);
+}
+
+/** Watches `fd` on this thread's event loop (libuv poll, no thread of its own); see koffi.node.poll. */
+export function watchReadable(fd: number, onReadable: () => void): { stop(): void; close(): void; start(): void } {
+  const handle = koffi.node.poll(fd, { readable: true }, () => onReadable());
+  return {
+    start: () => handle.start({ readable: true }, () => onReadable()),
+    stop: () => handle.stop(),
+    close: () => handle.close(),
+  };
+}
+
+/** htons. */
+export function htons(value: number): number {
+  return ((value & 0xff) << 8) | ((value >> 8) & 0xff);
+}

@@ -1,0 +1,70 @@
+/**
+ * Network namespaces.  setns(2) moves only the calling thread, and a socket stays in the namespace
+ * it was created in: so a device worker enters its device's namespace for good, and the main
+ * thread enters one just long enough to create a socket (or read /proc/thread-self/net), then
+ * comes back.  Names are those of `ip netns` (/var/run/netns/NAME); absolute paths (e.g.
+ * /proc/PID/ns/net) are taken as they are.
+ */
+import { readFileSync } from 'node:fs';
+import { netdevError } from '../common/errors.js';
+import { check, CLONE_NEWNET, O_CLOEXEC, O_RDONLY, sys } from './libc.js';
+
+const NETNS_DIR = '/var/run/netns';
+const NAME_PATTERN = /^[^/\s\0]{1,255}$/;
+
+/** The path of a namespace given by `ip netns` name or absolute path; EINVAL for anything else. */
+export function netnsPath(spec: string): string {
+  if (spec.startsWith('/') && !spec.includes('\0')) return spec;
+  if (NAME_PATTERN.test(spec) && spec !== '.' && spec !== '..') return `${NETNS_DIR}/${spec}`;
+  throw netdevError('EINVAL', `invalid network namespace ${JSON.stringify(spec)} (a name under ${NETNS_DIR} or an absolute path)`);
+}
+
+let homeFd = -1;
+
+/** This thread's own namespace, opened once (for coming back after run()). */
+function home(): number {
+  if (homeFd < 0) homeFd = check(sys.open('/proc/thread-self/ns/net', O_RDONLY | O_CLOEXEC), 'setns', 'cannot open this thread\'s network namespace');
+  return homeFd;
+}
+
+export class Netns {
+  private constructor(
+    /** As given: a name or a path. */
+    readonly spec: string,
+    private readonly fd: number,
+  ) {}
+
+  /** Opens the namespace `spec`; ENOENT if it does not exist. */
+  static open(spec: string): Netns {
+    const path = netnsPath(spec);
+    const fd = sys.open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) check(fd, 'setns', `cannot open network namespace ${path}`);
+    return new Netns(spec, fd);
+  }
+
+  /** Moves this thread into the namespace for good (a device worker). */
+  enter(): void {
+    check(sys.setns(this.fd, CLONE_NEWNET), 'setns', `cannot enter network namespace ${this.spec}`);
+  }
+
+  /** Runs `fn` (synchronous) with this thread inside the namespace, then comes back. */
+  run<T>(fn: () => T): T {
+    const back = home();
+    this.enter();
+    try {
+      return fn();
+    } finally {
+      check(sys.setns(back, CLONE_NEWNET), 'setns', 'cannot return to the original network namespace');
+    }
+  }
+
+  close(): void {
+    sys.close(this.fd);
+  }
+}
+
+/** Reads a /proc/thread-self/net file as seen from `netns` (or this thread's own namespace). */
+export function readProcNet(file: string, netns: Netns | null): string {
+  const read = () => readFileSync(`/proc/thread-self/net/${file}`, 'utf8');
+  return netns ? netns.run(read) : read();
+}
