@@ -151,7 +151,7 @@ describe('registering providers', () => {
       bareProvider('maybe:', {}, {
         create(context) {
           if (context.suffix !== 'here') throw netdevError('ENODEV', 'no such device');
-          return bareProvider('x:').create(context, { ethertype: 'none', maxFrame: 0 });
+          return bareProvider('x:').create(context, { ethertype: 'none', maxFrame: 0, netns: undefined });
         },
       }),
     );
