@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NetdevError, NetdevManager, netdevError, type Provider, type ProviderDevice } from '../dist/index.js';
 import { JobPool } from '../dist/main/job-pool.js';
-import { ethFrame, eventually, rejection, seqOf, sleep, thrown } from './helpers.js';
+import { ethFrame, eventually, prefixed, rejection, seqOf, sleep, thrown } from './helpers.js';
 
 let mgr: NetdevManager;
 
@@ -136,7 +136,7 @@ describe('registering providers', () => {
       }
       expect(inits).toBe(1);
       const dummy = await mgr.open('dummy:ok');
-      expect(await mgr.enumerate()).toEqual(['dummy:ok']);
+      expect(await prefixed(mgr)).toEqual(['dummy:ok']);
       await dummy.inject(ethFrame(60, 1));
       expect(seqOf(dummy.tryRecv() ?? (await dummy.frames().next()).value)).toBe(1);
       await sleep(10);
@@ -170,7 +170,7 @@ describe('registering providers', () => {
     const empty = await rejection(mgr.open('empty:x'));
     expect(empty.code).toBe('EINVAL');
     expect(empty.message).toContain('does not export createIo');
-    expect(await mgr.enumerate()).toEqual([]);
+    expect(await prefixed(mgr)).toEqual([]);
     expect(await mgr.exists('lost:x')).toBe(true); // control-only opens need no I/O module
   });
 
@@ -226,7 +226,7 @@ describe('a crashed worker', () => {
       await a.send(ethFrame(60, 77));
       expect(seqOf((await b.frames().next()).value as Uint8Array)).toBe(77);
       await dev.close();
-      expect(await mgr.enumerate()).toEqual(['dummy:a', 'dummy:b']);
+      expect(await prefixed(mgr)).toEqual(['dummy:a', 'dummy:b']);
     });
   }
 });

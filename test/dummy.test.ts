@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NetdevError, NetdevManager, type Netdev } from '../dist/index.js';
-import { ethFrame, eventually, rejection, seqOf, sleep, thrown } from './helpers.js';
+import { ethFrame, eventually, prefixed, rejection, seqOf, sleep, thrown } from './helpers.js';
 
 let mgr: NetdevManager;
 
@@ -29,12 +29,12 @@ describe('opening and closing', () => {
     expect(first.type).toBe('dummy');
     await first.setMtu(1400);
     expect(await second.getMtu()).toBe(1400);
-    expect(await mgr.enumerate()).toContain('dummy:x');
+    expect(await prefixed(mgr)).toContain('dummy:x');
     await first.close();
     expect(await second.getMtu()).toBe(1400);
-    expect(await mgr.enumerate()).toContain('dummy:x');
+    expect(await prefixed(mgr)).toContain('dummy:x');
     await second.close();
-    expect(await mgr.enumerate()).not.toContain('dummy:x');
+    expect(await prefixed(mgr)).not.toContain('dummy:x');
     // A new open is a new device, with default attributes again.
     const third = await mgr.open('dummy:x');
     expect(await third.getMtu()).toBe(1500);
@@ -67,14 +67,14 @@ describe('opening and closing', () => {
       expect((await rejection(mgr.open('dummy:x', { ringSize }))).code).toBe('EINVAL');
     }
     // Nothing half-opened was left behind.
-    expect(await mgr.enumerate()).toEqual([]);
+    expect(await prefixed(mgr)).toEqual([]);
   });
 
   it('says whether a device exists, as the seed: dummies exist, unknown prefixes do not', async () => {
     expect(await mgr.exists('dummy:anything')).toBe(true);
     expect(await mgr.exists('nope:x')).toBe(false);
     expect(await mgr.exists('dummy:bad name')).toBe(false);
-    expect(await mgr.enumerate()).toEqual([]);
+    expect(await prefixed(mgr)).toEqual([]);
   });
 
   it('refuses a second I/O open with another ethertype (EBUSY), but not a control-only one', async () => {
@@ -192,7 +192,7 @@ describe('attributes', () => {
     expect(await dev.getConfig()).toEqual({});
     const open = await rejection(mgr.open('dummy:y', { config: { nope: 1 } }));
     expect(open.code).toBe('EINVAL');
-    expect(await mgr.enumerate()).toEqual(['dummy:x']);
+    expect(await prefixed(mgr)).toEqual(['dummy:x']);
   });
 
   it('links both ends from either end, relinks, and unlinks', async () => {

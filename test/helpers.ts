@@ -1,4 +1,4 @@
-import type { NetdevError } from '../dist/index.js';
+import type { NetdevError, NetdevManager } from '../dist/index.js';
 
 /** An Ethernet frame of `length` bytes: broadcast destination, ethertype `type`, a 32-bit sequence number at offset 14. */
 export function ethFrame(length: number, seq = 0, type = 0x0800): Uint8Array {
@@ -48,4 +48,9 @@ export async function eventually(condition: () => boolean | Promise<boolean>, ms
     await sleep(5);
   }
   return condition();
+}
+
+/** The devices `mgr` enumerates that have a prefix (dummy:, ...), leaving out the host's system devices. */
+export async function prefixed(mgr: NetdevManager): Promise<string[]> {
+  return (await mgr.enumerate()).filter((name) => name.includes(':'));
 }

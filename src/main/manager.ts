@@ -8,6 +8,7 @@ import { NetdevError, toNetdevError } from '../common/errors.js';
 import { ringCapacity, MAX_RING_CAPACITY, maxRecordFor } from '../ring/ring.js';
 import type { Ethertype, Provider, ProviderContext } from '../providers/contract.js';
 import { dummyProvider } from '../providers/dummy/provider.js';
+import { systemProvider } from '../providers/system/control.js';
 import { Device, deviceLabel } from './device.js';
 import { addExitRestorer } from './exit-hooks.js';
 import { JobPool } from './job-pool.js';
@@ -56,9 +57,12 @@ export class NetdevManager {
   private removeExitRestorer: (() => void) | null = null;
   private closed = false;
 
-  /** A manager with the built-in providers registered (dummy; more as they land). */
+  /** A manager with the built-in providers registered (system, dummy; more as they land). */
   constructor(options: ManagerOptions = {}) {
-    if (options.builtins !== false) this.register(dummyProvider());
+    if (options.builtins !== false) {
+      this.register(systemProvider());
+      this.register(dummyProvider());
+    }
   }
 
   /**

@@ -10,7 +10,15 @@ import { NetdevError } from '../common/errors.js';
 
 const libc = koffi.load('libc.so.6');
 
-const ERRNO_NAMES = new Map(Object.entries(constants.errno as Record<string, number>).map(([name, value]) => [value, name]));
+/** errno value -> name; of two names for one value (EAGAIN/EWOULDBLOCK, EOPNOTSUPP/ENOTSUP), the one the seed uses. */
+const ERRNO_NAMES = new Map<number, string>();
+for (const [name, value] of Object.entries(constants.errno as Record<string, number>)) {
+  if (!ERRNO_NAMES.has(value)) ERRNO_NAMES.set(value, name);
+}
+for (const preferred of ['EAGAIN', 'EOPNOTSUPP', 'EDEADLK']) {
+  const value = (constants.errno as Record<string, number>)[preferred];
+  if (value !== undefined) ERRNO_NAMES.set(value, preferred);
+}
 
 /* Constants (linux/socket.h, linux/if_ether.h, linux/sockios.h, linux/if.h, linux/if_packet.h). */
 export const AF_UNIX = 1;

@@ -1,0 +1,216 @@
+/**
+ * The system provider's I/O half (runs in the device's worker): an AF_PACKET raw socket bound to
+ * the device, in the device's network namespace (the worker enters it for good).
+ *
+ * - Receive: recvmmsg batches into a staging area of 64 KiB slots (so a GSO frame of up to 64 KiB
+ *   from a veth with offloads on is never cut; a frame cut anyway is counted in rxErrors, never
+ *   delivered), then one copy per frame into the RX ring, padded to 60 bytes.
+ * - Transmit: sendmmsg batches straight from the TX ring: each iovec points into the ring's
+ *   shared memory, so frames are not copied in JavaScript.  ENOBUFS/EAGAIN is backpressure: the
+ *   frames are put back and the worker retries a millisecond later (AF_PACKET has no event for
+ *   "the device queue has room again").  A frame the
+ *   kernel refuses (EMSGSIZE, ENETDOWN ...) is counted in txErrors and skipped.
+ * - Waiting: when nothing is waiting, a libuv poll handle on the socket (koffi.node.poll, on the
+ *   worker's own event loop) rings the worker's bell once it becomes readable.
+ * - Frames this socket sends are not received back (PACKET_IGNORE_OUTGOING).  The receive queue
+ *   is drained right after bind: frames of every interface arrive between socket() and bind().
+ */
+import { NetdevError } from '../../common/errors.js';
+import type { RingReader } from '../../ring/ring.js';
+import {
+  addressOf, AF_PACKET, check, ETH_P_802_2, ETH_P_ALL, errnoName, htons, IOVEC_SIZE, lastErrno, MMSGHDR_LEN, MMSGHDR_SIZE,
+  MSG_DONTWAIT, MSG_TRUNC, MSGHDR_FLAGS, MSGHDR_IOV, MSGHDR_IOVLEN, PACKET_IGNORE_OUTGOING, SOCK_CLOEXEC, SOCK_NONBLOCK,
+  SOCK_RAW, SOCKADDR_LL_SIZE, SOL_PACKET, SOL_SOCKET, SO_RCVBUF, sys, watchReadable,
+} from '../../sys/libc.js';
+import { Netns } from '../../sys/netns.js';
+import { MIN_FRAME, type CreateIo, type DeviceIo, type Ethertype, type IoContext } from '../contract.js';
+import type { SystemIoOptions } from './control.js';
+
+const BATCH = 32;
+const SLOT = 65536;
+const RCVBUF = 4 * 1024 * 1024;
+const EAGAIN = 'EAGAIN';
+
+function protocolOf(ethertype: Ethertype): number {
+  if (ethertype === 'any') return ETH_P_ALL;
+  if (ethertype === '802.2') return ETH_P_802_2;
+  return ethertype as number;
+}
+
+/** An array of `count` mmsghdrs, each with one iovec; the iovecs' bases are set by the caller. */
+class MessageVector {
+  readonly headers: Buffer;
+  readonly iovecs: Buffer;
+
+  constructor(count: number) {
+    this.headers = Buffer.alloc(count * MMSGHDR_SIZE);
+    this.iovecs = Buffer.alloc(count * IOVEC_SIZE);
+    const iovBase = addressOf(this.iovecs);
+    for (let i = 0; i < count; i++) {
+      this.headers.writeBigUInt64LE(iovBase + BigInt(i * IOVEC_SIZE), i * MMSGHDR_SIZE + MSGHDR_IOV);
+      this.headers.writeBigUInt64LE(1n, i * MMSGHDR_SIZE + MSGHDR_IOVLEN);
+    }
+  }
+
+  /** Points iovec `i` at `length` bytes at address high * 2^32 + low (numbers, so no BigInt per frame). */
+  setIovec(i: number, high: number, low: number, length: number): void {
+    const at = i * IOVEC_SIZE;
+    this.iovecs.writeUInt32LE(low, at);
+    this.iovecs.writeUInt32LE(high, at + 4);
+    this.iovecs.writeUInt32LE(length, at + 8);
+    this.iovecs.writeUInt32LE(0, at + 12);
+  }
+
+  length(i: number): number {
+    return this.headers.readUInt32LE(i * MMSGHDR_SIZE + MMSGHDR_LEN);
+  }
+
+  flags(i: number): number {
+    return this.headers.readInt32LE(i * MMSGHDR_SIZE + MSGHDR_FLAGS);
+  }
+}
+
+/** An address split into two 32-bit halves. */
+function split(address: bigint): [number, number] {
+  return [Number(address >> 32n), Number(address & 0xffffffffn)];
+}
+
+class PacketIo implements DeviceIo {
+  private readonly rxVector = new MessageVector(BATCH);
+  private readonly txVector = new MessageVector(BATCH);
+  private readonly staging = Buffer.alloc(BATCH * SLOT);
+  /** The TX ring's record region address, learned on the first transmit. */
+  private txBase: [number, number] | null = null;
+  private readonly poll: ReturnType<typeof watchReadable>;
+  private polling = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly context: IoContext,
+    private readonly fd: number,
+  ) {
+    const [high, low] = split(addressOf(this.staging));
+    for (let i = 0; i < BATCH; i++) this.rxVector.setIovec(i, high + Math.floor((low + i * SLOT) / 2 ** 32), (low + i * SLOT) % 2 ** 32, SLOT);
+    this.poll = watchReadable(fd, () => {
+      this.poll.stop();
+      this.polling = false;
+      context.bell.ringNow();
+    });
+    this.poll.stop();
+  }
+
+  receive(budget: number): number {
+    const count = sys.recvmmsg(this.fd, this.rxVector.headers, Math.min(budget, BATCH), MSG_DONTWAIT);
+    if (count < 0) {
+      const code = errnoName(lastErrno());
+      if (code === EAGAIN) this.waitReadable();
+      else if (code !== 'EINTR' && code !== 'ENETDOWN') this.fail('recvmmsg', code);
+      return 0;
+    }
+    const { rx, counters } = this.context;
+    for (let i = 0; i < count; i++) {
+      const length = this.rxVector.length(i);
+      if ((this.rxVector.flags(i) & MSG_TRUNC) !== 0 || length > rx.maxRecord) {
+        counters.rxErrors++;
+        continue;
+      }
+      const padded = length < MIN_FRAME ? MIN_FRAME : length;
+      const at = rx.reserve(padded);
+      if (at < 0) {
+        rx.countDrops(1);
+        continue;
+      }
+      rx.bytes.set(this.staging.subarray(i * SLOT, i * SLOT + length), at);
+      if (padded !== length) rx.bytes.fill(0, at + length, at + padded);
+      rx.commit(padded);
+    }
+    return count;
+  }
+
+  transmit(tx: RingReader, budget: number): number {
+    let taken = 0;
+    this.txBase ??= split(addressOf(tx.bytes));
+    const [high, low] = this.txBase;
+    while (taken < budget) {
+      let queued = 0;
+      for (let length; queued < BATCH && taken + queued < budget && (length = tx.next()) >= 0; queued++) {
+        const address = low + tx.offset;
+        this.txVector.setIovec(queued, high + Math.floor(address / 2 ** 32), address % 2 ** 32, length);
+      }
+      if (queued === 0) break;
+      const sent = sys.sendmmsg(this.fd, this.txVector.headers, queued, MSG_DONTWAIT);
+      const code = sent < 0 ? errnoName(lastErrno()) : '';
+      const accepted = sent < 0 ? 0 : sent;
+      for (let i = queued; i > accepted; i--) tx.unread();
+      taken += accepted;
+      if (sent >= 0 && sent === queued) continue;
+      if (sent < 0 && (code === EAGAIN || code === 'ENOBUFS' || code === 'EINTR')) {
+        // The device queue is full (AF_PACKET says ENOBUFS and has no event for "room again"):
+        // the frames wait in the ring, and the worker retries in a millisecond.
+        this.retryLater();
+        break;
+      }
+      if (sent < 0) {
+        // The first frame was refused for good: count it and go on with the next.
+        tx.next();
+        taken++;
+        this.context.counters.txErrors++;
+      }
+    }
+    return taken;
+  }
+
+  drain(): void {
+    drainSocket(this.fd);
+  }
+
+  private retryLater(): void {
+    this.retryTimer ??= setTimeout(() => {
+      this.retryTimer = null;
+      this.context.bell.ringNow();
+    }, 1);
+  }
+
+  private waitReadable(): void {
+    if (this.polling) return;
+    this.polling = true;
+    this.poll.start();
+  }
+
+  private fail(call: string, code: string): never {
+    throw new NetdevError({ code, device: this.context.name, call, detail: `${call} on the packet socket failed: ${code}` });
+  }
+
+  close(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.poll.close();
+    sys.close(this.fd);
+  }
+}
+
+/** Reads and discards everything queued on `fd` (MSG_TRUNC: no copy). */
+function drainSocket(fd: number): void {
+  const scrap = new Uint8Array(1);
+  while (sys.recv(fd, scrap, 1, MSG_DONTWAIT | MSG_TRUNC) >= 0);
+}
+
+export const createIo: CreateIo = (context) => {
+  const options = context.options as SystemIoOptions;
+  if (options.netnsPath) Netns.open(options.netnsPath).enter();
+  const protocol = htons(protocolOf(context.ethertype));
+  const fd = check(sys.socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol), 'socket', 'AF_PACKET socket', context.name);
+  try {
+    sys.setsockoptInt(fd, SOL_SOCKET, SO_RCVBUF, RCVBUF);
+    check(sys.setsockoptInt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1), 'setsockopt', 'PACKET_IGNORE_OUTGOING', context.name);
+    const address = Buffer.alloc(SOCKADDR_LL_SIZE);
+    address.writeUInt16LE(AF_PACKET, 0);
+    address.writeUInt16LE(protocol, 2);
+    address.writeInt32LE(options.ifindex, 4);
+    check(sys.bind(fd, address), 'bind', `bind to ifindex ${options.ifindex}`, context.name);
+    drainSocket(fd);
+  } catch (error) {
+    sys.close(fd);
+    throw error;
+  }
+  return new PacketIo(context, fd);
+};

@@ -1,0 +1,34 @@
+/**
+ * Interface names and struct ifreq: checking a name before any syscall, and the ioctls of the
+ * seed's netdev-linux (flags, MAC, MTU, ifindex, addresses, ethtool) on a control socket.
+ */
+import { netdevError } from '../common/errors.js';
+import { addressOf, check, IFNAMSIZ, IFREQ_SIZE, IFREQ_UNION, sys } from './libc.js';
+
+/** Checks a Linux interface name: 1-15 bytes, not '.' or '..', no '/', ':' or whitespace (EINVAL). */
+export function validateIfName(name: string): void {
+  const bytes = Buffer.byteLength(name);
+  if (bytes === 0 || bytes >= IFNAMSIZ || name === '.' || name === '..' || /[/:\s\0]/.test(name)) {
+    throw netdevError('EINVAL', `invalid interface name ${JSON.stringify(name)} (1-15 bytes, no '/', ':' or whitespace)`);
+  }
+}
+
+/** A struct ifreq naming `name`, the rest zero. */
+export function ifreq(name: string): Buffer {
+  const buffer = Buffer.alloc(IFREQ_SIZE);
+  buffer.write(name, 0, 'utf8');
+  return buffer;
+}
+
+/** ioctl(fd, request, ifr) for interface `name`; throws errno as NetdevError, returns the filled ifreq. */
+export function ifreqIoctl(fd: number, name: string, request: number, what: string, fill?: (ifr: Buffer) => void): Buffer {
+  const ifr = ifreq(name);
+  fill?.(ifr);
+  check(sys.ioctl(fd, request, ifr), '', `${what} ${name}`);
+  return ifr;
+}
+
+/** An ifreq whose union holds a pointer to `data` (ethtool requests); `data` must outlive the call. */
+export function ifreqWithData(ifr: Buffer, data: Uint8Array): void {
+  ifr.writeBigUInt64LE(addressOf(data), IFREQ_UNION);
+}
