@@ -1,0 +1,51 @@
+import { execFileSync } from 'node:child_process';
+
+/** True when this process may create namespaces and devices (root). */
+export const privileged = process.getuid?.() === 0;
+
+let serial = 0;
+
+/** Runs `ip` with an argument vector; returns its output. */
+export function ip(...args: string[]): string {
+  return execFileSync('ip', args, { encoding: 'utf8' });
+}
+
+/**
+ * A network namespace of the test run's own, with a veth pair va <-> vb in it.  Nothing outside
+ * it is touched, and no frame leaves it.
+ */
+export class TestNetns {
+  readonly name = `ndt${process.pid}x${serial++}`;
+
+  constructor() {
+    ip('netns', 'add', this.name);
+    this.ip('link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb');
+  }
+
+  /** `ip -n NAME ...` */
+  ip(...args: string[]): string {
+    return ip('-n', this.name, ...args);
+  }
+
+  /** `ip -j -n NAME ...`, parsed. */
+  json<T = Record<string, unknown>[]>(...args: string[]): T {
+    return JSON.parse(ip('-j', '-n', this.name, ...args)) as T;
+  }
+
+  /** The `ip -j link show` record of `dev`. */
+  link(dev: string): { ifindex: number; address: string; mtu: number; flags: string[]; stats64?: { rx: { packets: number }; tx: { packets: number } } } {
+    return this.json('-s', 'link', 'show', dev)[0] as never;
+  }
+
+  destroy(): void {
+    ip('netns', 'del', this.name);
+  }
+}
+
+/** Says loudly why kernel tests are skipped; in CI (root) they must run, so skipping fails there. */
+export function requirePrivilege(suite: string): void {
+  if (privileged) return;
+  const message = `SKIPPED ${suite}: needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN) to create network namespaces and devices`;
+  if (process.env.CI === 'true') throw new Error(`${message}, and CI must run it`);
+  console.warn(`\n*** ${message} ***\n`);
+}

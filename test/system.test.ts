@@ -1,0 +1,168 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { NetdevError, NetdevManager, type Netdev } from '../dist/index.js';
+import { ethFrame, eventually, rejection, seqOf } from './helpers.js';
+import { privileged, requirePrivilege, TestNetns } from './netns-harness.js';
+
+const TEST_TYPE = 0x88b5; // IEEE local experimental: nothing else in the namespace sends it
+
+requirePrivilege('system provider tests');
+
+describe.skipIf(!privileged)('system devices in a network namespace of the test run', () => {
+  let ns: TestNetns;
+  let mgr: NetdevManager;
+
+  beforeEach(() => {
+    ns = new TestNetns();
+    mgr = new NetdevManager();
+  });
+  afterEach(async () => {
+    await mgr.close();
+    ns.destroy();
+  });
+
+  const open = (name: string, ethertype: number | 'none' = TEST_TYPE): Promise<Netdev> => mgr.open(name, { netns: ns.name, ethertype });
+
+  async function bothUp(): Promise<[Netdev, Netdev]> {
+    const a = await open('va');
+    const b = await open('vb');
+    await a.turnFlagsOn({ up: true });
+    await b.turnFlagsOn({ up: true });
+    return [a, b];
+  }
+
+  it('reads the attributes ip reports', async () => {
+    const dev = await open('va', 'none');
+    const link = ns.link('va');
+    expect(dev.type).toBe('system');
+    expect(dev.netns).toBe(ns.name);
+    expect(await dev.getIfindex()).toBe(link.ifindex);
+    expect(await dev.getEtheraddr()).toBe(link.address);
+    expect(await dev.getMtu()).toBe(link.mtu);
+  });
+
+  it('sets MAC, MTU and flags that ip then sees, and sees what ip sets', async () => {
+    const dev = await open('va', 'none');
+    await dev.setEtheraddr('02:11:22:33:44:55');
+    await dev.setMtu(1400);
+    await dev.turnFlagsOn({ up: true, promisc: true }, { permanent: true });
+    let link = ns.link('va');
+    expect(link.address).toBe('02:11:22:33:44:55');
+    expect(link.mtu).toBe(1400);
+    expect(link.flags).toEqual(expect.arrayContaining(['UP', 'PROMISC']));
+    ns.ip('link', 'set', 'va', 'mtu', '1300', 'promisc', 'off', 'address', '02:00:00:00:00:77');
+    expect(await dev.getMtu()).toBe(1300);
+    expect(await dev.getFlags()).toEqual({ up: true, promisc: false });
+    expect(await dev.getEtheraddr()).toBe('02:00:00:00:00:77');
+    await dev.setFlags({}, { permanent: true });
+    link = ns.link('va');
+    expect(link.flags).not.toContain('UP');
+  });
+
+  it('refuses what the kernel refuses, with the errno', async () => {
+    const dev = await open('va', 'none');
+    const mtu = await rejection(dev.setMtu(100_000));
+    expect(mtu).toBeInstanceOf(NetdevError);
+    expect(mtu.code).toBe('EINVAL');
+    expect(mtu.device).toBe('va');
+    expect(mtu.call).toBe('setMtu');
+  });
+
+  it('restores flags a handle changed when it closes', async () => {
+    const keeper = await open('va', 'none');
+    const changer = await open('va', 'none');
+    await changer.turnFlagsOn({ promisc: true });
+    expect(ns.link('va').flags).toContain('PROMISC');
+    await changer.close();
+    expect(ns.link('va').flags).not.toContain('PROMISC');
+    expect(await keeper.getFlags()).toEqual({ up: false, promisc: false });
+  });
+
+  it('restores flags when the process dies of SIGTERM', async () => {
+    const child = spawn(process.execPath, [new URL('./fixtures/system-flag-child.mjs', import.meta.url).pathname, ns.name, 'va'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    await new Promise<void>((resolve) => child.stdout.on('data', (chunk: Buffer) => chunk.toString().includes('ready') && resolve()));
+    expect(ns.link('va').flags).toContain('PROMISC');
+    child.kill('SIGTERM');
+    const signal = await new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, sig) => resolve(sig)));
+    expect(signal).toBe('SIGTERM');
+    expect(ns.link('va').flags).not.toContain('PROMISC');
+  });
+
+  it('gets and sets IPv4 addresses as ip sees them, with EADDRNOTAVAIL when there is none', async () => {
+    const dev = await open('va', 'none');
+    expect((await rejection(dev.getIn4())).code).toBe('EADDRNOTAVAIL');
+    await dev.setIn4('10.77.0.1', '255.255.255.0');
+    const addresses = ns.json<{ addr_info: { family: string; local: string; prefixlen: number }[] }[]>('addr', 'show', 'va')[0]!.addr_info;
+    expect(addresses).toEqual(expect.arrayContaining([expect.objectContaining({ family: 'inet', local: '10.77.0.1', prefixlen: 24 })]));
+    ns.ip('addr', 'add', '10.78.0.5/16', 'dev', 'vb');
+    const other = await open('vb', 'none');
+    expect(await other.getIn4()).toEqual({ address: '10.78.0.5', netmask: '255.255.0.0', prefixLength: 16 });
+    ns.ip('-6', 'addr', 'add', 'fd00::5/64', 'dev', 'vb', 'nodad');
+    expect(await other.getIn6()).toBe('fd00::5');
+  });
+
+  it('looks up ARP entries, ENXIO when there is none', async () => {
+    const dev = await open('va', 'none');
+    await dev.turnFlagsOn({ up: true });
+    await dev.setIn4('10.79.0.1', 24);
+    ns.ip('neigh', 'add', '10.79.0.2', 'lladdr', '02:aa:bb:cc:dd:ee', 'dev', 'va');
+    expect(await dev.arpLookup('10.79.0.2')).toBe('02:aa:bb:cc:dd:ee');
+    const missing = await rejection(dev.arpLookup('10.79.0.3'));
+    expect(missing.code).toBe('ENXIO');
+    expect(missing.fallback).toBe('00:00:00:00:00:00');
+  });
+
+  it('has carrier while both veth ends are up', async () => {
+    const [a, b] = await bothUp();
+    expect(await eventually(() => a.getCarrier())).toBe(true);
+    await b.turnFlagsOff({ up: true });
+    expect(await eventually(async () => !(await a.getCarrier()))).toBe(true);
+  });
+
+  it('moves frames byte for byte, in order, both ways across the veth pair', async () => {
+    const [a, b] = await bothUp();
+    for (const [from, to] of [[a, b], [b, a]] as const) {
+      const sizes = [14, 59, 60, 61, 64, 100, 1000, 1514];
+      const total = 400;
+      const received = (async () => {
+        const frames: Uint8Array[] = [];
+        for await (const frame of to.frames({ copy: true })) {
+          frames.push(frame);
+          if (frames.length === total) break;
+        }
+        return frames;
+      })();
+      for (let seq = 0; seq < total; seq++) await from.send(ethFrame(Math.max(18, sizes[seq % sizes.length]!), seq, TEST_TYPE));
+      const frames = await received;
+      frames.forEach((frame, seq) => {
+        const sent = ethFrame(Math.max(18, sizes[seq % sizes.length]!), seq, TEST_TYPE);
+        expect(seqOf(frame)).toBe(seq);
+        expect(frame.length).toBe(Math.max(60, sent.length));
+        expect(frame.subarray(0, sent.length)).toEqual(sent);
+        expect(frame.subarray(sent.length).every((byte) => byte === 0)).toBe(true);
+      });
+    }
+  });
+
+  it('counts what it sends in the kernel statistics that ip reports', async () => {
+    const [a] = await bothUp();
+    const before = (await a.getStats()).txPackets!;
+    for (let seq = 0; seq < 50; seq++) await a.send(ethFrame(64, seq, TEST_TYPE));
+    expect(await eventually(async () => (await a.getStats()).txPackets! >= before + 50)).toBe(true);
+    const stats = await a.getStats();
+    expect(stats.txPackets).toBe(ns.link('va').stats64!.tx.packets);
+    expect(stats.rxCrcErrors).toBeNull();
+  });
+
+  it('refuses bad names before any syscall, and reports missing devices and namespaces', async () => {
+    for (const name of ['sixteen-bytes-xx', 'a/b', 'a b', '.', '..']) {
+      expect((await rejection(mgr.open(name, { netns: ns.name }))).code).toBe('EINVAL');
+    }
+    const missing = await rejection(open('nosuch0', 'none'));
+    expect([missing.code, missing.device]).toEqual(['ENODEV', 'nosuch0']);
+    expect((await rejection(mgr.open('va', { netns: 'ndt-no-such-namespace' }))).code).toBe('ENOENT');
+    expect((await rejection(mgr.open('dummy:a', { netns: ns.name }))).code).toBe('EINVAL');
+  });
+});
