@@ -9,6 +9,7 @@ import { ringCapacity, MAX_RING_CAPACITY, maxRecordFor } from '../ring/ring.js';
 import type { Ethertype, Provider, ProviderContext } from '../providers/contract.js';
 import { dummyProvider } from '../providers/dummy/provider.js';
 import { systemProvider } from '../providers/system/control.js';
+import { tapProvider } from '../providers/tap/control.js';
 import { Device, deviceLabel } from './device.js';
 import { addExitRestorer } from './exit-hooks.js';
 import { JobPool } from './job-pool.js';
@@ -57,10 +58,11 @@ export class NetdevManager {
   private removeExitRestorer: (() => void) | null = null;
   private closed = false;
 
-  /** A manager with the built-in providers registered (system, dummy; more as they land). */
+  /** A manager with the built-in providers registered (system, tap, dummy; more as they land). */
   constructor(options: ManagerOptions = {}) {
     if (options.builtins !== false) {
       this.register(systemProvider());
+      this.register(tapProvider());
       this.register(dummyProvider());
     }
   }

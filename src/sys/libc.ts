@@ -50,6 +50,11 @@ export const IFF_UP = 0x1;
 export const IFF_PROMISC = 0x100;
 export const ARPHRD_ETHER = 1;
 
+export const TUNSETIFF = 0x400454ca;
+export const TUNSETPERSIST = 0x400454cb;
+export const IFF_TAP = 0x0002;
+export const IFF_NO_PI = 0x1000;
+
 export const SIOCADDRT = 0x890b;
 export const SIOCGIFFLAGS = 0x8913;
 export const SIOCSIFFLAGS = 0x8914;
@@ -90,6 +95,9 @@ const raw = {
   sendmmsg: libc.func('int sendmmsg(int fd, void *msgvec, unsigned int vlen, int flags)'),
   recv: libc.func('long recv(int fd, void *buf, unsigned long len, int flags)'),
   setns: libc.func('int setns(int fd, int nstype)'),
+  read: libc.func('long read(int fd, void *buf, unsigned long count)'),
+  writev: libc.func('long writev(int fd, const void *iov, int iovcnt)'),
+  readv: libc.func('long readv(int fd, const void *iov, int iovcnt)'),
 };
 
 /** The errno name of `value` ('ENODEV'), or 'EIO' for an unknown one. */
@@ -102,12 +110,15 @@ export function lastErrno(): number {
   return koffi.errno();
 }
 
+/** The NetdevError for errno `value` (read it before any other call), naming the call and what failed. */
+export function errnoError(value: number, call: string, detail: string, device?: string): NetdevError {
+  const code = errnoName(value);
+  return new NetdevError({ code, device, call, detail: `${detail}: ${code}${code === 'EPERM' ? ' (needs CAP_NET_ADMIN / CAP_NET_RAW)' : ''}` });
+}
+
 /** Throws a NetdevError for errno if `result` is negative; returns `result` otherwise. */
 export function check(result: number, call: string, detail: string, device?: string): number {
-  if (result < 0) {
-    const code = errnoName(koffi.errno());
-    throw new NetdevError({ code, device, call, detail: `${detail}: ${code}${code === 'EPERM' ? ' (needs CAP_NET_ADMIN / CAP_NET_RAW)' : ''}` });
-  }
+  if (result < 0) throw errnoError(koffi.errno(), call, detail, device);
   return result;
 }
 
@@ -117,6 +128,8 @@ export const sys = {
   open: (path: string, flags: number): number => raw.open(path, flags) as number,
   /** ioctl with a pointer argument (a Buffer or typed array the kernel reads or fills). */
   ioctl: (fd: number, request: number, arg: Uint8Array): number => raw.ioctl(fd, request, 'void *', arg) as number,
+  /** ioctl with an integer argument (TUNSETPERSIST). */
+  ioctlInt: (fd: number, request: number, arg: number): number => raw.ioctl(fd, request, 'unsigned long', arg) as number,
   bind: (fd: number, addr: Uint8Array): number => raw.bind(fd, addr, addr.length) as number,
   setsockoptInt: (fd: number, level: number, name: number, value: number): number =>
     raw.setsockopt(fd, level, name, Int32Array.of(value), 4) as number,
@@ -124,6 +137,9 @@ export const sys = {
   sendmmsg: (fd: number, vec: Uint8Array, count: number, flags: number): number => raw.sendmmsg(fd, vec, count, flags) as number,
   recv: (fd: number, buf: Uint8Array, len: number, flags: number): number => Number(raw.recv(fd, buf, len, flags)),
   setns: (fd: number, type: number): number => raw.setns(fd, type) as number,
+  read: (fd: number, buf: Uint8Array, count: number): number => Number(raw.read(fd, buf, count)),
+  writev: (fd: number, iov: Uint8Array, count: number): number => Number(raw.writev(fd, iov, count)),
+  readv: (fd: number, iov: Uint8Array, count: number): number => Number(raw.readv(fd, iov, count)),
 };
 
 /** The address of a buffer's first byte (stable for the buffer's life: Buffers and SharedArrayBuffers do not move). */

@@ -25,20 +25,46 @@ export interface SystemIoOptions {
 }
 
 /** One AF_INET datagram socket for the ioctls of one namespace. */
-interface ControlSocket {
+export interface ControlSocket {
   fd: number;
   netns: Netns | null;
 }
 
-class SystemDevice implements ProviderDevice {
+/** The control sockets of a provider, one per namespace, each created inside its namespace on first use. */
+export class ControlSockets {
+  private readonly sockets = new Map<string, ControlSocket>();
+
+  /** The socket of namespace `spec` (undefined: this process's own). */
+  get(spec: string | undefined): ControlSocket {
+    const key = spec ?? '';
+    let socket = this.sockets.get(key);
+    if (!socket) {
+      const netns = spec === undefined ? null : Netns.open(spec);
+      const open = () => check(sys.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), 'socket', 'cannot create the AF_INET control socket');
+      socket = { fd: netns ? netns.run(open) : open(), netns };
+      this.sockets.set(key, socket);
+    }
+    return socket;
+  }
+}
+
+/** A Linux network device as the seed's netdev-linux sees it: attributes through ioctls and /proc. */
+export class SystemDevice implements ProviderDevice {
   constructor(
-    private readonly context: DeviceContext,
-    private readonly socket: ControlSocket,
-    private readonly ifname: string,
-    private readonly netnsSpec: string | undefined,
+    protected readonly context: DeviceContext,
+    protected readonly socket: ControlSocket,
+    protected readonly ifname: string,
+    protected readonly netnsSpec: string | undefined,
   ) {}
 
-  private ioctl(request: number, what: string, fill?: (ifr: Buffer) => void): Buffer {
+  /** Reads the kernel's view once at open: ENODEV now if there is no such device. */
+  open(): void {
+    this.getIfindex();
+    this.getMtu();
+    this.context.shared.flags = this.updateFlags(0, 0);
+  }
+
+  protected ioctl(request: number, what: string, fill?: (ifr: Buffer) => void): Buffer {
     return ifreqIoctl(this.socket.fd, this.ifname, request, what, fill);
   }
 
@@ -51,7 +77,7 @@ class SystemDevice implements ProviderDevice {
     if (key !== undefined) throw netdevError('EINVAL', `unknown config key '${key}' (system devices have none)`);
   }
 
-  ioOptions(): SystemIoOptions {
+  ioOptions(): unknown {
     return { ifindex: this.getIfindex(), netnsPath: this.netnsSpec === undefined ? null : netnsPath(this.netnsSpec) };
   }
 
@@ -165,34 +191,19 @@ class SystemDevice implements ProviderDevice {
 
 /** A new system provider (one control socket per namespace, opened on first use). */
 export function systemProvider(): Provider {
-  const sockets = new Map<string, ControlSocket>();
-
-  function controlSocket(spec: string | undefined): ControlSocket {
-    const key = spec ?? '';
-    let socket = sockets.get(key);
-    if (!socket) {
-      const netns = spec === undefined ? null : Netns.open(spec);
-      const open = () => check(sys.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), 'socket', 'cannot create the AF_INET control socket');
-      socket = { fd: netns ? netns.run(open) : open(), netns };
-      sockets.set(key, socket);
-    }
-    return socket;
-  }
-
+  const sockets = new ControlSockets();
   return {
     type: 'system',
     prefix: '',
     ioModule: new URL('./io.js', import.meta.url),
     namespaced: true,
     init() {
-      controlSocket(undefined);
+      sockets.get(undefined);
     },
     validateName: validateIfName,
     create(context: DeviceContext, options: CreateOptions): SystemDevice {
-      const device = new SystemDevice(context, controlSocket(options.netns), context.suffix, options.netns);
-      device.getIfindex(); // ENODEV now if there is no such device
-      device.getMtu();
-      context.shared.flags = device.updateFlags(0, 0);
+      const device = new SystemDevice(context, sockets.get(options.netns), context.suffix, options.netns);
+      device.open();
       return device;
     },
     enumerate: () =>

@@ -20,8 +20,9 @@ import type { RingReader } from '../../ring/ring.js';
 import {
   addressOf, AF_PACKET, check, ETH_P_802_2, ETH_P_ALL, errnoName, htons, IOVEC_SIZE, lastErrno, MMSGHDR_LEN, MMSGHDR_SIZE,
   MSG_DONTWAIT, MSG_TRUNC, MSGHDR_FLAGS, MSGHDR_IOV, MSGHDR_IOVLEN, PACKET_IGNORE_OUTGOING, SOCK_CLOEXEC, SOCK_NONBLOCK,
-  SOCK_RAW, SOCKADDR_LL_SIZE, SOL_PACKET, SOL_SOCKET, SO_RCVBUF, sys, watchReadable,
+  SOCK_RAW, SOCKADDR_LL_SIZE, SOL_PACKET, SOL_SOCKET, SO_RCVBUF, sys,
 } from '../../sys/libc.js';
+import { addressHalves, FdWaker, setIovec } from '../../sys/fd-io.js';
 import { Netns } from '../../sys/netns.js';
 import { MIN_FRAME, type CreateIo, type DeviceIo, type Ethertype, type IoContext } from '../contract.js';
 import type { SystemIoOptions } from './control.js';
@@ -52,15 +53,6 @@ class MessageVector {
     }
   }
 
-  /** Points iovec `i` at `length` bytes at address high * 2^32 + low (numbers, so no BigInt per frame). */
-  setIovec(i: number, high: number, low: number, length: number): void {
-    const at = i * IOVEC_SIZE;
-    this.iovecs.writeUInt32LE(low, at);
-    this.iovecs.writeUInt32LE(high, at + 4);
-    this.iovecs.writeUInt32LE(length, at + 8);
-    this.iovecs.writeUInt32LE(0, at + 12);
-  }
-
   length(i: number): number {
     return this.headers.readUInt32LE(i * MMSGHDR_SIZE + MMSGHDR_LEN);
   }
@@ -70,40 +62,28 @@ class MessageVector {
   }
 }
 
-/** An address split into two 32-bit halves. */
-function split(address: bigint): [number, number] {
-  return [Number(address >> 32n), Number(address & 0xffffffffn)];
-}
-
 class PacketIo implements DeviceIo {
   private readonly rxVector = new MessageVector(BATCH);
   private readonly txVector = new MessageVector(BATCH);
   private readonly staging = Buffer.alloc(BATCH * SLOT);
   /** The TX ring's record region address, learned on the first transmit. */
   private txBase: [number, number] | null = null;
-  private readonly poll: ReturnType<typeof watchReadable>;
-  private polling = false;
-  private retryTimer: NodeJS.Timeout | null = null;
+  private readonly waker: FdWaker;
 
   constructor(
     private readonly context: IoContext,
     private readonly fd: number,
   ) {
-    const [high, low] = split(addressOf(this.staging));
-    for (let i = 0; i < BATCH; i++) this.rxVector.setIovec(i, high + Math.floor((low + i * SLOT) / 2 ** 32), (low + i * SLOT) % 2 ** 32, SLOT);
-    this.poll = watchReadable(fd, () => {
-      this.poll.stop();
-      this.polling = false;
-      context.bell.ringNow();
-    });
-    this.poll.stop();
+    const staging = addressHalves(this.staging);
+    for (let i = 0; i < BATCH; i++) setIovec(this.rxVector.iovecs, i, staging, i * SLOT, SLOT);
+    this.waker = new FdWaker(fd, context.bell);
   }
 
   receive(budget: number): number {
     const count = sys.recvmmsg(this.fd, this.rxVector.headers, Math.min(budget, BATCH), MSG_DONTWAIT);
     if (count < 0) {
       const code = errnoName(lastErrno());
-      if (code === EAGAIN) this.waitReadable();
+      if (code === EAGAIN) this.waker.waitReadable();
       else if (code !== 'EINTR' && code !== 'ENETDOWN') this.fail('recvmmsg', code);
       return 0;
     }
@@ -129,13 +109,11 @@ class PacketIo implements DeviceIo {
 
   transmit(tx: RingReader, budget: number): number {
     let taken = 0;
-    this.txBase ??= split(addressOf(tx.bytes));
-    const [high, low] = this.txBase;
+    const base = (this.txBase ??= addressHalves(tx.bytes));
     while (taken < budget) {
       let queued = 0;
       for (let length; queued < BATCH && taken + queued < budget && (length = tx.next()) >= 0; queued++) {
-        const address = low + tx.offset;
-        this.txVector.setIovec(queued, high + Math.floor(address / 2 ** 32), address % 2 ** 32, length);
+        setIovec(this.txVector.iovecs, queued, base, tx.offset, length);
       }
       if (queued === 0) break;
       const sent = sys.sendmmsg(this.fd, this.txVector.headers, queued, MSG_DONTWAIT);
@@ -147,7 +125,7 @@ class PacketIo implements DeviceIo {
       if (sent < 0 && (code === EAGAIN || code === 'ENOBUFS' || code === 'EINTR')) {
         // The device queue is full (AF_PACKET says ENOBUFS and has no event for "room again"):
         // the frames wait in the ring, and the worker retries in a millisecond.
-        this.retryLater();
+        this.waker.retryLater();
         break;
       }
       if (sent < 0) {
@@ -164,26 +142,12 @@ class PacketIo implements DeviceIo {
     drainSocket(this.fd);
   }
 
-  private retryLater(): void {
-    this.retryTimer ??= setTimeout(() => {
-      this.retryTimer = null;
-      this.context.bell.ringNow();
-    }, 1);
-  }
-
-  private waitReadable(): void {
-    if (this.polling) return;
-    this.polling = true;
-    this.poll.start();
-  }
-
   private fail(call: string, code: string): never {
     throw new NetdevError({ code, device: this.context.name, call, detail: `${call} on the packet socket failed: ${code}` });
   }
 
   close(): void {
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.poll.close();
+    this.waker.close();
     sys.close(this.fd);
   }
 }

@@ -1,0 +1,95 @@
+/**
+ * The tap provider (prefix 'tap:'), as the seed's netdev-linux class 'tap': opening 'tap:NAME'
+ * creates (or attaches to) the kernel tap device NAME through /dev/net/tun with IFF_TAP |
+ * IFF_NO_PI.  The main thread opens the tun file descriptor (inside the device's namespace, where
+ * the tap then lives) and owns it; the device's worker reads and writes it (io.ts).  Attributes are
+ * the system device's, by the kernel name.  The tap goes away when the device closes, unless
+ * config persist=true (TUNSETPERSIST) keeps it.
+ */
+import { netdevError } from '../../common/errors.js';
+import { check, errnoError, IFF_NO_PI, IFF_TAP, IFREQ_UNION, lastErrno, O_CLOEXEC, O_NONBLOCK, O_RDWR, SIOCGIFTXQLEN, sys, TUNSETIFF, TUNSETPERSIST } from '../../sys/libc.js';
+import { ifreq, validateIfName } from '../../sys/ifreq.js';
+import type { Config, CreateOptions, DeviceContext, Provider } from '../contract.js';
+import { ControlSockets, SystemDevice, type ControlSocket } from '../system/control.js';
+
+const TUN_PATH = '/dev/net/tun';
+
+/** What the tap I/O half needs: the tun file descriptor (owned by the main thread), and how much drain() may read. */
+export interface TapIoOptions {
+  fd: number;
+  txQueueLength: number;
+}
+
+class TapDevice extends SystemDevice {
+  private fd = -1;
+  private persist = false;
+
+  constructor(context: DeviceContext, socket: ControlSocket, ifname: string, netns: string | undefined) {
+    super(context, socket, ifname, netns);
+  }
+
+  /** Creates or attaches to the tap (in the device's namespace), then reads its attributes. */
+  override open(): void {
+    const create = () => {
+      const fd = check(sys.open(TUN_PATH, O_RDWR | O_NONBLOCK | O_CLOEXEC), 'open', `cannot open ${TUN_PATH}`);
+      const ifr = ifreq(this.ifname);
+      ifr.writeUInt16LE(IFF_TAP | IFF_NO_PI, IFREQ_UNION);
+      if (sys.ioctl(fd, TUNSETIFF, ifr) < 0) {
+        const error = errnoError(lastErrno(), 'open', `TUNSETIFF ${this.ifname}`);
+        sys.close(fd);
+        throw error;
+      }
+      return fd;
+    };
+    this.fd = this.socket.netns ? this.socket.netns.run(create) : create();
+    try {
+      super.open();
+    } catch (error) {
+      this.destroy();
+      throw error;
+    }
+  }
+
+  override getConfig(): Config {
+    return this.persist ? { persist: 'true' } : {};
+  }
+
+  override setConfig(changes: Config): void {
+    let persist: boolean | undefined;
+    for (const [key, value] of Object.entries(changes)) {
+      if (key !== 'persist') throw netdevError('EINVAL', `unknown config key '${key}' (tap devices know: persist)`);
+      if (value !== 'true' && value !== 'false') throw netdevError('EINVAL', `config key 'persist' must be true or false, not ${JSON.stringify(value)}`);
+      persist = value === 'true';
+    }
+    if (persist === undefined || persist === this.persist) return;
+    check(sys.ioctlInt(this.fd, TUNSETPERSIST, persist ? 1 : 0), '', `TUNSETPERSIST ${this.ifname}`);
+    this.persist = persist;
+  }
+
+  override ioOptions(): TapIoOptions {
+    return { fd: this.fd, txQueueLength: this.ioctl(SIOCGIFTXQLEN, 'SIOCGIFTXQLEN').readInt32LE(IFREQ_UNION) };
+  }
+
+  /** Closes the tun descriptor (after the worker has stopped): the tap goes unless persistent. */
+  override destroy(): void {
+    if (this.fd >= 0) sys.close(this.fd);
+    this.fd = -1;
+  }
+}
+
+/** A new tap provider (one control socket per namespace). */
+export function tapProvider(): Provider {
+  const sockets = new ControlSockets();
+  return {
+    type: 'tap',
+    prefix: 'tap:',
+    ioModule: new URL('./io.js', import.meta.url),
+    namespaced: true,
+    validateName: validateIfName,
+    create(context: DeviceContext, options: CreateOptions): TapDevice {
+      const device = new TapDevice(context, sockets.get(options.netns), context.suffix, options.netns);
+      device.open();
+      return device;
+    },
+  };
+}

@@ -1,0 +1,62 @@
+/**
+ * Pieces the file-descriptor I/O halves share: waking the worker when a descriptor becomes
+ * readable (a libuv poll handle on the worker's own loop, armed only while nothing is waiting)
+ * or, where the kernel offers no event, a millisecond later; and iovecs whose addresses point
+ * into shared memory, written from two 32-bit halves so no BigInt is made per frame.
+ */
+import type { Bell } from '../ring/bell.js';
+import { addressOf, IOVEC_SIZE, watchReadable } from './libc.js';
+
+const TWO_32 = 2 ** 32;
+
+/** Rings `bell` when `fd` becomes readable (once per waitReadable()) or after retryLater(). */
+export class FdWaker {
+  private readonly poll: ReturnType<typeof watchReadable>;
+  private polling = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+
+  constructor(fd: number, private readonly bell: Bell) {
+    this.poll = watchReadable(fd, () => {
+      this.poll.stop();
+      this.polling = false;
+      bell.ringNow();
+    });
+    this.poll.stop();
+  }
+
+  /** Rings the bell once `fd` is readable (call when a read found nothing). */
+  waitReadable(): void {
+    if (this.polling) return;
+    this.polling = true;
+    this.poll.start();
+  }
+
+  /** Rings the bell in a millisecond (for a full device queue, which has no "room again" event). */
+  retryLater(): void {
+    this.retryTimer ??= setTimeout(() => {
+      this.retryTimer = null;
+      this.bell.ringNow();
+    }, 1);
+  }
+
+  close(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.poll.close();
+  }
+}
+
+/** The address of `bytes` as [high, low] 32-bit halves. */
+export function addressHalves(bytes: Uint8Array): [number, number] {
+  const address = addressOf(bytes);
+  return [Number(address >> 32n), Number(address & 0xffffffffn)];
+}
+
+/** Writes iovec `index` of `iovecs`: base (high, low) + `offset`, `length` bytes. */
+export function setIovec(iovecs: Buffer, index: number, [high, low]: [number, number], offset: number, length: number): void {
+  const at = index * IOVEC_SIZE;
+  const sum = low + offset;
+  iovecs.writeUInt32LE(sum % TWO_32, at);
+  iovecs.writeUInt32LE(high + Math.floor(sum / TWO_32), at + 4);
+  iovecs.writeUInt32LE(length, at + 8);
+  iovecs.writeUInt32LE(0, at + 12);
+}
