@@ -20,6 +20,8 @@ export class TestNetns {
   constructor() {
     ip('netns', 'add', this.name);
     this.ip('link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb');
+    // No IPv6 link-local address: the kernel then sends nothing of its own (ND, MLD) on the pair.
+    for (const dev of ['va', 'vb']) this.ip('link', 'set', dev, 'addrgenmode', 'none');
   }
 
   /** `ip -n NAME ...` */

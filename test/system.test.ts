@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { NetdevError, NetdevManager, type Netdev } from '../dist/index.js';
 import { ethFrame, eventually, rejection, seqOf } from './helpers.js';
 import { privileged, requirePrivilege, TestNetns } from './netns-harness.js';
@@ -23,11 +23,13 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
 
   const open = (name: string, ethertype: number | 'none' = TEST_TYPE): Promise<Netdev> => mgr.open(name, { netns: ns.name, ethertype });
 
+  /** Opens both veth ends and brings them up; returns once carrier is on (the kernel drops frames until then). */
   async function bothUp(): Promise<[Netdev, Netdev]> {
     const a = await open('va');
     const b = await open('vb');
     await a.turnFlagsOn({ up: true });
     await b.turnFlagsOn({ up: true });
+    expect(await eventually(async () => (await a.getCarrier()) && (await b.getCarrier()))).toBe(true);
     return [a, b];
   }
 
@@ -116,7 +118,6 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
 
   it('has carrier while both veth ends are up', async () => {
     const [a, b] = await bothUp();
-    expect(await eventually(() => a.getCarrier())).toBe(true);
     await b.turnFlagsOff({ up: true });
     expect(await eventually(async () => !(await a.getCarrier()))).toBe(true);
   });
@@ -154,6 +155,51 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     const stats = await a.getStats();
     expect(stats.txPackets).toBe(ns.link('va').stats64!.tx.packets);
     expect(stats.rxCrcErrors).toBeNull();
+  });
+
+  it('maps ethtool link settings to OpenFlow features as the seed does, and reports what the kernel refuses', async () => {
+    const [a] = await bothUp();
+    const features = await a.getFeatures();
+    const sysfs = (file: string) => execFileSync('ip', ['netns', 'exec', ns.name, 'cat', `/sys/class/net/va/${file}`], { encoding: 'utf8' }).trim();
+    const tenGigFull = sysfs('speed') === '10000' && sysfs('duplex') === 'full';
+    expect((features.current & (1 << 6)) !== 0).toBe(tenGigFull); // OFPPF_10GB_FD
+    expect(features.peer).toBe(0);
+    // veth has no ethtool set operation: the kernel's EOPNOTSUPP comes through.
+    expect((await rejection(a.setAdvertisements(1 << 6))).code).toBe('EOPNOTSUPP');
+  });
+
+  it('adds a default route that ip route shows', async () => {
+    const dev = await open('va', 'none');
+    await dev.turnFlagsOn({ up: true });
+    await dev.setIn4('10.80.0.1', 24);
+    await dev.addRouter('10.80.0.254');
+    const routes = ns.json<{ dst: string; gateway?: string; dev: string }[]>('route', 'show', 'default');
+    expect(routes).toEqual([expect.objectContaining({ dst: 'default', gateway: '10.80.0.254', dev: 'va' })]);
+  });
+
+  it('polices with tc as the seed, and removes policing with rate 0', async () => {
+    const dev = await open('va', 'none');
+    const tc = (...args: string[]) => execFileSync('tc', ['-j', '-n', ns.name, ...args], { encoding: 'utf8' });
+    const outcome = await dev.setPolicing(1000, 100).then(() => null, (error: NetdevError) => error);
+    if (outcome === null) {
+      expect(tc('filter', 'show', 'dev', 'va', 'parent', 'ffff:')).toContain('police');
+    } else {
+      // A kernel without the police action: the error carries tc's words, and tc itself fails the same way.
+      expect(outcome.code).toBe('EINVAL');
+      expect(outcome.message).toContain('tc filter add failed');
+      const direct = spawnSync('tc', ['-n', ns.name, 'filter', 'add', 'dev', 'va', 'parent', 'ffff:', 'protocol', 'ip', 'prio', '50', 'u32',
+        'match', 'ip', 'src', '0.0.0.0/0', 'police', 'rate', '1000kbit', 'burst', '100kbit', 'mtu', '65535', 'drop', 'flowid', ':1']);
+      expect(direct.status).not.toBe(0);
+    }
+    expect(tc('qdisc', 'show', 'dev', 'va')).toContain('ingress');
+    await dev.setPolicing(0);
+    expect(tc('qdisc', 'show', 'dev', 'va')).not.toContain('ingress');
+  });
+
+  it('answers getVlanVid with ENOENT for a device that is not a VLAN', async () => {
+    const dev = await open('va', 'none');
+    const error = await rejection(dev.getVlanVid());
+    expect([error.code, error.fallback]).toEqual(['ENOENT', 0]);
   });
 
   it('refuses bad names before any syscall, and reports missing devices and namespaces', async () => {

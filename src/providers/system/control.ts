@@ -8,15 +8,70 @@ import { formatIPv4, formatMac, prefixToNetmask } from '../../common/addresses.j
 import { netdevError } from '../../common/errors.js';
 import { NETDEV_PROMISC, NETDEV_UP } from '../../ring/device-shared.js';
 import {
-  AF_INET, ARPHRD_ETHER, check, IFF_PROMISC, IFF_UP, IFREQ_UNION, SIOCETHTOOL, SIOCGARP, SIOCGIFADDR, SIOCGIFFLAGS,
+  AF_INET, ARPHRD_ETHER, check, IFF_PROMISC, IFF_UP, IFREQ_UNION, SIOCADDRT, SIOCETHTOOL, SIOCGARP, SIOCGIFADDR, SIOCGIFFLAGS,
   SIOCGIFHWADDR, SIOCGIFINDEX, SIOCGIFMTU, SIOCGIFNETMASK, SIOCSIFADDR, SIOCSIFFLAGS, SIOCSIFHWADDR, SIOCSIFMTU,
   SIOCSIFNETMASK, SOCK_CLOEXEC, SOCK_DGRAM, sys,
 } from '../../sys/libc.js';
 import { ifreqIoctl, ifreqWithData, validateIfName } from '../../sys/ifreq.js';
 import { Netns, netnsPath, readProcNet } from '../../sys/netns.js';
-import type { Config, CreateOptions, DeviceContext, In4, Provider, ProviderDevice, Stats } from '../contract.js';
+import type { Config, CreateOptions, DeviceContext, Features, In4, Provider, ProviderContext, ProviderDevice, Stats } from '../contract.js';
 
+const ETHTOOL_GSET = 0x01;
+const ETHTOOL_SSET = 0x02;
 const ETHTOOL_GLINK = 0x0a;
+/** struct ethtool_cmd: size and the offsets used. */
+const ETHTOOL_CMD_SIZE = 44;
+const ECMD_SUPPORTED = 4;
+const ECMD_ADVERTISING = 8;
+const ECMD_SPEED = 12;
+const ECMD_DUPLEX = 14;
+const ECMD_PORT = 15;
+const ECMD_AUTONEG = 18;
+const ECMD_SPEED_HI = 28;
+const PORT_TP = 0x00;
+const PORT_FIBRE = 0x03;
+/** struct rtentry (net/route.h): size and offsets; RTF_UP | RTF_GATEWAY. */
+const RTENTRY_SIZE = 120;
+const RT_DST = 8;
+const RT_GATEWAY = 24;
+const RT_GENMASK = 40;
+const RT_FLAGS = 56;
+const RTF_UP_GATEWAY = 0x3;
+
+/** OpenFlow port-feature bits (enum ofp_port_features). */
+const OFPPF = {
+  '10MB_HD': 1 << 0, '10MB_FD': 1 << 1, '100MB_HD': 1 << 2, '100MB_FD': 1 << 3, '1GB_HD': 1 << 4, '1GB_FD': 1 << 5,
+  '10GB_FD': 1 << 6, COPPER: 1 << 7, FIBER: 1 << 8, AUTONEG: 1 << 9, PAUSE: 1 << 10, PAUSE_ASYM: 1 << 11,
+} as const;
+
+/** ethtool SUPPORTED_/ADVERTISED_ bit -> OpenFlow bit, as the seed's netdev_linux_get_features maps them. */
+const ETHTOOL_TO_OFPPF: readonly [number, number][] = [
+  [1 << 0, OFPPF['10MB_HD']], [1 << 1, OFPPF['10MB_FD']], [1 << 2, OFPPF['100MB_HD']], [1 << 3, OFPPF['100MB_FD']],
+  [1 << 4, OFPPF['1GB_HD']], [1 << 5, OFPPF['1GB_FD']], [1 << 12, OFPPF['10GB_FD']], [1 << 7, OFPPF.COPPER],
+  [1 << 10, OFPPF.FIBER], [1 << 6, OFPPF.AUTONEG], [1 << 13, OFPPF.PAUSE], [1 << 14, OFPPF.PAUSE_ASYM],
+];
+
+/** The current-speed bit of the seed: speed (Mbit/s) and duplex (1 full). */
+function currentSpeedBit(speed: number, fullDuplex: boolean): number {
+  switch (speed) {
+    case 10: return fullDuplex ? OFPPF['10MB_FD'] : OFPPF['10MB_HD'];
+    case 100: return fullDuplex ? OFPPF['100MB_FD'] : OFPPF['100MB_HD'];
+    case 1000: return fullDuplex ? OFPPF['1GB_FD'] : OFPPF['1GB_HD'];
+    case 10000: return OFPPF['10GB_FD'];
+    default: return 0;
+  }
+}
+
+function ethtoolToOfppf(bits: number): number {
+  return ETHTOOL_TO_OFPPF.reduce((acc, [ethtool, ofppf]) => (bits & ethtool ? acc | ofppf : acc), 0);
+}
+
+function ofppfToEthtool(bits: number): number {
+  return ETHTOOL_TO_OFPPF.reduce((acc, [ethtool, ofppf]) => (bits & ofppf ? acc | ethtool : acc), 0);
+}
+
+/** The burst the seed uses when none is given, in kbit. */
+const DEFAULT_BURST_KBIT = 10;
 
 /** What the I/O half needs: where the device is. */
 export interface SystemIoOptions {
@@ -55,6 +110,7 @@ export class SystemDevice implements ProviderDevice {
     protected readonly socket: ControlSocket,
     protected readonly ifname: string,
     protected readonly netnsSpec: string | undefined,
+    private readonly runProgram: ProviderContext['runProgram'],
   ) {}
 
   /** Reads the kernel's view once at open: ENODEV now if there is no such device. */
@@ -165,6 +221,91 @@ export class SystemDevice implements ProviderDevice {
     this.context.changed();
   }
 
+  /** An ethtool request: `cmd` is ETHTOOL_GSET/SSET; the struct ethtool_cmd is filled in place. */
+  private ethtool(command: number, what: string, ecmd = new Uint8Array(ETHTOOL_CMD_SIZE)): DataView {
+    const view = new DataView(ecmd.buffer, ecmd.byteOffset, ecmd.byteLength);
+    view.setUint32(0, command, true);
+    this.ioctl(SIOCETHTOOL, what, (ifr) => ifreqWithData(ifr, ecmd));
+    return view;
+  }
+
+  /** OpenFlow feature bits from ETHTOOL_GSET, mapped as the seed maps them (peer: 0, as the seed). */
+  getFeatures(): Features {
+    const ecmd = this.ethtool(ETHTOOL_GSET, 'ETHTOOL_GSET');
+    const speed = ecmd.getUint16(ECMD_SPEED, true) | (ecmd.getUint16(ECMD_SPEED_HI, true) << 16);
+    const port = ecmd.getUint8(ECMD_PORT);
+    const current =
+      currentSpeedBit(speed, ecmd.getUint8(ECMD_DUPLEX) === 1) |
+      (port === PORT_TP ? OFPPF.COPPER : port === PORT_FIBRE ? OFPPF.FIBER : 0) |
+      (ecmd.getUint8(ECMD_AUTONEG) ? OFPPF.AUTONEG : 0);
+    return {
+      current,
+      advertised: ethtoolToOfppf(ecmd.getUint32(ECMD_ADVERTISING, true)),
+      supported: ethtoolToOfppf(ecmd.getUint32(ECMD_SUPPORTED, true)),
+      peer: 0,
+    };
+  }
+
+  /** Advertises the OpenFlow bits `bits` (ETHTOOL_GSET, then ETHTOOL_SSET with the advertising mask replaced). */
+  setAdvertisements(bits: number): void {
+    const ecmd = new Uint8Array(ETHTOOL_CMD_SIZE);
+    this.ethtool(ETHTOOL_GSET, 'ETHTOOL_GSET', ecmd).setUint32(ECMD_ADVERTISING, ofppfToEthtool(bits), true);
+    this.ethtool(ETHTOOL_SSET, 'ETHTOOL_SSET', ecmd);
+    this.context.changed();
+  }
+
+  /** Adds a default route via `gateway` (SIOCADDRT, RTF_UP | RTF_GATEWAY), as the seed. */
+  addRouter(gateway: number): void {
+    const rtentry = Buffer.alloc(RTENTRY_SIZE);
+    for (const at of [RT_DST, RT_GATEWAY, RT_GENMASK]) rtentry.writeUInt16LE(AF_INET, at);
+    rtentry.writeUInt32BE(gateway, RT_GATEWAY + 4);
+    rtentry.writeUInt16LE(RTF_UP_GATEWAY, RT_FLAGS);
+    check(sys.ioctl(this.socket.fd, SIOCADDRT, rtentry), '', `SIOCADDRT via ${formatIPv4(gateway)}`);
+  }
+
+  /**
+   * Polices input with tc, as the seed: an ingress qdisc and a u32 filter with a police action
+   * (rate `kbitsRate` kbit/s, burst `kbitsBurst` kbit, 10 if 0); rate 0 removes the qdisc.  tc runs
+   * in the job pool with an argument vector, inside the device's namespace; its complaint is the error.
+   */
+  async setPolicing(kbitsRate: number, kbitsBurst: number): Promise<void> {
+    const dev = ['dev', this.ifname];
+    await this.tc(['qdisc', 'del', ...dev, 'handle', 'ffff:', 'ingress'], true);
+    if (kbitsRate !== 0) {
+      await this.tc(['qdisc', 'add', ...dev, 'handle', 'ffff:', 'ingress']);
+      const burst = kbitsBurst || DEFAULT_BURST_KBIT;
+      await this.tc(['filter', 'add', ...dev, 'parent', 'ffff:', 'protocol', 'ip', 'prio', '50', 'u32', 'match', 'ip', 'src', '0.0.0.0/0',
+        'police', 'rate', `${kbitsRate}kbit`, 'burst', `${burst}kbit`, 'mtu', '65535', 'drop', 'flowid', ':1']);
+    }
+    this.context.changed();
+  }
+
+  /** Runs tc in the device's namespace; a failure (unless `mayFail`) is EINVAL carrying tc's words. */
+  private async tc(args: string[], mayFail = false): Promise<void> {
+    const spec = this.netnsSpec;
+    const argv =
+      spec === undefined ? ['tc', ...args]
+      : spec.startsWith('/') ? ['nsenter', `--net=${spec}`, 'tc', ...args]
+      : ['tc', '-n', spec, ...args];
+    const result = await this.runProgram(argv);
+    if (result.status !== 0 && !mayFail) {
+      throw netdevError('EINVAL', `tc ${args.slice(0, 2).join(' ')} failed: ${result.stderr.trim() || `exit status ${result.status}`}`);
+    }
+  }
+
+  /** The VLAN VID of an 802.1Q device (from /proc/net/vlan/config); ENOENT for any other device. */
+  getVlanVid(): number {
+    let config: string;
+    try {
+      config = readProcNet('vlan/config', this.socket.netns);
+    } catch {
+      throw netdevError('ENOENT', `${this.ifname} is not a VLAN device (no 802.1Q support loaded)`);
+    }
+    const entry = config.split('\n').map((l) => l.split('|').map((f) => f.trim())).find((f) => f[0] === this.ifname);
+    if (!entry) throw netdevError('ENOENT', `${this.ifname} is not a VLAN device`);
+    return Number(entry[1]);
+  }
+
   /** The first IPv6 address of the device, from /proc/net/if_inet6 of its namespace. */
   getIn6(): string {
     const entry = readProcNet('if_inet6', this.socket.netns)
@@ -192,17 +333,19 @@ export class SystemDevice implements ProviderDevice {
 /** A new system provider (one control socket per namespace, opened on first use). */
 export function systemProvider(): Provider {
   const sockets = new ControlSockets();
+  let runProgram: ProviderContext['runProgram'] | null = null;
   return {
     type: 'system',
     prefix: '',
     ioModule: new URL('./io.js', import.meta.url),
     namespaced: true,
-    init() {
+    init(context) {
+      runProgram = context.runProgram;
       sockets.get(undefined);
     },
     validateName: validateIfName,
     create(context: DeviceContext, options: CreateOptions): SystemDevice {
-      const device = new SystemDevice(context, sockets.get(options.netns), context.suffix, options.netns);
+      const device = new SystemDevice(context, sockets.get(options.netns), context.suffix, options.netns, runProgram!);
       device.open();
       return device;
     },

@@ -9,7 +9,7 @@
 import { netdevError } from '../../common/errors.js';
 import { check, errnoError, IFF_NO_PI, IFF_TAP, IFREQ_UNION, lastErrno, O_CLOEXEC, O_NONBLOCK, O_RDWR, SIOCGIFTXQLEN, sys, TUNSETIFF, TUNSETPERSIST } from '../../sys/libc.js';
 import { ifreq, validateIfName } from '../../sys/ifreq.js';
-import type { Config, CreateOptions, DeviceContext, Provider } from '../contract.js';
+import type { Config, CreateOptions, DeviceContext, Provider, ProviderContext } from '../contract.js';
 import { ControlSockets, SystemDevice, type ControlSocket } from '../system/control.js';
 
 const TUN_PATH = '/dev/net/tun';
@@ -24,8 +24,8 @@ class TapDevice extends SystemDevice {
   private fd = -1;
   private persist = false;
 
-  constructor(context: DeviceContext, socket: ControlSocket, ifname: string, netns: string | undefined) {
-    super(context, socket, ifname, netns);
+  constructor(context: DeviceContext, socket: ControlSocket, ifname: string, netns: string | undefined, runProgram: ProviderContext['runProgram']) {
+    super(context, socket, ifname, netns, runProgram);
   }
 
   /** Creates or attaches to the tap (in the device's namespace), then reads its attributes. */
@@ -80,14 +80,18 @@ class TapDevice extends SystemDevice {
 /** A new tap provider (one control socket per namespace). */
 export function tapProvider(): Provider {
   const sockets = new ControlSockets();
+  let runProgram: ProviderContext['runProgram'] | null = null;
   return {
     type: 'tap',
     prefix: 'tap:',
     ioModule: new URL('./io.js', import.meta.url),
     namespaced: true,
+    init(context) {
+      runProgram = context.runProgram;
+    },
     validateName: validateIfName,
     create(context: DeviceContext, options: CreateOptions): TapDevice {
-      const device = new TapDevice(context, sockets.get(options.netns), context.suffix, options.netns);
+      const device = new TapDevice(context, sockets.get(options.netns), context.suffix, options.netns, runProgram!);
       device.open();
       return device;
     },
