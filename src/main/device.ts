@@ -65,7 +65,7 @@ export class Device {
 
   /** What the provider gets for this device. */
   context(): DeviceContext {
-    return { name: this.name, suffix: this.suffix, shared: this.shared, changed: () => this.changed() };
+    return { name: this.name, suffix: this.suffix, shared: this.shared, changed: () => this.changed(), lost: (error) => this.fail(error) };
   }
 
   /** Sets the provider's device, once created. */
@@ -126,6 +126,7 @@ export class Device {
 
   /** Puts the device in an error state: readers and senders fail with `error`. */
   private fail(error: NetdevError): void {
+    if (this.failure) return;
     this.failure = error;
     this.io?.tx.fail(error);
     this.io?.rx.wakeAll();

@@ -12,6 +12,7 @@
  * is unsupported: the manager rejects it with EOPNOTSUPP, as the seed's netdev.c does for a null
  * class member (except getVlanVid, which the seed answers with ENOENT).
  */
+import type { NetdevError } from '../common/errors.js';
 import type { RingReader, RingWriter } from '../ring/ring.js';
 import type { Bell } from '../ring/bell.js';
 import type { CounterBatch, DeviceShared } from '../ring/device-shared.js';
@@ -111,6 +112,11 @@ export interface DeviceContext {
   readonly shared: DeviceShared;
   /** Bumps the device's change sequence and notifies every monitor watching it. */
   changed(): void;
+  /**
+   * The device is gone (deleted under I/O): puts it in an error state (its readers and senders fail
+   * with `error`, normally ENODEV) and notifies every monitor watching it.
+   */
+  lost(error: NetdevError): void;
 }
 
 /** Options the manager passes to Provider.create. */

@@ -98,6 +98,7 @@ const raw = {
   read: libc.func('long read(int fd, void *buf, unsigned long count)'),
   writev: libc.func('long writev(int fd, const void *iov, int iovcnt)'),
   readv: libc.func('long readv(int fd, const void *iov, int iovcnt)'),
+  send: libc.func('long send(int fd, const void *buf, unsigned long len, int flags)'),
 };
 
 /** The errno name of `value` ('ENODEV'), or 'EIO' for an unknown one. */
@@ -140,6 +141,7 @@ export const sys = {
   read: (fd: number, buf: Uint8Array, count: number): number => Number(raw.read(fd, buf, count)),
   writev: (fd: number, iov: Uint8Array, count: number): number => Number(raw.writev(fd, iov, count)),
   readv: (fd: number, iov: Uint8Array, count: number): number => Number(raw.readv(fd, iov, count)),
+  send: (fd: number, buf: Uint8Array, flags: number): number => Number(raw.send(fd, buf, buf.length, flags)),
 };
 
 /** The address of a buffer's first byte (stable for the buffer's life: Buffers and SharedArrayBuffers do not move). */
@@ -148,12 +150,13 @@ export function addressOf(bytes: Uint8Array): bigint {
 }
 
 /** Watches `fd` on this thread's event loop (libuv poll, no thread of its own); see koffi.node.poll. */
-export function watchReadable(fd: number, onReadable: () => void): { stop(): void; close(): void; start(): void } {
+export function watchReadable(fd: number, onReadable: () => void): { stop(): void; close(): void; start(): void; unref(): void } {
   const handle = koffi.node.poll(fd, { readable: true }, () => onReadable());
   return {
     start: () => handle.start({ readable: true }, () => onReadable()),
     stop: () => handle.stop(),
     close: () => handle.close(),
+    unref: () => handle.unref(),
   };
 }
 

@@ -5,7 +5,9 @@
  * /proc/thread-self/net; packet I/O is an AF_PACKET socket in the device's worker (io.ts).
  */
 import { formatIPv4, formatMac, prefixToNetmask } from '../../common/addresses.js';
-import { netdevError } from '../../common/errors.js';
+import { NetdevError, netdevError } from '../../common/errors.js';
+import { LinkNotifiers, type LinkNotifier } from '../../main/link-notifier.js';
+import type { AddressMessage, LinkMessage } from '../../sys/netlink.js';
 import { NETDEV_PROMISC, NETDEV_UP } from '../../ring/device-shared.js';
 import {
   AF_INET, ARPHRD_ETHER, check, IFF_PROMISC, IFF_UP, IFREQ_UNION, SIOCADDRT, SIOCETHTOOL, SIOCGARP, SIOCGIFADDR, SIOCGIFFLAGS,
@@ -18,7 +20,6 @@ import type { Config, CreateOptions, DeviceContext, Features, In4, Provider, Pro
 
 const ETHTOOL_GSET = 0x01;
 const ETHTOOL_SSET = 0x02;
-const ETHTOOL_GLINK = 0x0a;
 /** struct ethtool_cmd: size and the offsets used. */
 const ETHTOOL_CMD_SIZE = 44;
 const ECMD_SUPPORTED = 4;
@@ -105,19 +106,59 @@ export class ControlSockets {
 
 /** A Linux network device as the seed's netdev-linux sees it: attributes through ioctls and /proc. */
 export class SystemDevice implements ProviderDevice {
+  /** Attribute values read since the notifier last reported a change of this device (the seed's cache). */
+  private readonly cache = new Map<string, unknown>();
+  private unsubscribe: (() => void) | null = null;
+
   constructor(
     protected readonly context: DeviceContext,
     protected readonly socket: ControlSocket,
     protected readonly ifname: string,
     protected readonly netnsSpec: string | undefined,
     private readonly runProgram: ProviderContext['runProgram'],
+    private readonly notifier: LinkNotifier,
   ) {}
 
-  /** Reads the kernel's view once at open: ENODEV now if there is no such device. */
+  /** Reads the kernel's view once at open (ENODEV now if there is no such device) and starts following its changes. */
   open(): void {
-    this.getIfindex();
+    const ifindex = this.getIfindex();
     this.getMtu();
     this.context.shared.flags = this.updateFlags(0, 0);
+    this.unsubscribe = this.notifier.subscribe((change) => {
+      if (change === null || change.ifindex === ifindex) this.kernelChanged(change);
+    });
+    // Only now may values be cached: every later change reaches kernelChanged().
+    this.cache.set('ifindex', ifindex);
+  }
+
+  /** A change the notifier reported for this device (null: anything may have changed). */
+  private kernelChanged(change: LinkMessage | AddressMessage | null): void {
+    this.cache.clear();
+    if (change?.kind === 'link' && change.deleted) {
+      this.unsubscribe?.();
+      this.unsubscribe = null;
+      this.context.lost(new NetdevError({ code: 'ENODEV', device: this.context.name, call: 'notifier', detail: `${this.ifname} was deleted` }));
+      return;
+    }
+    if (change?.kind === 'link') {
+      if (change.mtu !== undefined) this.context.shared.mtu = change.mtu;
+      this.context.shared.flags = (change.flags & IFF_UP ? NETDEV_UP : 0) | (change.flags & IFF_PROMISC ? NETDEV_PROMISC : 0);
+    }
+    this.context.changed();
+  }
+
+  /** `key`'s cached value, or `read()`'s, cached while the notifier follows the device. */
+  private cached<T>(key: string, read: () => T): T {
+    if (this.cache.has(key)) return this.cache.get(key) as T;
+    const value = read();
+    if (this.unsubscribe) this.cache.set(key, value);
+    return value;
+  }
+
+  /** Forgets cached values after a change made here (the notifier will confirm it). */
+  private changedHere(): void {
+    this.cache.clear();
+    this.context.changed();
   }
 
   protected ioctl(request: number, what: string, fill?: (ifr: Buffer) => void): Buffer {
@@ -138,7 +179,7 @@ export class SystemDevice implements ProviderDevice {
   }
 
   getIfindex(): number {
-    return this.ioctl(SIOCGIFINDEX, 'SIOCGIFINDEX').readInt32LE(IFREQ_UNION);
+    return this.cached('ifindex', () => this.ioctl(SIOCGIFINDEX, 'SIOCGIFINDEX').readInt32LE(IFREQ_UNION));
   }
 
   updateFlags(off: number, on: number): number {
@@ -149,14 +190,13 @@ export class SystemDevice implements ProviderDevice {
       const next = (iff & ~(IFF_UP | IFF_PROMISC)) | (wanted & NETDEV_UP ? IFF_UP : 0) | (wanted & NETDEV_PROMISC ? IFF_PROMISC : 0);
       this.ioctl(SIOCSIFFLAGS, 'SIOCSIFFLAGS', (ifr) => ifr.writeUInt16LE(next, IFREQ_UNION));
       this.context.shared.flags = wanted;
-      this.context.changed();
+      this.changedHere();
     }
     return old;
   }
 
   getEtheraddr(): string {
-    const ifr = this.ioctl(SIOCGIFHWADDR, 'SIOCGIFHWADDR');
-    return formatMac(ifr.subarray(IFREQ_UNION + 2, IFREQ_UNION + 8));
+    return this.cached('mac', () => formatMac(this.ioctl(SIOCGIFHWADDR, 'SIOCGIFHWADDR').subarray(IFREQ_UNION + 2, IFREQ_UNION + 8)));
   }
 
   setEtheraddr(mac: Uint8Array): void {
@@ -164,31 +204,48 @@ export class SystemDevice implements ProviderDevice {
       ifr.writeUInt16LE(ARPHRD_ETHER, IFREQ_UNION);
       ifr.set(mac, IFREQ_UNION + 2);
     });
-    this.context.changed();
+    this.changedHere();
   }
 
   getMtu(): number {
-    const mtu = this.ioctl(SIOCGIFMTU, 'SIOCGIFMTU').readInt32LE(IFREQ_UNION);
-    this.context.shared.mtu = mtu;
-    return mtu;
+    return this.cached('mtu', () => {
+      const mtu = this.ioctl(SIOCGIFMTU, 'SIOCGIFMTU').readInt32LE(IFREQ_UNION);
+      this.context.shared.mtu = mtu;
+      return mtu;
+    });
   }
 
   setMtu(mtu: number): void {
     this.ioctl(SIOCSIFMTU, 'SIOCSIFMTU', (ifr) => ifr.writeInt32LE(mtu, IFREQ_UNION));
     this.context.shared.mtu = mtu;
-    this.context.changed();
+    this.changedHere();
   }
 
-  /** Carrier through ethtool's ETHTOOL_GLINK (answers inside any namespace, and false while down). */
+  /** Carrier as rtnetlink reports it (IFLA_CARRIER: answers in any namespace; false while down). */
   getCarrier(): boolean {
-    const value = new Uint8Array(8);
-    new DataView(value.buffer).setUint32(0, ETHTOOL_GLINK, true);
-    this.ioctl(SIOCETHTOOL, 'ETHTOOL_GLINK', (ifr) => ifreqWithData(ifr, value));
-    return new DataView(value.buffer).getUint32(4, true) !== 0;
+    return this.cached('carrier', () => this.notifier.queryLink(this.getIfindex()).carrier === true);
+  }
+
+  /** Statistics from rtnetlink (IFLA_STATS64), or /proc/net/dev of the device's namespace if that fails. */
+  getStats(): Omit<Stats, 'rxRingDropped'> {
+    let link: LinkMessage | null = null;
+    try {
+      link = this.notifier.queryLink(this.getIfindex());
+    } catch {
+      // fall back to /proc/net/dev below
+    }
+    const s = link?.stats;
+    if (!s) return this.getProcStats();
+    return {
+      rxPackets: s[0]!, txPackets: s[1]!, rxBytes: s[2]!, txBytes: s[3]!, rxErrors: s[4]!, txErrors: s[5]!, rxDropped: s[6]!, txDropped: s[7]!,
+      multicast: s[8]!, collisions: s[9]!, rxLengthErrors: s[10]!, rxOverErrors: s[11]!, rxCrcErrors: s[12]!, rxFrameErrors: s[13]!,
+      rxFifoErrors: s[14]!, rxMissedErrors: s[15]!, txAbortedErrors: s[16]!, txCarrierErrors: s[17]!, txFifoErrors: s[18]!,
+      txHeartbeatErrors: s[19]!, txWindowErrors: s[20]!,
+    };
   }
 
   /** Statistics from /proc/net/dev of the device's namespace; the fields it lacks are null. */
-  getStats(): Omit<Stats, 'rxRingDropped'> {
+  private getProcStats(): Omit<Stats, 'rxRingDropped'> {
     const line = readProcNet('dev', this.socket.netns)
       .split('\n')
       .find((l) => l.trimStart().startsWith(`${this.ifname}:`));
@@ -203,10 +260,12 @@ export class SystemDevice implements ProviderDevice {
   }
 
   getIn4(): In4 {
-    const address = this.ioctl(SIOCGIFADDR, 'SIOCGIFADDR').readUInt32BE(IFREQ_UNION + 4);
-    const mask = this.ioctl(SIOCGIFNETMASK, 'SIOCGIFNETMASK').readUInt32BE(IFREQ_UNION + 4);
-    const prefixLength = 32 - Math.log2((~mask >>> 0) + 1);
-    return { address: formatIPv4(address), netmask: prefixToNetmask(prefixLength), prefixLength };
+    return this.cached('in4', () => {
+      const address = this.ioctl(SIOCGIFADDR, 'SIOCGIFADDR').readUInt32BE(IFREQ_UNION + 4);
+      const mask = this.ioctl(SIOCGIFNETMASK, 'SIOCGIFNETMASK').readUInt32BE(IFREQ_UNION + 4);
+      const prefixLength = 32 - Math.log2((~mask >>> 0) + 1);
+      return { address: formatIPv4(address), netmask: prefixToNetmask(prefixLength), prefixLength };
+    });
   }
 
   setIn4(address: number, prefixLength: number): void {
@@ -218,7 +277,7 @@ export class SystemDevice implements ProviderDevice {
     if (address !== 0) {
       this.ioctl(SIOCSIFNETMASK, 'SIOCSIFNETMASK', sockaddrIn(prefixLength === 0 ? 0 : (0xffffffff << (32 - prefixLength)) >>> 0));
     }
-    this.context.changed();
+    this.changedHere();
   }
 
   /** An ethtool request: `cmd` is ETHTOOL_GSET/SSET; the struct ethtool_cmd is filled in place. */
@@ -251,7 +310,7 @@ export class SystemDevice implements ProviderDevice {
     const ecmd = new Uint8Array(ETHTOOL_CMD_SIZE);
     this.ethtool(ETHTOOL_GSET, 'ETHTOOL_GSET', ecmd).setUint32(ECMD_ADVERTISING, ofppfToEthtool(bits), true);
     this.ethtool(ETHTOOL_SSET, 'ETHTOOL_SSET', ecmd);
-    this.context.changed();
+    this.changedHere();
   }
 
   /** Adds a default route via `gateway` (SIOCADDRT, RTF_UP | RTF_GATEWAY), as the seed. */
@@ -293,21 +352,19 @@ export class SystemDevice implements ProviderDevice {
     }
   }
 
-  /** The VLAN VID of an 802.1Q device (from /proc/net/vlan/config); ENOENT for any other device. */
+  /** The VLAN VID of an 802.1Q device (rtnetlink link info); ENOENT for any other device. */
   getVlanVid(): number {
-    let config: string;
-    try {
-      config = readProcNet('vlan/config', this.socket.netns);
-    } catch {
-      throw netdevError('ENOENT', `${this.ifname} is not a VLAN device (no 802.1Q support loaded)`);
-    }
-    const entry = config.split('\n').map((l) => l.split('|').map((f) => f.trim())).find((f) => f[0] === this.ifname);
-    if (!entry) throw netdevError('ENOENT', `${this.ifname} is not a VLAN device`);
-    return Number(entry[1]);
+    const link = this.notifier.queryLink(this.getIfindex());
+    if (link.linkKind !== 'vlan' || link.vlanId === undefined) throw netdevError('ENOENT', `${this.ifname} is not a VLAN device`);
+    return link.vlanId;
   }
 
   /** The first IPv6 address of the device, from /proc/net/if_inet6 of its namespace. */
   getIn6(): string {
+    return this.cached('in6', () => this.readIn6());
+  }
+
+  private readIn6(): string {
     const entry = readProcNet('if_inet6', this.socket.netns)
       .split('\n')
       .map((l) => l.trim().split(/\s+/))
@@ -327,12 +384,16 @@ export class SystemDevice implements ProviderDevice {
     return formatMac(arpreq.subarray(18, 24));
   }
 
-  destroy(): void {}
+  destroy(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+  }
 }
 
 /** A new system provider (one control socket per namespace, opened on first use). */
 export function systemProvider(): Provider {
   const sockets = new ControlSockets();
+  const notifiers = new LinkNotifiers();
   let runProgram: ProviderContext['runProgram'] | null = null;
   return {
     type: 'system',
@@ -345,7 +406,8 @@ export function systemProvider(): Provider {
     },
     validateName: validateIfName,
     create(context: DeviceContext, options: CreateOptions): SystemDevice {
-      const device = new SystemDevice(context, sockets.get(options.netns), context.suffix, options.netns, runProgram!);
+      const socket = sockets.get(options.netns);
+      const device = new SystemDevice(context, socket, context.suffix, options.netns, runProgram!, notifiers.get(options.netns, socket.netns));
       device.open();
       return device;
     },

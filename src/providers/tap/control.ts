@@ -10,6 +10,7 @@ import { netdevError } from '../../common/errors.js';
 import { check, errnoError, IFF_NO_PI, IFF_TAP, IFREQ_UNION, lastErrno, O_CLOEXEC, O_NONBLOCK, O_RDWR, SIOCGIFTXQLEN, sys, TUNSETIFF, TUNSETPERSIST } from '../../sys/libc.js';
 import { ifreq, validateIfName } from '../../sys/ifreq.js';
 import type { Config, CreateOptions, DeviceContext, Provider, ProviderContext } from '../contract.js';
+import { LinkNotifiers, type LinkNotifier } from '../../main/link-notifier.js';
 import { ControlSockets, SystemDevice, type ControlSocket } from '../system/control.js';
 
 const TUN_PATH = '/dev/net/tun';
@@ -24,8 +25,15 @@ class TapDevice extends SystemDevice {
   private fd = -1;
   private persist = false;
 
-  constructor(context: DeviceContext, socket: ControlSocket, ifname: string, netns: string | undefined, runProgram: ProviderContext['runProgram']) {
-    super(context, socket, ifname, netns, runProgram);
+  constructor(
+    context: DeviceContext,
+    socket: ControlSocket,
+    ifname: string,
+    netns: string | undefined,
+    runProgram: ProviderContext['runProgram'],
+    notifier: LinkNotifier,
+  ) {
+    super(context, socket, ifname, netns, runProgram, notifier);
   }
 
   /** Creates or attaches to the tap (in the device's namespace), then reads its attributes. */
@@ -72,6 +80,7 @@ class TapDevice extends SystemDevice {
 
   /** Closes the tun descriptor (after the worker has stopped): the tap goes unless persistent. */
   override destroy(): void {
+    super.destroy();
     if (this.fd >= 0) sys.close(this.fd);
     this.fd = -1;
   }
@@ -80,6 +89,7 @@ class TapDevice extends SystemDevice {
 /** A new tap provider (one control socket per namespace). */
 export function tapProvider(): Provider {
   const sockets = new ControlSockets();
+  const notifiers = new LinkNotifiers();
   let runProgram: ProviderContext['runProgram'] | null = null;
   return {
     type: 'tap',
@@ -91,7 +101,8 @@ export function tapProvider(): Provider {
     },
     validateName: validateIfName,
     create(context: DeviceContext, options: CreateOptions): TapDevice {
-      const device = new TapDevice(context, sockets.get(options.netns), context.suffix, options.netns, runProgram!);
+      const socket = sockets.get(options.netns);
+      const device = new TapDevice(context, socket, context.suffix, options.netns, runProgram!, notifiers.get(options.netns, socket.netns));
       device.open();
       return device;
     },

@@ -1,0 +1,186 @@
+/**
+ * rtnetlink wire format: building RTM_GETLINK requests and parsing what NETLINK_ROUTE sockets
+ * deliver (RTM_NEWLINK/DELLINK, RTM_NEWADDR/DELADDR, errors).  Pure functions over bytes, apart
+ * from what reads and writes them, and safe on any input: every length is checked against what is
+ * there, and what cannot be parsed is reported as such (the seed's "something may have changed").
+ */
+
+export const NETLINK_ROUTE = 0;
+export const AF_NETLINK = 16;
+export const RTMGRP_LINK = 0x1;
+export const RTMGRP_IPV4_IFADDR = 0x10;
+export const RTMGRP_IPV6_IFADDR = 0x100;
+
+const NLMSG_HDRLEN = 16;
+const NLMSG_NOOP = 1;
+const NLMSG_ERROR = 2;
+const NLMSG_DONE = 3;
+const NLMSG_OVERRUN = 4;
+const NLM_F_REQUEST = 1;
+export const RTM_NEWLINK = 16;
+export const RTM_DELLINK = 17;
+const RTM_GETLINK = 18;
+const RTM_NEWADDR = 20;
+const RTM_DELADDR = 21;
+const IFINFOMSG_LEN = 16;
+const IFADDRMSG_LEN = 8;
+const IFLA_ADDRESS = 1;
+const IFLA_IFNAME = 3;
+const IFLA_MTU = 4;
+const IFLA_MASTER = 10;
+const IFLA_LINKINFO = 18;
+const IFLA_STATS64 = 23;
+const IFLA_CARRIER = 33;
+const IFLA_INFO_KIND = 1;
+const IFLA_INFO_DATA = 2;
+const IFLA_VLAN_ID = 1;
+const STATS64_FIELDS = 21;
+
+/** A link as an RTM_NEWLINK/RTM_DELLINK message describes it (fields absent from the message are undefined). */
+export interface LinkMessage {
+  kind: 'link';
+  deleted: boolean;
+  ifindex: number;
+  flags: number;
+  name?: string | undefined;
+  mtu?: number | undefined;
+  master?: number | undefined;
+  carrier?: boolean | undefined;
+  mac?: Uint8Array | undefined;
+  /** 'vlan', 'veth', 'tun' ... (IFLA_INFO_KIND). */
+  linkKind?: string | undefined;
+  vlanId?: number | undefined;
+  /** struct rtnl_link_stats64's first 21 counters, in the kernel's order. */
+  stats?: number[] | undefined;
+}
+
+/** An address added to or removed from a link. */
+export interface AddressMessage {
+  kind: 'address';
+  ifindex: number;
+  family: number;
+}
+
+/** An error answer (NLMSG_ERROR) to a request: errno 0 is an acknowledgement. */
+export interface ErrorMessage {
+  kind: 'error';
+  errno: number;
+  seq: number;
+}
+
+/** Something unparsable, or an overrun: anything may have changed. */
+export interface UnknownChange {
+  kind: 'unparsable';
+  reason: string;
+}
+
+export type RouteMessage = LinkMessage | AddressMessage | ErrorMessage | UnknownChange | { kind: 'done' };
+
+const align4 = (n: number): number => (n + 3) & ~3;
+
+/** Calls `visit(type, offset, length)` for each rtattr in bytes[start, end); false if they are malformed. */
+function forEachAttribute(view: DataView, start: number, end: number, visit: (type: number, offset: number, length: number) => void): boolean {
+  let at = start;
+  while (at + 4 <= end) {
+    const length = view.getUint16(at, true);
+    const type = view.getUint16(at + 2, true) & 0x3fff; // without NLA_F_NESTED / NLA_F_NET_BYTEORDER
+    if (length < 4 || at + length > end) return false;
+    visit(type, at + 4, length - 4);
+    at += align4(length);
+  }
+  return true;
+}
+
+function cString(bytes: Uint8Array, offset: number, length: number): string {
+  const slice = bytes.subarray(offset, offset + length);
+  const nul = slice.indexOf(0);
+  return Buffer.from(slice.subarray(0, nul < 0 ? slice.length : nul)).toString('utf8');
+}
+
+function parseLink(bytes: Uint8Array, view: DataView, start: number, end: number, deleted: boolean): LinkMessage | UnknownChange {
+  if (end - start < IFINFOMSG_LEN) return { kind: 'unparsable', reason: 'short ifinfomsg' };
+  const link: LinkMessage = { kind: 'link', deleted, ifindex: view.getInt32(start + 4, true), flags: view.getUint32(start + 8, true) };
+  const ok = forEachAttribute(view, start + IFINFOMSG_LEN, end, (type, offset, length) => {
+    if (type === IFLA_IFNAME) link.name = cString(bytes, offset, length);
+    else if (type === IFLA_MTU && length >= 4) link.mtu = view.getUint32(offset, true);
+    else if (type === IFLA_MASTER && length >= 4) link.master = view.getUint32(offset, true);
+    else if (type === IFLA_CARRIER && length >= 1) link.carrier = bytes[offset] !== 0;
+    else if (type === IFLA_ADDRESS) link.mac = bytes.slice(offset, offset + length);
+    else if (type === IFLA_STATS64 && length >= STATS64_FIELDS * 8) {
+      link.stats = Array.from({ length: STATS64_FIELDS }, (_, i) => Number(view.getBigUint64(offset + i * 8, true)));
+    } else if (type === IFLA_LINKINFO) {
+      forEachAttribute(view, offset, offset + length, (infoType, infoOffset, infoLength) => {
+        if (infoType === IFLA_INFO_KIND) link.linkKind = cString(bytes, infoOffset, infoLength);
+        else if (infoType === IFLA_INFO_DATA && link.linkKind === 'vlan') {
+          forEachAttribute(view, infoOffset, infoOffset + infoLength, (dataType, dataOffset, dataLength) => {
+            if (dataType === IFLA_VLAN_ID && dataLength >= 2) link.vlanId = view.getUint16(dataOffset, true);
+          });
+        }
+      });
+    }
+  });
+  return ok ? link : { kind: 'unparsable', reason: 'malformed link attributes' };
+}
+
+/**
+ * Parses the first `length` bytes of `bytes` (what one recv returned) into messages.  Never
+ * throws: anything malformed ends the parse with an 'unparsable' entry.
+ */
+export function parseRouteMessages(bytes: Uint8Array, length: number): RouteMessage[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, Math.min(length, bytes.byteLength));
+  const end = view.byteLength;
+  const messages: RouteMessage[] = [];
+  for (let at = 0; at < end; ) {
+    if (end - at < NLMSG_HDRLEN) {
+      messages.push({ kind: 'unparsable', reason: 'short netlink header' });
+      break;
+    }
+    const messageLength = view.getUint32(at, true);
+    const type = view.getUint16(at + 4, true);
+    const seq = view.getUint32(at + 8, true);
+    if (messageLength < NLMSG_HDRLEN || at + messageLength > end) {
+      messages.push({ kind: 'unparsable', reason: `netlink message length ${messageLength} does not fit` });
+      break;
+    }
+    const body = at + NLMSG_HDRLEN;
+    const bodyEnd = at + messageLength;
+    if (type === RTM_NEWLINK || type === RTM_DELLINK) {
+      messages.push(parseLink(bytes, view, body, bodyEnd, type === RTM_DELLINK));
+    } else if (type === RTM_NEWADDR || type === RTM_DELADDR) {
+      messages.push(
+        bodyEnd - body < IFADDRMSG_LEN
+          ? { kind: 'unparsable', reason: 'short ifaddrmsg' }
+          : { kind: 'address', family: bytes[body]!, ifindex: view.getUint32(body + 4, true) },
+      );
+    } else if (type === NLMSG_ERROR) {
+      messages.push(bodyEnd - body < 4 ? { kind: 'unparsable', reason: 'short error' } : { kind: 'error', errno: -view.getInt32(body, true), seq });
+    } else if (type === NLMSG_DONE) {
+      messages.push({ kind: 'done' });
+    } else if (type === NLMSG_OVERRUN) {
+      messages.push({ kind: 'unparsable', reason: 'overrun' });
+    } else if (type !== NLMSG_NOOP) {
+      messages.push({ kind: 'unparsable', reason: `unexpected message type ${type}` });
+    }
+    at += align4(messageLength);
+  }
+  return messages;
+}
+
+/** An RTM_GETLINK request for `ifindex` (the kernel answers with one RTM_NEWLINK carrying IFLA_STATS64). */
+export function getLinkRequest(ifindex: number, seq: number): Buffer {
+  const request = Buffer.alloc(NLMSG_HDRLEN + IFINFOMSG_LEN);
+  request.writeUInt32LE(request.length, 0);
+  request.writeUInt16LE(RTM_GETLINK, 4);
+  request.writeUInt16LE(NLM_F_REQUEST, 6);
+  request.writeUInt32LE(seq, 8);
+  request.writeInt32LE(ifindex, NLMSG_HDRLEN + 4);
+  return request;
+}
+
+/** A struct sockaddr_nl joined to `groups`. */
+export function netlinkAddress(groups: number): Buffer {
+  const address = Buffer.alloc(12);
+  address.writeUInt16LE(AF_NETLINK, 0);
+  address.writeUInt32LE(groups, 8);
+  return address;
+}
