@@ -204,6 +204,42 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     expect([error.code, error.fallback]).toEqual(['ENOENT', 0]);
   });
 
+  it('sees changes made with ip once the notifier reports them, through a monitor', async () => {
+    const dev = await open('va', 'none');
+    expect(await dev.getMtu()).toBe(1500); // now cached
+    const monitor = mgr.monitor();
+    monitor.add(dev);
+    const notices = monitor[Symbol.asyncIterator]();
+    ns.ip('link', 'set', 'va', 'mtu', '1280');
+    expect(await notices.next()).toEqual({ value: `${ns.name}/va`, done: false });
+    expect(await dev.getMtu()).toBe(1280);
+    ns.ip('link', 'set', 'va', 'up');
+    expect((await notices.next()).value).toBe(`${ns.name}/va`);
+    expect(await dev.getFlags()).toEqual({ up: true, promisc: false });
+    ns.ip('addr', 'add', '10.81.0.1/24', 'dev', 'va');
+    expect((await notices.next()).value).toBe(`${ns.name}/va`);
+    expect((await dev.getIn4()).address).toBe('10.81.0.1');
+  });
+
+  it('ends the frame iterators of a device deleted under I/O with ENODEV, and keeps the others working', async () => {
+    const [a, b] = await bothUp();
+    const monitor = mgr.monitor();
+    monitor.add(a);
+    const other = await mgr.open('dummy:still-here');
+    const reading = a.frames().next();
+    ns.ip('link', 'del', 'va'); // takes vb with it
+    const error = await rejection(reading);
+    expect(error).toBeInstanceOf(NetdevError);
+    expect([error.code, error.device]).toEqual(['ENODEV', 'va']);
+    expect(error.message).toContain('deleted');
+    expect(monitor.poll()).toBe(`${ns.name}/va`);
+    expect((await rejection(a.send(ethFrame(60)))).code).toBe('ENODEV');
+    await other.inject(ethFrame(60, 5));
+    expect(seqOf((await other.frames().next()).value as Uint8Array)).toBe(5);
+    await a.close();
+    await b.close();
+  });
+
   it('refuses bad names before any syscall, and reports missing devices and namespaces', async () => {
     for (const name of ['sixteen-bytes-xx', 'a/b', 'a b', '.', '..']) {
       expect((await rejection(mgr.open(name, { netns: ns.name }))).code).toBe('EINVAL');

@@ -325,9 +325,18 @@ export class Netdev {
     return old;
   }
 
-  /** @internal Restores this handle's non-permanent flag changes (synchronously). */
+  /**
+   * @internal Restores this handle's non-permanent flag changes (synchronously).  Never throws: a
+   * failure is a process warning (as the seed logs it), and a device known to be gone is skipped.
+   */
   restoreFlags(): void {
-    this.flagBook.restore((off, on) => this.device.impl.updateFlags(off, on));
+    try {
+      this.flagBook.restore((off, on) => {
+        if (this.device.failure?.code !== 'ENODEV') this.device.impl.updateFlags(off, on);
+      });
+    } catch (error) {
+      process.emitWarning(`netdev: ${this.name}: cannot restore flags: ${(error as Error).message}`);
+    }
   }
 
   /* ---------------------------------------------------------------- config */
