@@ -256,7 +256,11 @@ export interface IoContext {
   readonly rx: RingWriter;
   /** Flag and MTU words (written by the control half) and the shared counters. */
   readonly shared: DeviceShared;
-  /** Counts for this round; the worker flushes them to the shared counters after each round. */
+  /**
+   * Counts for this round; the worker flushes them to the shared counters after each round.  An
+   * I/O half that makes frames visible to another thread within the round (a ring to a peer)
+   * flushes first, so no reader sees a frame before the counters that count it.
+   */
   readonly counters: CounterBatch;
   /**
    * The worker's bell.  The loop sleeps on it (Atomics.waitAsync) when a round moves nothing, so

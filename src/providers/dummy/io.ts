@@ -106,6 +106,8 @@ class DummyIo implements DeviceIo {
       counters.txPackets++;
       counters.txBytes += length;
     }
+    // Counters first: once on the wire a frame can be read, and its sender's stats must show it.
+    counters.flush();
     wire?.publish();
     return taken;
   }
