@@ -240,6 +240,32 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     await b.close();
   });
 
+  it('enumerates the devices of a namespace', async () => {
+    expect((await mgr.enumerate({ netns: ns.name })).sort()).toEqual(['lo', 'va', 'vb']);
+  });
+
+  it('drains frames waiting to be received', async () => {
+    const [a, b] = await bothUp();
+    for (let seq = 0; seq < 20; seq++) await a.send(ethFrame(64, seq, TEST_TYPE));
+    expect(await eventually(async () => (await b.getStats()).rxPackets! >= 20)).toBe(true);
+    await b.drain();
+    expect(b.tryRecv()).toBeNull();
+    await a.send(ethFrame(64, 99, TEST_TYPE));
+    expect(seqOf((await b.frames().next()).value as Uint8Array)).toBe(99);
+  });
+
+  it('says EPERM, naming device and call, to a process without the capabilities', () => {
+    const child = spawnSync('ip', ['netns', 'exec', ns.name, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
+      '--inh-caps=-all', '--bounding-set=-all', process.execPath, new URL('./fixtures/unprivileged-child.mjs', import.meta.url).pathname], { encoding: 'utf8' });
+    expect(child.stderr).toBe('');
+    const result = JSON.parse(child.stdout) as Record<string, { code: string; device: string; call: string; message: string } | number>;
+    expect(result.mtu).toBe(1500);
+    expect(result.setMtu).toMatchObject({ code: 'EPERM', device: 'va', call: 'setMtu' });
+    expect((result.setMtu as { message: string }).message).toContain('CAP_NET_ADMIN');
+    expect(result.openForIo).toMatchObject({ code: 'EPERM', device: 'va' });
+    expect(ns.link('va').mtu).toBe(1500);
+  });
+
   it('refuses bad names before any syscall, and reports missing devices and namespaces', async () => {
     for (const name of ['sixteen-bytes-xx', 'a/b', 'a b', '.', '..']) {
       expect((await rejection(mgr.open(name, { netns: ns.name }))).code).toBe('EINVAL');

@@ -129,15 +129,19 @@ export class NetdevManager {
     });
   }
 
-  /** Names of every device every provider can open now (providers that fail are skipped with a process warning). */
-  async enumerate(): Promise<string[]> {
+  /**
+   * Names of every device every provider can open now (providers that fail are skipped with a
+   * process warning); with `netns`, the devices of namespaced providers in that namespace.
+   */
+  async enumerate(options: { netns?: string } = {}): Promise<string[]> {
     this.requireOpen('enumerate');
+    const { netns } = options;
     const names: string[] = [];
     for (const entry of this.providers.values()) {
-      if (!entry.provider.enumerate) continue;
+      if (!entry.provider.enumerate || (netns !== undefined && !entry.provider.namespaced)) continue;
       try {
         await this.initialize(entry, undefined);
-        names.push(...(await entry.provider.enumerate()));
+        names.push(...(await entry.provider.enumerate(netns)));
       } catch (error) {
         process.emitWarning(`netdev: cannot enumerate ${entry.provider.type} devices: ${(error as Error).message}`);
       }

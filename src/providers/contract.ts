@@ -231,8 +231,11 @@ export interface Provider {
   validateName(suffix: string): void;
   /** Creates (opens) the device named `context.suffix`; ENODEV if no such device exists. */
   create(context: DeviceContext, options: CreateOptions): ProviderDevice | Promise<ProviderDevice>;
-  /** Returns the full names of every device of this provider that could be opened now. */
-  enumerate?(): string[] | Promise<string[]>;
+  /**
+   * Returns the full names of every device of this provider that could be opened now, in network
+   * namespace `netns` (undefined: the process's own; only asked of namespaced providers).
+   */
+  enumerate?(netns?: string): string[] | Promise<string[]>;
 }
 
 /* ------------------------------------------------------------------------------------------ */

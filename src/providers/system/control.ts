@@ -411,8 +411,8 @@ export function systemProvider(): Provider {
       device.open();
       return device;
     },
-    enumerate: () =>
-      readProcNet('dev', null)
+    enumerate: (netns?: string) =>
+      readProcNet('dev', netns === undefined ? null : sockets.get(netns).netns)
         .split('\n')
         .slice(2)
         .map((line) => line.slice(0, line.indexOf(':')).trim())
