@@ -12,6 +12,7 @@ import { createRing } from '../dist/ring/ring.js';
 import { BatchIterator, FrameIterator, RxQueue } from '../dist/main/rx-queue.js';
 import { countedDrops, forward } from '../dist/cli/traffic.js';
 import { NetdevManager, type Netdev } from '../dist/index.js';
+import { kernelBenchmarks, type KernelFigure } from './kernel.js';
 
 const PRODUCER = new URL('./producer.js', import.meta.url);
 const RUNS = 3;
@@ -150,16 +151,16 @@ interface Summary {
   dropped: number;
 }
 
+/** Median, min and max of `rates`. */
+function summarize(rates: number[]): Omit<Summary, 'dropped'> {
+  const sorted = [...rates].sort((x, y) => x - y);
+  return { median: sorted[Math.floor(sorted.length / 2)]!, min: sorted[0]!, max: sorted[sorted.length - 1]! };
+}
+
 async function measure(run: () => Promise<Figure>): Promise<Summary> {
   const figures: Figure[] = [];
   for (let i = 0; i < RUNS; i++) figures.push(await run());
-  const rates = figures.map((f) => f.framesPerSecond).sort((x, y) => x - y);
-  return {
-    median: rates[Math.floor(rates.length / 2)]!,
-    min: rates[0]!,
-    max: rates[rates.length - 1]!,
-    dropped: Math.max(...figures.map((f) => f.dropped ?? 0)),
-  };
+  return { ...summarize(figures.map((f) => f.framesPerSecond)), dropped: Math.max(...figures.map((f) => f.dropped ?? 0)) };
 }
 
 const mfps = (rate: number): string => `${(rate / 1e6).toFixed(2)} M/s`;
@@ -195,6 +196,19 @@ async function main(): Promise<void> {
     console.log(row(`dummy a->[forwarder]->b, ${size} B`, size, forwarded, 'postMessage x256', postBatch));
   }
   console.log('dummy runs: sender, forwarder and receiver share the main thread; every device has a worker thread.');
+
+  console.log('\nkernel: 64-byte frames offered by a C sender (sendmmsg x64) on a veth pair, as fast as it can, 1M per run');
+  const kernel = await kernelBenchmarks(1_000_000, async (run) => {
+    const figures: KernelFigure[] = [];
+    for (let i = 0; i < RUNS; i++) figures.push(await run());
+    return figures;
+  });
+  if (kernel) {
+    const summary = (figures: KernelFigure[]): Summary => ({ ...summarize(figures.map((f) => f.framesPerSecond)), dropped: Math.max(...figures.map((f) => f.dropped)) });
+    console.log(row('received into JavaScript (system device)', 64, summary(kernel['receive-js']), 'C recvmmsg x64', summary(kernel['receive-c'])));
+    console.log(row('forwarded veth -> veth by JavaScript', 64, summary(kernel['forward-js']), 'C forwarder x64', summary(kernel['forward-c'])));
+    console.log(`  C reference drops: receive up to ${summary(kernel['receive-c']).dropped}, forward up to ${summary(kernel['forward-c']).dropped}`);
+  }
 }
 
 await main();

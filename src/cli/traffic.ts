@@ -6,15 +6,14 @@ import type { Netdev } from '../main/netdev.js';
 
 /**
  * Forwards every frame received on `from` to `to`, in order, batch by batch, until `from`
- * closes; returns the number forwarded.
+ * closes; returns the number forwarded, which `tally.forwarded` also follows as it goes.
  */
-export async function forward(from: Netdev, to: Netdev): Promise<number> {
-  let forwarded = 0;
+export async function forward(from: Netdev, to: Netdev, tally = { forwarded: 0 }): Promise<number> {
   for await (const batch of from.batches()) {
     await to.sendBatch(batch);
-    forwarded += batch.length;
+    tally.forwarded += batch.length;
   }
-  return forwarded;
+  return tally.forwarded;
 }
 
 /** Frames lost anywhere on a path, as its devices counted them (device drops and RX ring drops). */

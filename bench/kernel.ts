@@ -1,0 +1,188 @@
+/**
+ * Kernel part of `npm run bench` (root only): in a network namespace of its own, with two veth
+ * pairs s0<->f0 and f1<->r1, a C sender of the project's own (sendmmsg x64) offers 64-byte frames
+ * on s0 as fast as it can, and we count what arrives:
+ *   - received into JavaScript from f0 (the library's system device, batches()) vs a C receiver (recvmmsg x64);
+ *   - forwarded f0 -> f1 by the library (the CLI's forward loop) vs a C forwarder (recvmmsg/sendmmsg x64),
+ *     counted by the C receiver on r1.
+ * Rate = frames delivered / the sender's time; drops = frames sent - delivered.  The frames are raw
+ * Ethernet, so veth offloads (which matter for TCP) play no part here.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { NetdevManager, type Netdev } from '../dist/index.js';
+import { forward } from '../dist/cli/traffic.js';
+
+const SOURCES = fileURLToPath(new URL('../bench/c/', import.meta.url));
+const BINARIES = fileURLToPath(new URL('./', import.meta.url));
+const NETNS = `ndbench${process.pid}`;
+const TYPE = 0x88b5;
+const IDLE_MS = 300;
+
+export interface KernelFigure {
+  framesPerSecond: number;
+  dropped: number;
+}
+
+/** Builds the C programs; returns false (saying why) if there is no compiler. */
+function buildPrograms(): boolean {
+  try {
+    for (const program of ['sender', 'receiver', 'forwarder']) {
+      execFileSync('gcc', ['-O2', '-o', `${BINARIES}${program}`, `${SOURCES}${program}.c`]);
+    }
+    return true;
+  } catch (error) {
+    console.log(`kernel benchmarks skipped: cannot build the C reference programs (${(error as Error).message.split('\n')[0]})`);
+    return false;
+  }
+}
+
+function ip(...args: string[]): void {
+  execFileSync('ip', args);
+}
+
+function setUp(): void {
+  ip('netns', 'add', NETNS);
+  for (const [a, b] of [['s0', 'f0'], ['f1', 'r1']] as const) {
+    ip('-n', NETNS, 'link', 'add', a, 'type', 'veth', 'peer', 'name', b);
+    for (const dev of [a, b]) {
+      ip('-n', NETNS, 'link', 'set', dev, 'addrgenmode', 'none');
+      ip('-n', NETNS, 'link', 'set', dev, 'up');
+    }
+  }
+}
+
+function tearDown(): void {
+  try {
+    ip('netns', 'del', NETNS);
+  } catch {
+    // already gone
+  }
+}
+
+/** Runs a C program inside the namespace; `output` resolves with all it printed once it exits. */
+function runProgram(program: string, ...args: string[]): { output: Promise<string>; printed: () => string } {
+  const child = spawn('ip', ['netns', 'exec', NETNS, `${BINARIES}${program}`, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let text = '';
+  child.stdout.on('data', (chunk: Buffer) => (text += chunk));
+  const output = once(child, 'exit').then(([code]) => {
+    if (code !== 0) throw new Error(`${program} exited with status ${code}`);
+    return text;
+  });
+  return { output, printed: () => text };
+}
+
+/** Starts a C program that says 'ready' once its socket is bound; resolves then. */
+async function startProgram(program: string, ...args: string[]): Promise<{ output: Promise<string> }> {
+  const run = runProgram(program, ...args);
+  let exited = false;
+  void run.output.finally(() => (exited = true)).catch(() => {});
+  while (!run.printed().includes('ready')) {
+    if (exited) await run.output; // throws the program's failure
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return { output: run.output };
+}
+
+/** Runs the C sender for `count` frames; resolves with [sent, seconds]. */
+async function send(count: number): Promise<[number, number]> {
+  const [sent, seconds] = (await runProgram('sender', 's0', String(count), '64').output).trim().split(/\s+/).map(Number);
+  return [sent!, seconds!];
+}
+
+/** Counts frames reaching `device` until it has been idle for IDLE_MS after the first. */
+async function countInJs(device: Netdev, counted: () => number): Promise<void> {
+  let last = -1;
+  let lastChange = performance.now();
+  await new Promise<void>((resolve) => {
+    const watchdog = setInterval(() => {
+      const now = counted();
+      if (now !== last) {
+        last = now;
+        lastChange = performance.now();
+      } else if (now > 0 && performance.now() - lastChange > IDLE_MS) {
+        clearInterval(watchdog);
+        resolve();
+      }
+    }, 20);
+  });
+  await device.close();
+}
+
+async function receiveC(count: number): Promise<KernelFigure> {
+  const receiver = await startProgram('receiver', 'f0');
+  const [sent, seconds] = await send(count);
+  const received = Number((await receiver.output).trim().split('\n').pop());
+  return { framesPerSecond: received / seconds, dropped: sent - received };
+}
+
+async function receiveJs(count: number): Promise<KernelFigure> {
+  const mgr = new NetdevManager();
+  try {
+    const device = await mgr.open('f0', { netns: NETNS, ethertype: TYPE });
+    let received = 0;
+    const reading = (async () => {
+      for await (const batch of device.batches()) received += batch.length;
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const sending = send(count);
+    await countInJs(device, () => received);
+    await reading;
+    const [sent, seconds] = await sending;
+    return { framesPerSecond: received / seconds, dropped: sent - received };
+  } finally {
+    await mgr.close();
+  }
+}
+
+async function forwardC(count: number): Promise<KernelFigure> {
+  const receiver = await startProgram('receiver', 'r1');
+  const forwarder = await startProgram('forwarder', 'f0', 'f1');
+  const [sent, seconds] = await send(count);
+  await forwarder.output;
+  const received = Number((await receiver.output).trim().split('\n').pop());
+  return { framesPerSecond: received / seconds, dropped: sent - received };
+}
+
+async function forwardJs(count: number): Promise<KernelFigure> {
+  const mgr = new NetdevManager();
+  try {
+    const receiver = await startProgram('receiver', 'r1');
+    const input = await mgr.open('f0', { netns: NETNS, ethertype: TYPE });
+    const output = await mgr.open('f1', { netns: NETNS, ethertype: TYPE });
+    const tally = { forwarded: 0 };
+    const forwarding = forward(input, output, tally);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const sending = send(count);
+    await countInJs(input, () => tally.forwarded);
+    await forwarding;
+    const [sent, seconds] = await sending;
+    const received = Number((await receiver.output).trim().split('\n').pop());
+    return { framesPerSecond: received / seconds, dropped: sent - received };
+  } finally {
+    await mgr.close();
+  }
+}
+
+export type KernelRun = 'receive-c' | 'receive-js' | 'forward-c' | 'forward-js';
+
+/** Runs `measure` for every kernel figure, in one namespace set up for the whole run; null if it cannot run here. */
+export async function kernelBenchmarks(count: number, measure: (run: () => Promise<KernelFigure>) => Promise<KernelFigure[]>): Promise<Record<KernelRun, KernelFigure[]> | null> {
+  if (process.getuid?.() !== 0) {
+    console.log('kernel benchmarks skipped: they need root to create a network namespace and veth pairs');
+    return null;
+  }
+  if (!buildPrograms()) return null;
+  setUp();
+  try {
+    return {
+      'receive-c': await measure(() => receiveC(count)),
+      'receive-js': await measure(() => receiveJs(count)),
+      'forward-c': await measure(() => forwardC(count)),
+      'forward-js': await measure(() => forwardJs(count)),
+    };
+  } finally {
+    tearDown();
+  }
+}
