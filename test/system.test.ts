@@ -216,6 +216,9 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     ns.ip('link', 'set', 'va', 'up');
     expect((await notices.next()).value).toBe(`${ns.name}/va`);
     expect(await dev.getFlags()).toEqual({ up: true, promisc: false });
+    ns.ip('link', 'set', 'va', 'down');
+    expect((await notices.next()).value).toBe(`${ns.name}/va`);
+    expect(await dev.getFlags()).toEqual({ up: false, promisc: false });
     ns.ip('addr', 'add', '10.81.0.1/24', 'dev', 'va');
     expect((await notices.next()).value).toBe(`${ns.name}/va`);
     expect((await dev.getIn4()).address).toBe('10.81.0.1');

@@ -83,6 +83,33 @@ export const MSGHDR_FLAGS = 48;
 export const MMSGHDR_LEN = 56;
 /** struct sockaddr_ll. */
 export const SOCKADDR_LL_SIZE = 20;
+/** struct arpreq: protocol address, hardware address (sockaddrs) and device name. */
+export const ARPREQ_SIZE = 68;
+export const ARP_PA = 0;
+export const ARP_HA = 16;
+export const ARP_DEV = 52;
+/** ethtool commands (linux/ethtool.h). */
+export const ETHTOOL_GSET = 0x01;
+export const ETHTOOL_SSET = 0x02;
+/** struct ethtool_cmd: size and the offsets used. */
+export const ETHTOOL_CMD_SIZE = 44;
+export const ECMD_SUPPORTED = 4;
+export const ECMD_ADVERTISING = 8;
+export const ECMD_SPEED = 12;
+export const ECMD_DUPLEX = 14;
+export const ECMD_PORT = 15;
+export const ECMD_AUTONEG = 18;
+export const ECMD_SPEED_HI = 28;
+export const PORT_TP = 0x00;
+export const PORT_FIBRE = 0x03;
+/** struct rtentry (net/route.h): size and offsets; RTF_UP | RTF_GATEWAY. */
+export const RTENTRY_SIZE = 120;
+export const RT_DST = 8;
+export const RT_GATEWAY = 24;
+export const RT_GENMASK = 40;
+export const RT_FLAGS = 56;
+export const RTF_UP_GATEWAY = 0x3;
+
 
 const raw = {
   socket: libc.func('int socket(int domain, int type, int protocol)'),

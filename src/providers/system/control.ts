@@ -10,34 +10,15 @@ import { LinkNotifiers, type LinkNotifier } from '../../main/link-notifier.js';
 import type { AddressMessage, LinkMessage } from '../../sys/netlink.js';
 import { NETDEV_PROMISC, NETDEV_UP } from '../../ring/device-shared.js';
 import {
-  AF_INET, ARPHRD_ETHER, check, IFF_PROMISC, IFF_UP, IFREQ_UNION, SIOCADDRT, SIOCETHTOOL, SIOCGARP, SIOCGIFADDR, SIOCGIFFLAGS,
+  AF_INET, ARP_DEV, ARP_HA, ARP_PA, ARPHRD_ETHER, ARPREQ_SIZE, check, ECMD_ADVERTISING, ECMD_AUTONEG, ECMD_DUPLEX, ECMD_PORT,
+  ECMD_SPEED, ECMD_SPEED_HI, ECMD_SUPPORTED, ETHTOOL_CMD_SIZE, ETHTOOL_GSET, ETHTOOL_SSET, IFF_PROMISC, IFF_UP, IFREQ_UNION,
+  PORT_FIBRE, PORT_TP, RT_DST, RT_FLAGS, RT_GATEWAY, RT_GENMASK, RTENTRY_SIZE, RTF_UP_GATEWAY, SIOCADDRT, SIOCETHTOOL, SIOCGARP, SIOCGIFADDR, SIOCGIFFLAGS,
   SIOCGIFHWADDR, SIOCGIFINDEX, SIOCGIFMTU, SIOCGIFNETMASK, SIOCSIFADDR, SIOCSIFFLAGS, SIOCSIFHWADDR, SIOCSIFMTU,
   SIOCSIFNETMASK, SOCK_CLOEXEC, SOCK_DGRAM, sys,
 } from '../../sys/libc.js';
 import { ifreqIoctl, ifreqWithData, validateIfName } from '../../sys/ifreq.js';
 import { Netns, netnsPath, readProcNet } from '../../sys/netns.js';
 import type { Config, CreateOptions, DeviceContext, Features, In4, Provider, ProviderContext, ProviderDevice, Stats } from '../contract.js';
-
-const ETHTOOL_GSET = 0x01;
-const ETHTOOL_SSET = 0x02;
-/** struct ethtool_cmd: size and the offsets used. */
-const ETHTOOL_CMD_SIZE = 44;
-const ECMD_SUPPORTED = 4;
-const ECMD_ADVERTISING = 8;
-const ECMD_SPEED = 12;
-const ECMD_DUPLEX = 14;
-const ECMD_PORT = 15;
-const ECMD_AUTONEG = 18;
-const ECMD_SPEED_HI = 28;
-const PORT_TP = 0x00;
-const PORT_FIBRE = 0x03;
-/** struct rtentry (net/route.h): size and offsets; RTF_UP | RTF_GATEWAY. */
-const RTENTRY_SIZE = 120;
-const RT_DST = 8;
-const RT_GATEWAY = 24;
-const RT_GENMASK = 40;
-const RT_FLAGS = 56;
-const RTF_UP_GATEWAY = 0x3;
 
 /** OpenFlow port-feature bits (enum ofp_port_features). */
 const OFPPF = {
@@ -376,12 +357,12 @@ export class SystemDevice implements ProviderDevice {
 
   /** The ARP table's MAC for `ip` on this device (SIOCGARP); ENXIO if there is no entry. */
   arpLookup(ip: number): string {
-    const arpreq = Buffer.alloc(68);
-    arpreq.writeUInt16LE(AF_INET, 0);
-    arpreq.writeUInt32BE(ip, 4);
-    arpreq.write(this.ifname, 52, 'utf8');
+    const arpreq = Buffer.alloc(ARPREQ_SIZE);
+    arpreq.writeUInt16LE(AF_INET, ARP_PA);
+    arpreq.writeUInt32BE(ip, ARP_PA + 4);
+    arpreq.write(this.ifname, ARP_DEV, 'utf8');
     check(sys.ioctl(this.socket.fd, SIOCGARP, arpreq), '', `SIOCGARP on ${this.ifname}`);
-    return formatMac(arpreq.subarray(18, 24));
+    return formatMac(arpreq.subarray(ARP_HA + 2, ARP_HA + 8));
   }
 
   destroy(): void {

@@ -119,6 +119,8 @@ class PacketIo implements DeviceIo {
       const sent = sys.sendmmsg(this.fd, this.txVector.headers, queued, MSG_DONTWAIT);
       const code = sent < 0 ? errnoName(lastErrno()) : '';
       const accepted = sent < 0 ? 0 : sent;
+      // A frame only partly sent is the seed's EMSGSIZE: counted as an error, not sent again.
+      for (let i = 0; i < accepted; i++) if (this.txVector.length(i) !== this.txVector.iovecs.readUInt32LE(i * IOVEC_SIZE + 8)) this.context.counters.txErrors++;
       for (let i = queued; i > accepted; i--) tx.unread();
       taken += accepted;
       if (sent >= 0 && sent === queued) continue;
