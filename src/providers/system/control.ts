@@ -85,20 +85,52 @@ export class ControlSockets {
   }
 }
 
+/** What a Linux device needs from its provider: its namespace's control socket and notifier, and the job pool. */
+export interface DeviceServices {
+  socket: ControlSocket;
+  notifier: LinkNotifier;
+  runProgram: ProviderContext['runProgram'];
+}
+
+/** The services the Linux providers (system, tap) keep: per namespace, a control socket and a notifier. */
+export class LinuxServices {
+  private readonly sockets = new ControlSockets();
+  private readonly notifiers = new LinkNotifiers();
+  private runProgram: ProviderContext['runProgram'] | null = null;
+
+  /** Provider init: keeps the job pool, and opens this namespace's control socket (failing init if it cannot). */
+  init(context: ProviderContext): void {
+    this.runProgram = context.runProgram;
+    this.sockets.get(undefined);
+  }
+
+  /** The services of a device in namespace `netns` (undefined: this process's own). */
+  forNamespace(netns: string | undefined): DeviceServices {
+    const socket = this.sockets.get(netns);
+    return { socket, notifier: this.notifiers.get(netns, socket.netns), runProgram: this.runProgram! };
+  }
+}
+
 /** A Linux network device as the seed's netdev-linux sees it: attributes through ioctls and /proc. */
 export class SystemDevice implements ProviderDevice {
   /** Attribute values read since the notifier last reported a change of this device (the seed's cache). */
   private readonly cache = new Map<string, unknown>();
   private unsubscribe: (() => void) | null = null;
 
+  protected readonly socket: ControlSocket;
+  private readonly notifier: LinkNotifier;
+  private readonly runProgram: ProviderContext['runProgram'];
+
   constructor(
     protected readonly context: DeviceContext,
-    protected readonly socket: ControlSocket,
     protected readonly ifname: string,
     protected readonly netnsSpec: string | undefined,
-    private readonly runProgram: ProviderContext['runProgram'],
-    private readonly notifier: LinkNotifier,
-  ) {}
+    services: DeviceServices,
+  ) {
+    this.socket = services.socket;
+    this.notifier = services.notifier;
+    this.runProgram = services.runProgram;
+  }
 
   /** Reads the kernel's view once at open (ENODEV now if there is no such device) and starts following its changes. */
   open(): void {
@@ -373,27 +405,21 @@ export class SystemDevice implements ProviderDevice {
 
 /** A new system provider (one control socket per namespace, opened on first use). */
 export function systemProvider(): Provider {
-  const sockets = new ControlSockets();
-  const notifiers = new LinkNotifiers();
-  let runProgram: ProviderContext['runProgram'] | null = null;
+  const services = new LinuxServices();
   return {
     type: 'system',
     prefix: '',
     ioModule: new URL('./io.js', import.meta.url),
     namespaced: true,
-    init(context) {
-      runProgram = context.runProgram;
-      sockets.get(undefined);
-    },
+    init: (context) => services.init(context),
     validateName: validateIfName,
     create(context: DeviceContext, options: CreateOptions): SystemDevice {
-      const socket = sockets.get(options.netns);
-      const device = new SystemDevice(context, socket, context.suffix, options.netns, runProgram!, notifiers.get(options.netns, socket.netns));
+      const device = new SystemDevice(context, context.suffix, options.netns, services.forNamespace(options.netns));
       device.open();
       return device;
     },
     enumerate: (netns?: string) =>
-      readProcNet('dev', netns === undefined ? null : sockets.get(netns).netns)
+      readProcNet('dev', services.forNamespace(netns).socket.netns)
         .split('\n')
         .slice(2)
         .map((line) => line.slice(0, line.indexOf(':')).trim())

@@ -9,9 +9,8 @@
 import { netdevError } from '../../common/errors.js';
 import { check, errnoError, IFF_NO_PI, IFF_TAP, IFREQ_UNION, lastErrno, O_CLOEXEC, O_NONBLOCK, O_RDWR, SIOCGIFTXQLEN, sys, TUNSETIFF, TUNSETPERSIST } from '../../sys/libc.js';
 import { ifreq, validateIfName } from '../../sys/ifreq.js';
-import type { Config, CreateOptions, DeviceContext, Provider, ProviderContext } from '../contract.js';
-import { LinkNotifiers, type LinkNotifier } from '../../main/link-notifier.js';
-import { ControlSockets, SystemDevice, type ControlSocket } from '../system/control.js';
+import type { Config, CreateOptions, DeviceContext, Provider } from '../contract.js';
+import { LinuxServices, SystemDevice } from '../system/control.js';
 
 const TUN_PATH = '/dev/net/tun';
 
@@ -24,17 +23,6 @@ export interface TapIoOptions {
 class TapDevice extends SystemDevice {
   private fd = -1;
   private persist = false;
-
-  constructor(
-    context: DeviceContext,
-    socket: ControlSocket,
-    ifname: string,
-    netns: string | undefined,
-    runProgram: ProviderContext['runProgram'],
-    notifier: LinkNotifier,
-  ) {
-    super(context, socket, ifname, netns, runProgram, notifier);
-  }
 
   /** Creates or attaches to the tap (in the device's namespace), then reads its attributes. */
   override open(): void {
@@ -86,23 +74,18 @@ class TapDevice extends SystemDevice {
   }
 }
 
-/** A new tap provider (one control socket per namespace). */
+/** A new tap provider (one control socket and notifier per namespace). */
 export function tapProvider(): Provider {
-  const sockets = new ControlSockets();
-  const notifiers = new LinkNotifiers();
-  let runProgram: ProviderContext['runProgram'] | null = null;
+  const services = new LinuxServices();
   return {
     type: 'tap',
     prefix: 'tap:',
     ioModule: new URL('./io.js', import.meta.url),
     namespaced: true,
-    init(context) {
-      runProgram = context.runProgram;
-    },
+    init: (context) => services.init(context),
     validateName: validateIfName,
     create(context: DeviceContext, options: CreateOptions): TapDevice {
-      const socket = sockets.get(options.netns);
-      const device = new TapDevice(context, socket, context.suffix, options.netns, runProgram!, notifiers.get(options.netns, socket.netns));
+      const device = new TapDevice(context, context.suffix, options.netns, services.forNamespace(options.netns));
       device.open();
       return device;
     },
