@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { NetdevError, NetdevManager, type Netdev } from '../dist/index.js';
 import { ethFrame, eventually, rejection, seqOf } from './helpers.js';
 import { privileged, requirePrivilege, TestNetns } from './netns-harness.js';
@@ -267,6 +268,21 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     expect((result.setMtu as { message: string }).message).toContain('CAP_NET_ADMIN');
     expect(result.openForIo).toMatchObject({ code: 'EPERM', device: 'va' });
     expect(ns.link('va').mtu).toBe(1500);
+  });
+
+  it('closes every socket and descriptor it opened when the manager closes', async () => {
+    const descriptors = () => readdirSync('/proc/self/fd').length;
+    const cycle = async () => {
+      const other = new NetdevManager();
+      const [a] = [await other.open('va', { netns: ns.name })];
+      await a.getStats();
+      await other.open('tap:t9', { netns: ns.name, ethertype: 'none' });
+      await other.close();
+    };
+    await cycle(); // the first cycle opens what stays for good (this thread's own namespace)
+    const before = descriptors();
+    for (let i = 0; i < 5; i++) await cycle();
+    expect(descriptors()).toBe(before);
   });
 
   it('refuses bad names before any syscall, and reports missing devices and namespaces', async () => {

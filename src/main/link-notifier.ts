@@ -83,6 +83,12 @@ export class LinkNotifier {
     for (const listener of [...this.listeners]) listener(change);
   }
 
+  /** Closes the sockets (every listener must have left). */
+  close(): void {
+    if (this.queryFd >= 0) sys.close(this.queryFd);
+    this.queryFd = -1;
+  }
+
   /** The kernel's RTM_NEWLINK answer for `ifindex` (statistics included); ENODEV etc. as NetdevError. */
   queryLink(ifindex: number): LinkMessage {
     if (this.queryFd < 0) this.queryFd = routeSocket(this.netns, 0);
@@ -104,6 +110,11 @@ export class LinkNotifier {
 /** One LinkNotifier per namespace (undefined: this process's own), created on first use. */
 export class LinkNotifiers {
   private readonly notifiers = new Map<string, LinkNotifier>();
+
+  close(): void {
+    for (const notifier of this.notifiers.values()) notifier.close();
+    this.notifiers.clear();
+  }
 
   get(spec: string | undefined, netns: Netns | null): LinkNotifier {
     const key = spec ?? '';

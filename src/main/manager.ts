@@ -212,6 +212,13 @@ export class NetdevManager {
       }),
     );
     await Promise.allSettled(closing);
+    for (const { provider } of this.providers.values()) {
+      try {
+        await provider.close?.();
+      } catch (error) {
+        process.emitWarning(`netdev: closing the ${provider.type} provider: ${(error as Error).message}`);
+      }
+    }
     await this.pool.close();
     this.removeExitRestorer?.();
     this.removeExitRestorer = null;

@@ -229,6 +229,8 @@ export interface Provider {
   init?(context: ProviderContext): void | Promise<void>;
   /** Checks the part of a name after the prefix; throws EINVAL for a bad one. */
   validateName(suffix: string): void;
+  /** Releases provider-wide resources (sockets, descriptors); called by mgr.close() after every device closed. */
+  close?(): void | Promise<void>;
   /** Creates (opens) the device named `context.suffix`; ENODEV if no such device exists. */
   create(context: DeviceContext, options: CreateOptions): ProviderDevice | Promise<ProviderDevice>;
   /**

@@ -71,6 +71,15 @@ export interface ControlSocket {
 export class ControlSockets {
   private readonly sockets = new Map<string, ControlSocket>();
 
+  /** Closes every socket and namespace descriptor. */
+  close(): void {
+    for (const { fd, netns } of this.sockets.values()) {
+      sys.close(fd);
+      netns?.close();
+    }
+    this.sockets.clear();
+  }
+
   /** The socket of namespace `spec` (undefined: this process's own). */
   get(spec: string | undefined): ControlSocket {
     const key = spec ?? '';
@@ -102,6 +111,12 @@ export class LinuxServices {
   init(context: ProviderContext): void {
     this.runProgram = context.runProgram;
     this.sockets.get(undefined);
+  }
+
+  /** Closes the sockets of every namespace (after every device closed). */
+  close(): void {
+    this.notifiers.close();
+    this.sockets.close();
   }
 
   /** The services of a device in namespace `netns` (undefined: this process's own). */
@@ -412,6 +427,7 @@ export function systemProvider(): Provider {
     ioModule: new URL('./io.js', import.meta.url),
     namespaced: true,
     init: (context) => services.init(context),
+    close: () => services.close(),
     validateName: validateIfName,
     create(context: DeviceContext, options: CreateOptions): SystemDevice {
       const device = new SystemDevice(context, context.suffix, options.netns, services.forNamespace(options.netns));

@@ -83,6 +83,7 @@ export function tapProvider(): Provider {
     ioModule: new URL('./io.js', import.meta.url),
     namespaced: true,
     init: (context) => services.init(context),
+    close: () => services.close(),
     validateName: validateIfName,
     create(context: DeviceContext, options: CreateOptions): TapDevice {
       const device = new TapDevice(context, context.suffix, options.netns, services.forNamespace(options.netns));
