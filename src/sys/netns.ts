@@ -42,7 +42,17 @@ export class Netns {
     return new Netns(spec, fd);
   }
 
-  /** Moves this thread into the namespace for good (a device worker). */
+  /** Moves this thread into namespace `spec` for good (a device worker); keeps no descriptor open. */
+  static enter(spec: string): void {
+    const netns = Netns.open(spec);
+    try {
+      netns.enter();
+    } finally {
+      netns.close();
+    }
+  }
+
+  /** Moves this thread into the namespace for good. */
   enter(): void {
     check(sys.setns(this.fd, CLONE_NEWNET), 'setns', `cannot enter network namespace ${this.spec}`);
   }

@@ -162,7 +162,7 @@ function drainSocket(fd: number): void {
 
 export const createIo: CreateIo = (context) => {
   const options = context.options as SystemIoOptions;
-  if (options.netnsPath) Netns.open(options.netnsPath).enter();
+  if (options.netnsPath) Netns.enter(options.netnsPath);
   const protocol = htons(protocolOf(context.ethertype));
   const fd = check(sys.socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol), 'socket', 'AF_PACKET socket', context.name);
   try {
