@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { runDemo } from './demo.js';
+import { runVsysd } from './vsysd.js';
 
 const USAGE = `usage: netdev <command> [options]
 
@@ -11,6 +12,9 @@ commands:
   demo     move a burst of frames host1 -> forwarder -> host2 over in-process devices
            --frames N   frames to send (default 200000)
            --size B     frame size in bytes, 60-1514 (default 64)
+
+  vsysd    serve vsys requests (vif_up, vif_down, promisc) for pltap devices off PlanetLab
+           --dir DIR    where to create the FIFOs (default /vsys)
 
   netdev <command> --help shows a command's options.`;
 
@@ -41,6 +45,15 @@ async function main(argv: string[]): Promise<number> {
       size: positiveInt(values.size, 64, 'size', 60, 1514),
       out: (line) => process.stdout.write(`${line}\n`),
     });
+  }
+  if (command === 'vsysd') {
+    const { values } = parseArgs({ args: rest, options: { dir: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+    if (values.help) {
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    }
+    await runVsysd(values.dir ?? '/vsys', (line) => process.stdout.write(`${line}\n`));
+    return 0;
   }
   process.stderr.write(`netdev: unknown command '${command}'\n${USAGE}\n`);
   return 2;

@@ -6,7 +6,7 @@
 import { Piscina } from 'piscina';
 import { NetdevError } from '../common/errors.js';
 import type { ProgramOptions, ProgramResult } from '../providers/contract.js';
-import type { RunProgramTask, TaskOutcome } from '../workers/pool-tasks.js';
+import type { RunProgramTask, TaskOutcome, VsysTask } from '../workers/pool-tasks.js';
 
 const TASKS_URL = new URL('../workers/pool-tasks.js', import.meta.url).href;
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -28,6 +28,18 @@ export class JobPool {
     const outcome = (await this.threads.run(task, { name: 'runProgram' })) as TaskOutcome<ProgramResult>;
     if (!outcome.ok) throw new NetdevError({ code: outcome.code, call: 'runProgram', detail: outcome.detail });
     return outcome.value;
+  }
+
+  /**
+   * A vsys FIFO transaction in a pool thread: resolves on an empty reply; a non-empty reply is a
+   * NetdevError EAGAIN carrying it (as the seed); ENOENT/ENXIO/ETIMEDOUT as vsysTransaction says.
+   */
+  async vsys(task: VsysTask): Promise<void> {
+    const outcome = (await this.threads.run(task, { name: 'vsysTransaction' })) as TaskOutcome<string>;
+    if (!outcome.ok) throw new NetdevError({ code: outcome.code, call: 'vsys', detail: outcome.detail });
+    if (outcome.value !== '') {
+      throw new NetdevError({ code: 'EAGAIN', call: 'vsys', detail: `${task.script} returned: ${outcome.value.trim()}` });
+    }
   }
 
   /** Ends the pool's threads (waiting for running jobs); a later job starts a new pool. */

@@ -35,6 +35,10 @@ export interface OpenOptions {
 export interface ManagerOptions {
   /** Register the built-in providers (default true). */
   builtins?: boolean;
+  /** The directory of the vsys FIFOs that configure pltap devices (default /vsys). */
+  vsysDir?: string;
+  /** How long a vsys transaction waits for the backend's answer before ETIMEDOUT (default 5000 ms). */
+  vsysTimeoutMs?: number;
 }
 
 const DEFAULT_RING_SIZE = 512 * 1024;
@@ -54,12 +58,18 @@ export class NetdevManager {
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly monitors = new Set<NetdevMonitor>();
   private readonly pool = new JobPool();
-  private readonly context: ProviderContext = { runProgram: (argv, options) => this.pool.runProgram(argv, options) };
+  private readonly context: ProviderContext;
   private removeExitRestorer: (() => void) | null = null;
   private closed = false;
 
   /** A manager with the built-in providers registered (system, tap, dummy; more as they land). */
   constructor(options: ManagerOptions = {}) {
+    const dir = options.vsysDir ?? '/vsys';
+    const timeoutMs = options.vsysTimeoutMs ?? 5000;
+    this.context = {
+      runProgram: (argv, programOptions) => this.pool.runProgram(argv, programOptions),
+      vsys: (script, body) => this.pool.vsys({ dir, script, body, timeoutMs }),
+    };
     if (options.builtins !== false) {
       this.register(systemProvider());
       this.register(tapProvider());

@@ -94,6 +94,12 @@ export interface ProviderContext {
    * thread never blocks; resolves with its exit status and output whatever the status.
    */
   runProgram(argv: readonly string[], options?: ProgramOptions): Promise<ProgramResult>;
+  /**
+   * Runs one vsys transaction (write `body` to DIR/SCRIPT.in, read the reply from DIR/SCRIPT.out)
+   * in the job pool, DIR being the manager's vsysDir.  Resolves on an empty reply; a non-empty
+   * reply rejects with EAGAIN carrying it; a missing FIFO is ENOENT, a silent backend ETIMEDOUT.
+   */
+  vsys(script: string, body: string): Promise<void>;
 }
 
 /** Provider-specific control of a device's I/O half, from the main thread (through comlink). */

@@ -126,6 +126,8 @@ const raw = {
   writev: libc.func('long writev(int fd, const void *iov, int iovcnt)'),
   readv: libc.func('long readv(int fd, const void *iov, int iovcnt)'),
   send: libc.func('long send(int fd, const void *buf, unsigned long len, int flags)'),
+  poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)'),
+  mkfifo: libc.func('int mkfifo(const char *path, unsigned int mode)'),
 };
 
 /** The errno name of `value` ('ENODEV'), or 'EIO' for an unknown one. */
@@ -169,7 +171,20 @@ export const sys = {
   writev: (fd: number, iov: Uint8Array, count: number): number => Number(raw.writev(fd, iov, count)),
   readv: (fd: number, iov: Uint8Array, count: number): number => Number(raw.readv(fd, iov, count)),
   send: (fd: number, buf: Uint8Array, flags: number): number => Number(raw.send(fd, buf, buf.length, flags)),
+  mkfifo: (path: string, mode: number): number => raw.mkfifo(path, mode) as number,
+  /** poll(2) on one descriptor for `events`; returns the revents (0 on timeout), or -1. */
+  pollOne: (fd: number, events: number, timeoutMs: number): number => {
+    const pollfd = new Int16Array(4);
+    new Int32Array(pollfd.buffer, 0, 1)[0] = fd;
+    pollfd[2] = events;
+    const result = raw.poll(pollfd, 1, timeoutMs) as number;
+    return result < 0 ? -1 : pollfd[3]!;
+  },
 };
+
+export const POLLIN = 0x1;
+export const POLLHUP = 0x10;
+export const O_WRONLY = 1;
 
 /** The address of a buffer's first byte (stable for the buffer's life: Buffers and SharedArrayBuffers do not move). */
 export function addressOf(bytes: Uint8Array): bigint {

@@ -18,6 +18,10 @@ const TUN_PATH = '/dev/net/tun';
 export interface TapIoOptions {
   fd: number;
   txQueueLength: number;
+  /** Frames carry struct tun_pi (pltap). */
+  packetInfo: boolean;
+  /** Frames may move now (a pltap device moves none until finalized). */
+  ready: boolean;
 }
 
 class TapDevice extends SystemDevice {
@@ -63,7 +67,7 @@ class TapDevice extends SystemDevice {
   }
 
   override ioOptions(): TapIoOptions {
-    return { fd: this.fd, txQueueLength: this.ioctl(SIOCGIFTXQLEN, 'SIOCGIFTXQLEN').readInt32LE(IFREQ_UNION) };
+    return { fd: this.fd, txQueueLength: this.ioctl(SIOCGIFTXQLEN, 'SIOCGIFTXQLEN').readInt32LE(IFREQ_UNION), packetInfo: false, ready: true };
   }
 
   /** Closes the tun descriptor (after the worker has stopped): the tap goes unless persistent. */
