@@ -10,6 +10,7 @@ import type { Ethertype, Provider, ProviderContext } from '../providers/contract
 import { dummyProvider } from '../providers/dummy/provider.js';
 import { systemProvider } from '../providers/system/control.js';
 import { tapProvider } from '../providers/tap/control.js';
+import { pltapProvider } from '../providers/pltap/control.js';
 import { Device, deviceLabel } from './device.js';
 import { addExitRestorer } from './exit-hooks.js';
 import { JobPool } from './job-pool.js';
@@ -62,7 +63,7 @@ export class NetdevManager {
   private removeExitRestorer: (() => void) | null = null;
   private closed = false;
 
-  /** A manager with the built-in providers registered (system, tap, dummy; more as they land). */
+  /** A manager with the built-in providers registered (system, tap, pltap, dummy; more as they land). */
   constructor(options: ManagerOptions = {}) {
     const dir = options.vsysDir ?? '/vsys';
     const timeoutMs = options.vsysTimeoutMs ?? 5000;
@@ -73,6 +74,7 @@ export class NetdevManager {
     if (options.builtins !== false) {
       this.register(systemProvider());
       this.register(tapProvider());
+      this.register(pltapProvider());
       this.register(dummyProvider());
     }
   }
@@ -194,6 +196,26 @@ export class NetdevManager {
       }
     }
     return null;
+  }
+
+  /**
+   * Runs a provider's command (the seed's unixctl commands), e.g.
+   * command('netdev-pltap/get-tapname', 'pltap:p0') -> 'tap0'.  ENOENT for an unknown command;
+   * the command's own errors (with its text) otherwise.
+   */
+  async command(name: string, ...args: string[]): Promise<string> {
+    this.requireOpen('command');
+    for (const entry of this.providers.values()) {
+      const command = entry.provider.commands?.[name];
+      if (!command) continue;
+      await this.initialize(entry, undefined);
+      try {
+        return await command(...args);
+      } catch (error) {
+        throw toNetdevError(error, args[0], name);
+      }
+    }
+    throw new NetdevError({ code: 'ENOENT', call: 'command', detail: `no command '${name}'` });
   }
 
   /** A new monitor of device changes; add handles to it. */

@@ -237,6 +237,11 @@ export interface Provider {
   validateName(suffix: string): void;
   /** Releases provider-wide resources (sockets, descriptors); called by mgr.close() after every device closed. */
   close?(): void | Promise<void>;
+  /**
+   * Commands answered by NetdevManager.command(name, ...args) (the seed's unixctl commands, e.g.
+   * 'netdev-pltap/get-tapname'): each returns its answer, or throws a NetdevError with its error text.
+   */
+  readonly commands?: Readonly<Record<string, (...args: string[]) => string | Promise<string>>>;
   /** Creates (opens) the device named `context.suffix`; ENODEV if no such device exists. */
   create(context: DeviceContext, options: CreateOptions): ProviderDevice | Promise<ProviderDevice>;
   /**

@@ -1,0 +1,235 @@
+/**
+ * The pltap provider (prefix 'pltap:'), after sliver-openvswitch's netdev-pltap: a kernel tap
+ * with the 4-byte packet-info header, named by the kernel (tapN), configured through vsys FIFO
+ * scripts instead of ioctls.
+ *
+ * - Config: local_ip (an IPv4 address or a name that resolves to one) and local_netmask (a prefix
+ *   length 0-32; the seed leaves it unchecked, here a bad value is EINVAL naming the key).  Once
+ *   both are set the device is finalized: it is to be brought up with vif_up NAME\nIP\nPREFIX\n,
+ *   and its I/O half starts moving frames.
+ * - Flags: updateFlags only records what is wanted and queues the device for a sync (it may run
+ *   in an exit hook, where no transaction can); the sync runs on the event loop, one device at a
+ *   time, with vif_up / vif_down / promisc transactions in the job pool, and bumps changeSeq.
+ * - MAC through SIOCGIFHWADDR on the kernel tap; setting it, and statistics, are EOPNOTSUPP as in
+ *   the seed (absent members).
+ * - Command 'netdev-pltap/get-tapname' NAME answers the kernel name of the tap.
+ */
+import { lookup } from 'node:dns/promises';
+import { isIPv4 } from 'node:net';
+import { formatIPv4, formatMac, parseIPv4 } from '../../common/addresses.js';
+import { netdevError } from '../../common/errors.js';
+import { NETDEV_PROMISC, NETDEV_UP } from '../../ring/device-shared.js';
+import {
+  check, errnoError, IFF_PROMISC, IFF_TAP, IFF_UP, IFREQ_UNION, lastErrno, O_CLOEXEC, O_NONBLOCK, O_RDWR, SIOCGIFFLAGS,
+  SIOCGIFHWADDR, SIOCGIFTXQLEN, sys, TUNSETIFF,
+} from '../../sys/libc.js';
+import { ifreq, ifreqIoctl } from '../../sys/ifreq.js';
+import type { Config, CreateOptions, DeviceContext, IoControl, Provider, ProviderContext } from '../contract.js';
+import { LinuxServices, type ControlSocket } from '../system/control.js';
+import type { TapIoOptions } from '../tap/control.js';
+
+const TUN_PATH = '/dev/net/tun';
+const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** Resolves `value` (an IPv4 address or a host name) to an IPv4 address; EINVAL naming local_ip otherwise. */
+async function resolveIPv4(value: string): Promise<number> {
+  if (isIPv4(value)) return parseIPv4(value);
+  try {
+    if (value && !/[\s/]/.test(value)) return parseIPv4((await lookup(value, { family: 4 })).address);
+  } catch {
+    // fall through to the error below
+  }
+  throw netdevError('EINVAL', `config key 'local_ip' must be an IPv4 address or a name that resolves to one, not ${JSON.stringify(value)}`);
+}
+
+function parseNetmask(value: string): number {
+  if (/^\d{1,2}$/.test(value) && Number(value) <= 32) return Number(value);
+  throw netdevError('EINVAL', `config key 'local_netmask' must be a prefix length from 0 to 32, not ${JSON.stringify(value)}`);
+}
+
+class PltapDevice {
+  /** The kernel's name of the tap ('' until created). */
+  realName = '';
+  private fd = -1;
+  private localIp: number | null = null;
+  private localNetmask: number | null = null;
+  /** Flags as last read from the kernel, and as wanted. */
+  private flags = 0;
+  private wantedFlags = 0;
+  private io: IoControl | null = null;
+
+  constructor(
+    private readonly context: DeviceContext,
+    private readonly socket: ControlSocket,
+    private readonly vsys: ProviderContext['vsys'],
+    private readonly requestSync: (device: PltapDevice) => void,
+    private readonly forget: (device: PltapDevice) => void,
+  ) {}
+
+  /** Allocates the tap (IFF_TAP with the packet-info header; the kernel picks its name). */
+  open(): void {
+    const create = () => {
+      const fd = check(sys.open(TUN_PATH, O_RDWR | O_NONBLOCK | O_CLOEXEC), 'open', `cannot open ${TUN_PATH}`);
+      const ifr = ifreq('');
+      ifr.writeUInt16LE(IFF_TAP, IFREQ_UNION);
+      if (sys.ioctl(fd, TUNSETIFF, ifr) < 0) {
+        const error = errnoError(lastErrno(), 'open', 'TUNSETIFF');
+        sys.close(fd);
+        throw error;
+      }
+      this.realName = ifr.toString('utf8', 0, ifr.indexOf(0));
+      return fd;
+    };
+    this.fd = this.socket.netns ? this.socket.netns.run(create) : create();
+  }
+
+  get finalized(): boolean {
+    return this.localIp !== null && this.localNetmask !== null;
+  }
+
+  /** True while the tap is attached (the command's "no real device attached" otherwise). */
+  get attached(): boolean {
+    return this.fd >= 0;
+  }
+
+  private ioctl(request: number, what: string): Buffer {
+    return ifreqIoctl(this.socket.fd, this.realName, request, what);
+  }
+
+  getConfig(): Config {
+    const config: Config = {};
+    if (this.localIp !== null) config.local_ip = formatIPv4(this.localIp);
+    if (this.localNetmask !== null) config.local_netmask = String(this.localNetmask);
+    return config;
+  }
+
+  async setConfig(changes: Config): Promise<void> {
+    let ip: number | undefined;
+    let netmask: number | undefined;
+    for (const [key, value] of Object.entries(changes)) {
+      if (key === 'local_ip') ip = await resolveIPv4(value);
+      else if (key === 'local_netmask') netmask = parseNetmask(value);
+      else throw netdevError('EINVAL', `unknown config key '${key}' (pltap devices know: local_ip, local_netmask)`);
+    }
+    const wasFinalized = this.finalized;
+    if (ip !== undefined) this.localIp = ip;
+    if (netmask !== undefined) this.localNetmask = netmask;
+    if (!this.finalized) return;
+    this.wantedFlags |= NETDEV_UP;
+    this.requestSync(this);
+    if (!wasFinalized) await this.io?.call('ready');
+  }
+
+  updateFlags(off: number, on: number): number {
+    if ((off | on) & ~(NETDEV_UP | NETDEV_PROMISC)) throw netdevError('EINVAL', 'pltap devices have only the up and promisc flags');
+    if (this.finalized) this.flags = this.readFlags();
+    const old = this.flags;
+    this.wantedFlags = (this.wantedFlags & ~off) | on;
+    if (this.flags !== this.wantedFlags) this.requestSync(this);
+    return old;
+  }
+
+  private readFlags(): number {
+    const iff = this.ioctl(SIOCGIFFLAGS, 'SIOCGIFFLAGS').readUInt16LE(IFREQ_UNION);
+    return (iff & IFF_UP ? NETDEV_UP : 0) | (iff & IFF_PROMISC ? NETDEV_PROMISC : 0);
+  }
+
+  /** The seed's netdev_pltap_sync_flags: bring the kernel to the wanted flags through vsys. */
+  async sync(): Promise<void> {
+    if (!this.attached || !this.finalized) return;
+    const { realName: name, wantedFlags: wanted, flags: current } = this;
+    if (wanted & NETDEV_UP && !(current & NETDEV_UP)) {
+      await this.vsys('vif_up', `${name}\n${formatIPv4(this.localIp!)}\n${this.localNetmask}\n`);
+    } else if (!(wanted & NETDEV_UP) && current & NETDEV_UP) {
+      await this.vsys('vif_down', `${name}\n`);
+    }
+    if ((wanted ^ current) & NETDEV_PROMISC) {
+      await this.vsys('promisc', wanted & NETDEV_PROMISC ? `${name}\n` : `${name}\n-\n`);
+    }
+    this.flags = this.readFlags();
+    this.context.shared.flags = this.flags;
+    this.context.changed();
+  }
+
+  getEtheraddr(): string {
+    return formatMac(this.ioctl(SIOCGIFHWADDR, 'SIOCGIFHWADDR').subarray(IFREQ_UNION + 2, IFREQ_UNION + 8));
+  }
+
+  ioOptions(): TapIoOptions {
+    return { fd: this.fd, txQueueLength: this.ioctl(SIOCGIFTXQLEN, 'SIOCGIFTXQLEN').readInt32LE(IFREQ_UNION), packetInfo: true, ready: this.finalized };
+  }
+
+  ioStarted(io: IoControl): void {
+    this.io = io;
+  }
+
+  ioStopping(): void {
+    this.io = null;
+  }
+
+  destroy(): void {
+    this.forget(this);
+    if (this.fd >= 0) sys.close(this.fd);
+    this.fd = -1;
+  }
+}
+
+/** A new pltap provider, with its sync list and its get-tapname command. */
+export function pltapProvider(): Provider {
+  const services = new LinuxServices();
+  const devices = new Map<string, PltapDevice>();
+  let vsys: ProviderContext['vsys'] | null = null;
+  const pending = new Set<PltapDevice>();
+  let syncing = false;
+
+  /** Runs the sync list on the event loop, one device and one transaction at a time. */
+  const requestSync = (device: PltapDevice) => {
+    pending.add(device);
+    if (syncing) return;
+    syncing = true;
+    setImmediate(async () => {
+      for (const next of pending) {
+        pending.delete(next);
+        try {
+          await next.sync();
+        } catch (error) {
+          process.emitWarning(`netdev: pltap ${next.realName}: ${(error as Error).message}`);
+        }
+      }
+      syncing = false;
+    });
+  };
+
+  return {
+    type: 'pltap',
+    prefix: 'pltap:',
+    ioModule: new URL('../tap/io.js', import.meta.url),
+    namespaced: true,
+    init(context) {
+      services.init(context);
+      vsys = context.vsys;
+    },
+    close: () => services.close(),
+    validateName(suffix) {
+      if (!NAME_PATTERN.test(suffix)) throw netdevError('EINVAL', `pltap names are 1-64 letters, digits, '_', '.' or '-', not ${JSON.stringify(suffix)}`);
+    },
+    create(context: DeviceContext, options: CreateOptions) {
+      const forget = (device: PltapDevice) => {
+        devices.delete(context.name);
+        pending.delete(device);
+      };
+      const device = new PltapDevice(context, services.forNamespace(options.netns).socket, vsys!, requestSync, forget);
+      device.open();
+      devices.set(context.name, device);
+      return device;
+    },
+    commands: {
+      'netdev-pltap/get-tapname': (name) => {
+        const device = devices.get(name ?? '');
+        if (!device) throw netdevError('ENODEV', 'no such pltap netdev');
+        if (!device.attached) throw netdevError('ENODEV', 'no real device attached');
+        return device.realName;
+      },
+    },
+  };
+}
