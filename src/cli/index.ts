@@ -53,7 +53,8 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     await runVsysd(values.dir ?? '/vsys', (line) => process.stdout.write(`${line}\n`));
-    return 0;
+    return 0; // its poll handles keep the process serving until a signal ends it
+
   }
   process.stderr.write(`netdev: unknown command '${command}'\n${USAGE}\n`);
   return 2;

@@ -11,11 +11,11 @@
  * is refused with an error reply before any program runs.
  */
 import { execFile } from 'node:child_process';
-import { constants as fsConstants } from 'node:fs';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { closeSync, constants as fsConstants, openSync, readSync, writeSync } from 'node:fs';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
 import { promisify } from 'node:util';
-import { check, sys } from '../sys/libc.js';
+import { check, sys, watchReadable } from '../sys/libc.js';
 
 const run = promisify(execFile);
 
@@ -76,22 +76,63 @@ async function ensureFifo(path: string): Promise<void> {
   check(sys.mkfifo(path, 0o600), 'mkfifo', `cannot create ${path}`);
 }
 
-/** Serves `script` forever: one request, one reply. */
-async function serveScript(dir: string, script: Script, log: (line: string) => void): Promise<never> {
-  for (;;) {
-    const request = await readFile(`${dir}/${script}.in`, 'utf8'); // blocks until a client writes and closes
-    const reply = await serveRequest(script, request);
-    log(`${script} ${JSON.stringify(request)} -> ${reply ? JSON.stringify(reply) : 'ok'}`);
-    try {
-      // The client opened SCRIPT.out before writing; if it has given up, the reply has no reader.
-      await writeFile(`${dir}/${script}.out`, reply, { flag: fsConstants.O_WRONLY | fsConstants.O_NONBLOCK });
-    } catch (error) {
-      log(`${script}: reply not delivered: ${(error as Error).message}`);
-    }
+/** Writes `reply` to SCRIPT.out, which the client opened before sending; false if it has gone. */
+function deliver(outPath: string, reply: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(outPath, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+  } catch {
+    return false; // ENXIO: no reader any more
+  }
+  try {
+    if (reply) writeSync(fd, reply);
+    return true;
+  } finally {
+    closeSync(fd);
   }
 }
 
-/** Creates the FIFOs in `dir` and serves them until the process ends (removing them on SIGINT/SIGTERM). */
+/**
+ * Serves `script`: SCRIPT.in is opened without blocking and watched by a libuv poll handle (no
+ * thread sits in open()); a read of 0 bytes after a client came means it closed its end, so the
+ * request is complete, and the FIFO is opened afresh for the next client.  One client at a time.
+ */
+function serveScript(dir: string, script: Script, log: (line: string) => void): void {
+  const inPath = `${dir}/${script}.in`;
+  const outPath = `${dir}/${script}.out`;
+  const buffer = Buffer.alloc(4096);
+  const listen = () => {
+    const fd = openSync(inPath, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+    const chunks: Buffer[] = [];
+    const watch = watchReadable(fd, () => {
+      for (;;) {
+        let length: number;
+        try {
+          length = readSync(fd, buffer);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'EAGAIN') return;
+          throw error;
+        }
+        if (length > 0) {
+          chunks.push(Buffer.from(buffer.subarray(0, length)));
+          continue;
+        }
+        watch.close();
+        closeSync(fd);
+        const request = Buffer.concat(chunks).toString('utf8');
+        listen();
+        void serveRequest(script, request).then((reply) => {
+          const delivered = deliver(outPath, reply);
+          log(`${script} ${JSON.stringify(request)} -> ${reply ? JSON.stringify(reply) : 'ok'}${delivered ? '' : ' (client gone)'}`);
+        });
+        return;
+      }
+    });
+  };
+  listen();
+}
+
+/** Creates the FIFOs in `dir` and serves them until SIGINT/SIGTERM, which removes them and ends the process. */
 export async function runVsysd(dir: string, log: (line: string) => void): Promise<void> {
   await mkdir(dir, { recursive: true });
   const fifos = VSYS_SCRIPTS.flatMap((script) => [`${dir}/${script}.in`, `${dir}/${script}.out`]);
@@ -102,6 +143,6 @@ export async function runVsysd(dir: string, log: (line: string) => void): Promis
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  for (const script of VSYS_SCRIPTS) serveScript(dir, script, log);
   log(`vsysd: serving ${VSYS_SCRIPTS.join(', ')} in ${dir}`);
-  await Promise.all(VSYS_SCRIPTS.map((script) => serveScript(dir, script, log)));
 }
