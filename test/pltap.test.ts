@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,6 +61,28 @@ describe.skipIf(!privileged)('pltap devices with the vsysd backend, in a network
     expect(await dev.getEtheraddr()).toBe(ns.link(tapname).address);
   });
 
+  it('records flag changes and frames before it is finalized, and applies and sends them after', async () => {
+    const dev = await mgr.open('pltap:p0', { netns: ns.name, ethertype: TEST_TYPE });
+    const tapname = await mgr.command('netdev-pltap/get-tapname', 'pltap:p0');
+    await dev.turnFlagsOn({ promisc: true });
+    await dev.send(ethFrame(80, 7, TEST_TYPE)); // waits in the TX ring: nothing moves before finalization
+    await dev.setConfig({ local_ip: 'localhost' });
+    expect(await dev.getConfig()).toEqual({ local_ip: '127.0.0.1' }); // a name, resolved
+    expect(ns.link(tapname).flags).not.toContain('PROMISC');
+    const reader = spawn('ip', ['netns', 'exec', ns.name, 'python3', RAW_SOCKET, 'recv', tapname, '1']);
+    const exited = once(reader, 'exit');
+    let errors = '';
+    reader.stderr.on('data', (chunk: Buffer) => (errors += chunk));
+    let output = '';
+    reader.stdout.on('data', (chunk: Buffer) => (output += chunk));
+    await new Promise<void>((resolve) => reader.stdout.on('data', () => output.includes('ready') && resolve()));
+    await dev.setConfig({ local_ip: '10.91.0.1', local_netmask: 16 });
+    expect(await eventually(() => ['UP', 'PROMISC'].every((flag) => ns.link(tapname).flags.includes(flag)))).toBe(true);
+    await exited;
+    expect(errors).toBe('');
+    expect(output.trim().split('\n')[1]).toBe(Buffer.from(ethFrame(80, 7, TEST_TYPE)).toString('hex'));
+  });
+
   it('syncs promisc on and off through the promisc script', async () => {
     const { dev, tapname } = await finalizedTap();
     await dev.turnFlagsOn({ promisc: true });
@@ -74,11 +97,12 @@ describe.skipIf(!privileged)('pltap devices with the vsysd backend, in a network
     const { dev, tapname } = await finalizedTap(TEST_TYPE);
     const sent = [ethFrame(100, 1, TEST_TYPE), ethFrame(1514, 2, TEST_TYPE)];
     const reader = spawn('ip', ['netns', 'exec', ns.name, 'python3', RAW_SOCKET, 'recv', tapname, String(sent.length)]);
+    const exited = once(reader, 'exit');
     let output = '';
     reader.stdout.on('data', (chunk: Buffer) => (output += chunk));
     await new Promise<void>((resolve) => reader.stdout.on('data', () => output.includes('ready') && resolve()));
     for (const frame of sent) await dev.send(frame);
-    await new Promise((resolve) => reader.on('exit', resolve));
+    await exited;
     expect(output.trim().split('\n').slice(1)).toEqual(sent.map((f) => Buffer.from(f).toString('hex')));
 
     const frames = dev.frames({ copy: true });

@@ -6,7 +6,7 @@
  * - Config: local_ip (an IPv4 address or a name that resolves to one) and local_netmask (a prefix
  *   length 0-32; the seed leaves it unchecked, here a bad value is EINVAL naming the key).  Once
  *   both are set the device is finalized: it is to be brought up with vif_up NAME\nIP\nPREFIX\n,
- *   and its I/O half starts moving frames.
+ *   and once it is up its I/O half starts moving frames (those sent before wait in the TX ring).
  * - Flags: updateFlags only records what is wanted and queues the device for a sync (it may run
  *   in an exit hook, where no transaction can); the sync runs on the event loop, one device at a
  *   time, with vif_up / vif_down / promisc transactions in the job pool, and bumps changeSeq.
@@ -57,6 +57,7 @@ class PltapDevice {
   private flags = 0;
   private wantedFlags = 0;
   private io: IoControl | null = null;
+  private ioReady = false;
 
   constructor(
     private readonly context: DeviceContext,
@@ -111,13 +112,11 @@ class PltapDevice {
       else if (key === 'local_netmask') netmask = parseNetmask(value);
       else throw netdevError('EINVAL', `unknown config key '${key}' (pltap devices know: local_ip, local_netmask)`);
     }
-    const wasFinalized = this.finalized;
     if (ip !== undefined) this.localIp = ip;
     if (netmask !== undefined) this.localNetmask = netmask;
     if (!this.finalized) return;
     this.wantedFlags |= NETDEV_UP;
     this.requestSync(this);
-    if (!wasFinalized) await this.io?.call('ready');
   }
 
   updateFlags(off: number, on: number): number {
@@ -146,9 +145,15 @@ class PltapDevice {
     if ((wanted ^ current) & NETDEV_PROMISC) {
       await this.vsys('promisc', wanted & NETDEV_PROMISC ? `${name}\n` : `${name}\n-\n`);
     }
+    if (!this.attached) return; // closed while the transactions ran
     this.flags = this.readFlags();
     this.context.shared.flags = this.flags;
     this.context.changed();
+    // Frames move once the tap is finalized and up (those sent before wait in the TX ring).
+    if (this.flags & NETDEV_UP && this.io && !this.ioReady) {
+      this.ioReady = true;
+      await this.io.call('ready');
+    }
   }
 
   getEtheraddr(): string {
@@ -156,7 +161,8 @@ class PltapDevice {
   }
 
   ioOptions(): TapIoOptions {
-    return { fd: this.fd, txQueueLength: this.ioctl(SIOCGIFTXQLEN, 'SIOCGIFTXQLEN').readInt32LE(IFREQ_UNION), packetInfo: true, ready: this.finalized };
+    this.ioReady = this.finalized && (this.readFlags() & NETDEV_UP) !== 0;
+    return { fd: this.fd, txQueueLength: this.ioctl(SIOCGIFTXQLEN, 'SIOCGIFTXQLEN').readInt32LE(IFREQ_UNION), packetInfo: true, ready: this.ioReady };
   }
 
   ioStarted(io: IoControl): void {
