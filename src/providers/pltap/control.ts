@@ -149,11 +149,17 @@ class PltapDevice {
     this.flags = this.readFlags();
     this.context.shared.flags = this.flags;
     this.context.changed();
-    // Frames move once the tap is finalized and up (those sent before wait in the TX ring).
-    if (this.flags & NETDEV_UP && this.io && !this.ioReady) {
-      this.ioReady = true;
-      await this.io.call('ready');
-    }
+    await this.releaseIo();
+  }
+
+  /**
+   * Frames move once the tap is finalized and up (those sent before wait in the TX ring).  Called
+   * after each sync and when the I/O half starts, whichever comes last.
+   */
+  private async releaseIo(): Promise<void> {
+    if (!this.io || this.ioReady || !this.finalized || !(this.flags & NETDEV_UP)) return;
+    this.ioReady = true;
+    await this.io.call('ready');
   }
 
   getEtheraddr(): string {
@@ -161,16 +167,18 @@ class PltapDevice {
   }
 
   ioOptions(): TapIoOptions {
-    this.ioReady = this.finalized && (this.readFlags() & NETDEV_UP) !== 0;
-    return { fd: this.fd, txQueueLength: this.ioctl(SIOCGIFTXQLEN, 'SIOCGIFTXQLEN').readInt32LE(IFREQ_UNION), packetInfo: true, ready: this.ioReady };
+    this.ioReady = false; // releaseIo() decides once the I/O half runs
+    return { fd: this.fd, txQueueLength: this.ioctl(SIOCGIFTXQLEN, 'SIOCGIFTXQLEN').readInt32LE(IFREQ_UNION), packetInfo: true, ready: false };
   }
 
-  ioStarted(io: IoControl): void {
+  async ioStarted(io: IoControl): Promise<void> {
     this.io = io;
+    await this.releaseIo();
   }
 
   ioStopping(): void {
     this.io = null;
+    this.ioReady = false;
   }
 
   destroy(): void {
