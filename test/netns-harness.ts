@@ -1,4 +1,6 @@
 import { execFileSync } from 'node:child_process';
+import { afterEach, beforeEach } from 'vitest';
+import { NetdevManager } from '../dist/index.js';
 
 /** True when this process may create namespaces and devices (root). */
 export const privileged = process.getuid?.() === 0;
@@ -50,4 +52,24 @@ export function requirePrivilege(suite: string): void {
   const message = `SKIPPED ${suite}: needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN) to create network namespaces and devices`;
   if (process.env.CI === 'true') throw new Error(`${message}, and CI must run it`);
   console.warn(`\n*** ${message} ***\n`);
+}
+
+/** A test's own namespace and manager, made afresh for each test of the suite that calls `freshEachTest`. */
+export interface TestBed {
+  ns: TestNetns;
+  mgr: NetdevManager;
+}
+
+/** Gives each test of the calling suite a new namespace (va <-> vb) and manager, and closes them after it. */
+export function freshEachTest(): TestBed {
+  const bed = {} as TestBed;
+  beforeEach(() => {
+    bed.ns = new TestNetns();
+    bed.mgr = new NetdevManager();
+  });
+  afterEach(async () => {
+    await bed.mgr.close();
+    bed.ns.destroy();
+  });
+  return bed;
 }

@@ -1,28 +1,18 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { NetdevError, NetdevManager, type Netdev } from '../dist/index.js';
 import { ethFrame, eventually, rejection, seqOf } from './helpers.js';
-import { privileged, requirePrivilege, TestNetns } from './netns-harness.js';
+import { freshEachTest, privileged, requirePrivilege } from './netns-harness.js';
 
 const TEST_TYPE = 0x88b5; // IEEE local experimental: nothing else in the namespace sends it
 
 requirePrivilege('system provider tests');
 
 describe.skipIf(!privileged)('system devices in a network namespace of the test run', () => {
-  let ns: TestNetns;
-  let mgr: NetdevManager;
+  const bed = freshEachTest();
 
-  beforeEach(() => {
-    ns = new TestNetns();
-    mgr = new NetdevManager();
-  });
-  afterEach(async () => {
-    await mgr.close();
-    ns.destroy();
-  });
-
-  const open = (name: string, ethertype: number | 'none' = TEST_TYPE): Promise<Netdev> => mgr.open(name, { netns: ns.name, ethertype });
+  const open = (name: string, ethertype: number | 'none' = TEST_TYPE): Promise<Netdev> => bed.mgr.open(name, { netns: bed.ns.name, ethertype });
 
   /** Opens both veth ends and brings them up; returns once carrier is on (the kernel drops frames until then). */
   async function bothUp(): Promise<[Netdev, Netdev]> {
@@ -36,9 +26,9 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
 
   it('reads the attributes ip reports', async () => {
     const dev = await open('va', 'none');
-    const link = ns.link('va');
+    const link = bed.ns.link('va');
     expect(dev.type).toBe('system');
-    expect(dev.netns).toBe(ns.name);
+    expect(dev.netns).toBe(bed.ns.name);
     expect(await dev.getIfindex()).toBe(link.ifindex);
     expect(await dev.getEtheraddr()).toBe(link.address);
     expect(await dev.getMtu()).toBe(link.mtu);
@@ -49,16 +39,16 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     await dev.setEtheraddr('02:11:22:33:44:55');
     await dev.setMtu(1400);
     await dev.turnFlagsOn({ up: true, promisc: true }, { permanent: true });
-    let link = ns.link('va');
+    let link = bed.ns.link('va');
     expect(link.address).toBe('02:11:22:33:44:55');
     expect(link.mtu).toBe(1400);
     expect(link.flags).toEqual(expect.arrayContaining(['UP', 'PROMISC']));
-    ns.ip('link', 'set', 'va', 'mtu', '1300', 'promisc', 'off', 'address', '02:00:00:00:00:77');
+    bed.ns.ip('link', 'set', 'va', 'mtu', '1300', 'promisc', 'off', 'address', '02:00:00:00:00:77');
     expect(await dev.getMtu()).toBe(1300);
     expect(await dev.getFlags()).toEqual({ up: true, promisc: false });
     expect(await dev.getEtheraddr()).toBe('02:00:00:00:00:77');
     await dev.setFlags({}, { permanent: true });
-    link = ns.link('va');
+    link = bed.ns.link('va');
     expect(link.flags).not.toContain('UP');
   });
 
@@ -75,34 +65,34 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     const keeper = await open('va', 'none');
     const changer = await open('va', 'none');
     await changer.turnFlagsOn({ promisc: true });
-    expect(ns.link('va').flags).toContain('PROMISC');
+    expect(bed.ns.link('va').flags).toContain('PROMISC');
     await changer.close();
-    expect(ns.link('va').flags).not.toContain('PROMISC');
+    expect(bed.ns.link('va').flags).not.toContain('PROMISC');
     expect(await keeper.getFlags()).toEqual({ up: false, promisc: false });
   });
 
   it('restores flags when the process dies of SIGTERM', async () => {
-    const child = spawn(process.execPath, [new URL('./fixtures/system-flag-child.mjs', import.meta.url).pathname, ns.name, 'va'], {
+    const child = spawn(process.execPath, [new URL('./fixtures/system-flag-child.mjs', import.meta.url).pathname, bed.ns.name, 'va'], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     await new Promise<void>((resolve) => child.stdout.on('data', (chunk: Buffer) => chunk.toString().includes('ready') && resolve()));
-    expect(ns.link('va').flags).toContain('PROMISC');
+    expect(bed.ns.link('va').flags).toContain('PROMISC');
     child.kill('SIGTERM');
     const signal = await new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, sig) => resolve(sig)));
     expect(signal).toBe('SIGTERM');
-    expect(ns.link('va').flags).not.toContain('PROMISC');
+    expect(bed.ns.link('va').flags).not.toContain('PROMISC');
   });
 
   it('gets and sets IPv4 addresses as ip sees them, with EADDRNOTAVAIL when there is none', async () => {
     const dev = await open('va', 'none');
     expect((await rejection(dev.getIn4())).code).toBe('EADDRNOTAVAIL');
     await dev.setIn4('10.77.0.1', '255.255.255.0');
-    const addresses = ns.json<{ addr_info: { family: string; local: string; prefixlen: number }[] }[]>('addr', 'show', 'va')[0]!.addr_info;
+    const addresses = bed.ns.json<{ addr_info: { family: string; local: string; prefixlen: number }[] }[]>('addr', 'show', 'va')[0]!.addr_info;
     expect(addresses).toEqual(expect.arrayContaining([expect.objectContaining({ family: 'inet', local: '10.77.0.1', prefixlen: 24 })]));
-    ns.ip('addr', 'add', '10.78.0.5/16', 'dev', 'vb');
+    bed.ns.ip('addr', 'add', '10.78.0.5/16', 'dev', 'vb');
     const other = await open('vb', 'none');
     expect(await other.getIn4()).toEqual({ address: '10.78.0.5', netmask: '255.255.0.0', prefixLength: 16 });
-    ns.ip('-6', 'addr', 'add', 'fd00::5/64', 'dev', 'vb', 'nodad');
+    bed.ns.ip('-6', 'addr', 'add', 'fd00::5/64', 'dev', 'vb', 'nodad');
     expect(await other.getIn6()).toBe('fd00::5');
   });
 
@@ -110,7 +100,7 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     const dev = await open('va', 'none');
     await dev.turnFlagsOn({ up: true });
     await dev.setIn4('10.79.0.1', 24);
-    ns.ip('neigh', 'add', '10.79.0.2', 'lladdr', '02:aa:bb:cc:dd:ee', 'dev', 'va');
+    bed.ns.ip('neigh', 'add', '10.79.0.2', 'lladdr', '02:aa:bb:cc:dd:ee', 'dev', 'va');
     expect(await dev.arpLookup('10.79.0.2')).toBe('02:aa:bb:cc:dd:ee');
     const missing = await rejection(dev.arpLookup('10.79.0.3'));
     expect(missing.code).toBe('ENXIO');
@@ -154,7 +144,7 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     for (let seq = 0; seq < 50; seq++) await a.send(ethFrame(64, seq, TEST_TYPE));
     expect(await eventually(async () => (await a.getStats()).txPackets! >= before + 50)).toBe(true);
     const stats = await a.getStats();
-    const kernel = ns.link('va').stats64!;
+    const kernel = bed.ns.link('va').stats64!;
     expect([stats.txPackets, stats.rxPackets]).toEqual([kernel.tx.packets, kernel.rx.packets]);
     // rtnetlink's IFLA_STATS64 carries every counter.
     expect(Object.values(stats).every((value) => typeof value === 'number')).toBe(true);
@@ -163,7 +153,7 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
   it('maps ethtool link settings to OpenFlow features as the seed does, and reports what the kernel refuses', async () => {
     const [a] = await bothUp();
     const features = await a.getFeatures();
-    const sysfs = (file: string) => execFileSync('ip', ['netns', 'exec', ns.name, 'cat', `/sys/class/net/va/${file}`], { encoding: 'utf8' }).trim();
+    const sysfs = (file: string) => execFileSync('ip', ['netns', 'exec', bed.ns.name, 'cat', `/sys/class/net/va/${file}`], { encoding: 'utf8' }).trim();
     const tenGigFull = sysfs('speed') === '10000' && sysfs('duplex') === 'full';
     expect((features.current & (1 << 6)) !== 0).toBe(tenGigFull); // OFPPF_10GB_FD
     expect(features.peer).toBe(0);
@@ -176,13 +166,13 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     await dev.turnFlagsOn({ up: true });
     await dev.setIn4('10.80.0.1', 24);
     await dev.addRouter('10.80.0.254');
-    const routes = ns.json<{ dst: string; gateway?: string; dev: string }[]>('route', 'show', 'default');
+    const routes = bed.ns.json<{ dst: string; gateway?: string; dev: string }[]>('route', 'show', 'default');
     expect(routes).toEqual([expect.objectContaining({ dst: 'default', gateway: '10.80.0.254', dev: 'va' })]);
   });
 
   it('polices with tc as the seed, and removes policing with rate 0', async () => {
     const dev = await open('va', 'none');
-    const tc = (...args: string[]) => execFileSync('tc', ['-j', '-n', ns.name, ...args], { encoding: 'utf8' });
+    const tc = (...args: string[]) => execFileSync('tc', ['-j', '-n', bed.ns.name, ...args], { encoding: 'utf8' });
     const outcome = await dev.setPolicing(1000, 100).then(() => null, (error: NetdevError) => error);
     if (outcome === null) {
       expect(tc('filter', 'show', 'dev', 'va', 'parent', 'ffff:')).toContain('police');
@@ -190,7 +180,7 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
       // A kernel without the police action: the error carries tc's words, and tc itself fails the same way.
       expect(outcome.code).toBe('EINVAL');
       expect(outcome.message).toContain('tc filter add failed');
-      const direct = spawnSync('tc', ['-n', ns.name, 'filter', 'add', 'dev', 'va', 'parent', 'ffff:', 'protocol', 'ip', 'prio', '50', 'u32',
+      const direct = spawnSync('tc', ['-n', bed.ns.name, 'filter', 'add', 'dev', 'va', 'parent', 'ffff:', 'protocol', 'ip', 'prio', '50', 'u32',
         'match', 'ip', 'src', '0.0.0.0/0', 'police', 'rate', '1000kbit', 'burst', '100kbit', 'mtu', '65535', 'drop', 'flowid', ':1']);
       expect(direct.status).not.toBe(0);
     }
@@ -208,35 +198,35 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
   it('sees changes made with ip once the notifier reports them, through a monitor', async () => {
     const dev = await open('va', 'none');
     expect(await dev.getMtu()).toBe(1500); // now cached
-    const monitor = mgr.monitor();
+    const monitor = bed.mgr.monitor();
     monitor.add(dev);
     const notices = monitor[Symbol.asyncIterator]();
-    ns.ip('link', 'set', 'va', 'mtu', '1280');
-    expect(await notices.next()).toEqual({ value: `${ns.name}/va`, done: false });
+    bed.ns.ip('link', 'set', 'va', 'mtu', '1280');
+    expect(await notices.next()).toEqual({ value: `${bed.ns.name}/va`, done: false });
     expect(await dev.getMtu()).toBe(1280);
-    ns.ip('link', 'set', 'va', 'up');
-    expect((await notices.next()).value).toBe(`${ns.name}/va`);
+    bed.ns.ip('link', 'set', 'va', 'up');
+    expect((await notices.next()).value).toBe(`${bed.ns.name}/va`);
     expect(await dev.getFlags()).toEqual({ up: true, promisc: false });
-    ns.ip('link', 'set', 'va', 'down');
-    expect((await notices.next()).value).toBe(`${ns.name}/va`);
+    bed.ns.ip('link', 'set', 'va', 'down');
+    expect((await notices.next()).value).toBe(`${bed.ns.name}/va`);
     expect(await dev.getFlags()).toEqual({ up: false, promisc: false });
-    ns.ip('addr', 'add', '10.81.0.1/24', 'dev', 'va');
-    expect((await notices.next()).value).toBe(`${ns.name}/va`);
+    bed.ns.ip('addr', 'add', '10.81.0.1/24', 'dev', 'va');
+    expect((await notices.next()).value).toBe(`${bed.ns.name}/va`);
     expect((await dev.getIn4()).address).toBe('10.81.0.1');
   });
 
   it('ends the frame iterators of a device deleted under I/O with ENODEV, and keeps the others working', async () => {
     const [a, b] = await bothUp();
-    const monitor = mgr.monitor();
+    const monitor = bed.mgr.monitor();
     monitor.add(a);
-    const other = await mgr.open('dummy:still-here');
+    const other = await bed.mgr.open('dummy:still-here');
     const reading = a.frames().next();
-    ns.ip('link', 'del', 'va'); // takes vb with it
+    bed.ns.ip('link', 'del', 'va'); // takes vb with it
     const error = await rejection(reading);
     expect(error).toBeInstanceOf(NetdevError);
     expect([error.code, error.device]).toEqual(['ENODEV', 'va']);
     expect(error.message).toContain('deleted');
-    expect(monitor.poll()).toBe(`${ns.name}/va`);
+    expect(monitor.poll()).toBe(`${bed.ns.name}/va`);
     expect((await rejection(a.send(ethFrame(60)))).code).toBe('ENODEV');
     await other.inject(ethFrame(60, 5));
     expect(seqOf((await other.frames().next()).value as Uint8Array)).toBe(5);
@@ -245,7 +235,7 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
   });
 
   it('enumerates the devices of a namespace', async () => {
-    expect((await mgr.enumerate({ netns: ns.name })).sort()).toEqual(['lo', 'va', 'vb']);
+    expect((await bed.mgr.enumerate({ netns: bed.ns.name })).sort()).toEqual(['lo', 'va', 'vb']);
   });
 
   it('drains frames waiting to be received', async () => {
@@ -259,7 +249,7 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
   });
 
   it('says EPERM, naming device and call, to a process without the capabilities', () => {
-    const child = spawnSync('ip', ['netns', 'exec', ns.name, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
+    const child = spawnSync('ip', ['netns', 'exec', bed.ns.name, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
       '--inh-caps=-all', '--bounding-set=-all', process.execPath, new URL('./fixtures/unprivileged-child.mjs', import.meta.url).pathname], { encoding: 'utf8' });
     expect(child.stderr).toBe('');
     const result = JSON.parse(child.stdout) as Record<string, { code: string; device: string; call: string; message: string } | number>;
@@ -267,16 +257,16 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     expect(result.setMtu).toMatchObject({ code: 'EPERM', device: 'va', call: 'setMtu' });
     expect((result.setMtu as { message: string }).message).toContain('CAP_NET_ADMIN');
     expect(result.openForIo).toMatchObject({ code: 'EPERM', device: 'va' });
-    expect(ns.link('va').mtu).toBe(1500);
+    expect(bed.ns.link('va').mtu).toBe(1500);
   });
 
   it('closes every socket and descriptor it opened when the manager closes', async () => {
     const descriptors = () => readdirSync('/proc/self/fd').length;
     const cycle = async () => {
       const other = new NetdevManager();
-      const [a] = [await other.open('va', { netns: ns.name })];
+      const [a] = [await other.open('va', { netns: bed.ns.name })];
       await a.getStats();
-      await other.open('tap:t9', { netns: ns.name, ethertype: 'none' });
+      await other.open('tap:t9', { netns: bed.ns.name, ethertype: 'none' });
       await other.close();
     };
     await cycle(); // the first cycle opens what stays for good (this thread's own namespace)
@@ -287,11 +277,11 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
 
   it('refuses bad names before any syscall, and reports missing devices and namespaces', async () => {
     for (const name of ['sixteen-bytes-xx', 'a/b', 'a b', '.', '..']) {
-      expect((await rejection(mgr.open(name, { netns: ns.name }))).code).toBe('EINVAL');
+      expect((await rejection(bed.mgr.open(name, { netns: bed.ns.name }))).code).toBe('EINVAL');
     }
     const missing = await rejection(open('nosuch0', 'none'));
     expect([missing.code, missing.device]).toEqual(['ENODEV', 'nosuch0']);
-    expect((await rejection(mgr.open('va', { netns: 'ndt-no-such-namespace' }))).code).toBe('ENOENT');
-    expect((await rejection(mgr.open('dummy:a', { netns: ns.name }))).code).toBe('EINVAL');
+    expect((await rejection(bed.mgr.open('va', { netns: 'ndt-no-such-namespace' }))).code).toBe('ENOENT');
+    expect((await rejection(bed.mgr.open('dummy:a', { netns: bed.ns.name }))).code).toBe('EINVAL');
   });
 });

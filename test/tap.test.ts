@@ -1,8 +1,7 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import { NetdevManager } from '../dist/index.js';
 import { ethFrame, rejection, seqOf } from './helpers.js';
-import { privileged, requirePrivilege, TestNetns } from './netns-harness.js';
+import { freshEachTest, privileged, requirePrivilege } from './netns-harness.js';
 
 const TEST_TYPE = 0x88b5;
 const RAW_SOCKET = new URL('./fixtures/raw-socket.py', import.meta.url).pathname;
@@ -10,29 +9,19 @@ const RAW_SOCKET = new URL('./fixtures/raw-socket.py', import.meta.url).pathname
 requirePrivilege('tap provider tests');
 
 describe.skipIf(!privileged)('tap devices in a network namespace of the test run', () => {
-  let ns: TestNetns;
-  let mgr: NetdevManager;
+  const bed = freshEachTest();
 
-  beforeEach(() => {
-    ns = new TestNetns();
-    mgr = new NetdevManager();
-  });
-  afterEach(async () => {
-    await mgr.close();
-    ns.destroy();
-  });
-
-  const links = () => ns.json<{ ifname: string; linkinfo?: { info_kind: string } }[]>('-d', 'link', 'show').map((l) => [l.ifname, l.linkinfo?.info_kind]);
+  const links = () => bed.ns.json<{ ifname: string; linkinfo?: { info_kind: string } }[]>('-d', 'link', 'show').map((l) => [l.ifname, l.linkinfo?.info_kind]);
 
   it('creates the kernel tap on open and removes it on close, unless persistent', async () => {
-    const tap = await mgr.open('tap:t0', { netns: ns.name, ethertype: 'none' });
+    const tap = await bed.mgr.open('tap:t0', { netns: bed.ns.name, ethertype: 'none' });
     expect(tap.type).toBe('tap');
     expect(links()).toContainEqual(['t0', 'tun']);
-    expect(await tap.getIfindex()).toBe(ns.link('t0').ifindex);
+    expect(await tap.getIfindex()).toBe(bed.ns.link('t0').ifindex);
     await tap.close();
     expect(links().map(([name]) => name)).not.toContain('t0');
 
-    const kept = await mgr.open('tap:t1', { netns: ns.name, ethertype: 'none', config: { persist: true } });
+    const kept = await bed.mgr.open('tap:t1', { netns: bed.ns.name, ethertype: 'none', config: { persist: true } });
     expect(await kept.getConfig()).toEqual({ persist: 'true' });
     expect((await rejection(kept.setConfig({ persist: 'maybe' }))).code).toBe('EINVAL');
     expect((await rejection(kept.setConfig({ colour: 'red' }))).code).toBe('EINVAL');
@@ -41,20 +30,20 @@ describe.skipIf(!privileged)('tap devices in a network namespace of the test run
   });
 
   it('has the attribute calls of a system device', async () => {
-    const tap = await mgr.open('tap:t0', { netns: ns.name, ethertype: 'none' });
+    const tap = await bed.mgr.open('tap:t0', { netns: bed.ns.name, ethertype: 'none' });
     await tap.setMtu(1400);
     await tap.setEtheraddr('02:00:00:00:aa:01');
     await tap.turnFlagsOn({ up: true }, { permanent: true });
-    const link = ns.link('t0');
+    const link = bed.ns.link('t0');
     expect([link.mtu, link.address]).toEqual([1400, '02:00:00:00:aa:01']);
     expect(link.flags).toContain('UP');
   });
 
   it('writes frames that a plain socket on the kernel side reads, byte for byte', async () => {
-    const tap = await mgr.open('tap:t0', { netns: ns.name, ethertype: TEST_TYPE });
+    const tap = await bed.mgr.open('tap:t0', { netns: bed.ns.name, ethertype: TEST_TYPE });
     await tap.turnFlagsOn({ up: true });
     const frames = [ethFrame(60, 1, TEST_TYPE), ethFrame(200, 2, TEST_TYPE), ethFrame(1514, 3, TEST_TYPE)];
-    const reader = spawn('ip', ['netns', 'exec', ns.name, 'python3', RAW_SOCKET, 'recv', 't0', String(frames.length)]);
+    const reader = spawn('ip', ['netns', 'exec', bed.ns.name, 'python3', RAW_SOCKET, 'recv', 't0', String(frames.length)]);
     let output = '';
     reader.stdout.on('data', (chunk: Buffer) => (output += chunk));
     await new Promise<void>((resolve) => reader.stdout.on('data', () => output.includes('ready') && resolve()));
@@ -65,11 +54,11 @@ describe.skipIf(!privileged)('tap devices in a network namespace of the test run
   });
 
   it('receives, padded, the frames the kernel sends through the tap', async () => {
-    const tap = await mgr.open('tap:t0', { netns: ns.name, ethertype: TEST_TYPE });
+    const tap = await bed.mgr.open('tap:t0', { netns: bed.ns.name, ethertype: TEST_TYPE });
     await tap.turnFlagsOn({ up: true });
     const frames = [ethFrame(20, 1, TEST_TYPE), ethFrame(1000, 2, TEST_TYPE)];
     const receiving = tap.frames({ copy: true });
-    execFileSync('ip', ['netns', 'exec', ns.name, 'python3', RAW_SOCKET, 'send', 't0', ...frames.map((f) => Buffer.from(f).toString('hex'))]);
+    execFileSync('ip', ['netns', 'exec', bed.ns.name, 'python3', RAW_SOCKET, 'send', 't0', ...frames.map((f) => Buffer.from(f).toString('hex'))]);
     const first = (await receiving.next()).value as Uint8Array;
     expect(first.length).toBe(60);
     expect(first.subarray(0, 20)).toEqual(frames[0]);
