@@ -282,8 +282,8 @@ export interface IoContext {
    * The worker's bell.  The loop sleeps on it (Atomics.waitAsync) when a round moves nothing, so
    * the worker's event loop keeps running while it sleeps.  Whatever gives the I/O half new work
    * must ring it: another thread (a peer filling a ring, space freed) with ring(), and an
-   * asynchronous callback on this thread (socket data, a koffi `.async` poll of a file
-   * descriptor completing) with ringNow().  An I/O half never blocks and never polls on a timer.
+   * asynchronous callback on this thread (socket data, a libuv poll handle on a file
+   * descriptor: see FdWaker in src/sys/fd-io.ts) with ringNow().  An I/O half never blocks and never polls on a timer.
    */
   readonly bell: Bell;
 }
