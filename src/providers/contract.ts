@@ -283,7 +283,8 @@ export interface IoContext {
    * the worker's event loop keeps running while it sleeps.  Whatever gives the I/O half new work
    * must ring it: another thread (a peer filling a ring, space freed) with ring(), and an
    * asynchronous callback on this thread (socket data, a libuv poll handle on a file
-   * descriptor: see FdWaker in src/sys/fd-io.ts) with ringNow().  An I/O half never blocks and never polls on a timer.
+   * descriptor: see FdWaker in src/sys/fd-io.ts) with ringNow().  An I/O half never blocks, and
+   * uses a timer only where the kernel gives no event (a full device queue: FdWaker.retryLater).
    */
   readonly bell: Bell;
 }
