@@ -5,6 +5,8 @@
 export { NetdevManager, type ManagerOptions, type OpenOptions } from './main/manager.js';
 export { Netdev, type FlagOptions } from './main/netdev.js';
 export { NetdevMonitor } from './main/monitor.js';
+export { Capture, type CaptureOptions } from './main/capture.js';
+export { readPcap, pcapFileHeader, type PcapRecord } from './common/pcap.js';
 export type { BatchOptions, ReadOptions } from './main/rx-queue.js';
 export { NetdevError, netdevError, type NetdevErrorFields } from './common/errors.js';
 export { formatMac, parseMac, formatIPv4, parseIPv4 } from './common/addresses.js';

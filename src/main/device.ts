@@ -35,6 +35,8 @@ function moduleUrl(module: string | URL): string {
 
 export class Device {
   readonly shared = new DeviceShared();
+  /** The capture running on this device, if any (one at a time). */
+  capture: { close(): Promise<void> } | null = null;
   changeSeq = 1;
   io: DeviceIoState | null = null;
   failure: NetdevError | null = null;
@@ -140,6 +142,7 @@ export class Device {
   async stopIo(): Promise<void> {
     const io = this.io;
     if (!io) return;
+    await this.capture?.close();
     try {
       if (!io.worker.failure) await this.impl.ioStopping?.();
     } finally {

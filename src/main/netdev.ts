@@ -9,6 +9,7 @@ import type { Config, Ethertype, Features, Flags, In4, ProviderDevice, Stats } f
 import type { Device, DeviceIoState } from './device.js';
 import { ALL_FLAGS, FlagBook, flagBits, flagsOf } from './flags.js';
 import { BatchIterator, FrameIterator, type BatchOptions, type ReadOptions } from './rx-queue.js';
+import { Capture, type CaptureOptions } from './capture.js';
 
 /** Options of setFlags/turnFlagsOn/turnFlagsOff. */
 export interface FlagOptions {
@@ -162,6 +163,25 @@ export class Netdev {
   async sendBatch(frames: readonly Uint8Array[]): Promise<void> {
     const queued = this.trySendBatch(frames);
     for (let i = queued; i < frames.length; i++) await this.send(frames[i]!);
+  }
+
+  /**
+   * Writes the frames the device receives and/or sends to a pcap file at `path` (Ethernet,
+   * microsecond or nanosecond timestamps) until the returned Capture closes, or the device does.
+   * The worker copies frames into a capture ring and the file is written asynchronously, off the
+   * hot path; frames the capture cannot keep up with are counted in capture.dropped.  EBUSY if the
+   * device already has a capture.
+   */
+  async capture(path: string, options: CaptureOptions = {}): Promise<Capture> {
+    const io = this.requireIo('capture');
+    this.requireHealthy('capture');
+    if (this.device.capture) throw new NetdevError({ code: 'EBUSY', device: this.name, call: 'capture', detail: 'the device already has a capture' });
+    const device = this.device;
+    const capture = await Capture.start(io.worker, this.name, path, options, () => {
+      if (device.capture === capture) device.capture = null;
+    });
+    device.capture = capture;
+    return capture;
   }
 
   /** Discards every received frame waiting in the device, and in the RX ring unless an iterator is reading it. */

@@ -261,6 +261,40 @@ export class RingReader extends RingEnd {
   }
 }
 
+/**
+ * A second reader that never releases: it follows the records of a ring from where it starts
+ * (the head: records published from now on, or the tail: records not yet consumed), so that a
+ * capture can copy them.  It must read a record before the real consumer's release lets the
+ * producer overwrite it; the device worker reads TX records before releasing them, and RX records
+ * right after publishing them (it is their producer, and writes nothing more until its next round).
+ */
+export class RingFollower extends RingEnd {
+  /** Offset in `bytes` of the record returned by the last next(). */
+  offset = 0;
+  private position: number;
+
+  constructor(descriptor: RingDescriptor, from: 'head' | 'tail') {
+    super(descriptor);
+    this.position = Atomics.load(this.header, from === 'head' ? HEAD : TAIL);
+  }
+
+  /** The next published record's length (data at `offset`), or -1 if none. */
+  next(): number {
+    for (;;) {
+      if (this.position === Atomics.load(this.header, HEAD)) return -1;
+      const pos = this.position & this.mask;
+      const length = this.words[pos >> 2]!;
+      if (length === WRAP) {
+        this.position = (this.position + this.capacity - pos) & INDEX_MASK;
+        continue;
+      }
+      this.offset = pos + RECORD_HEADER;
+      this.position = (this.position + RECORD_HEADER + align4(length)) & INDEX_MASK;
+      return length;
+    }
+  }
+}
+
 /** Records up to this long are copied a word at a time (no allocation); longer ones with one memcpy. */
 const WORD_COPY_LIMIT = 128;
 

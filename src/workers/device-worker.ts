@@ -12,7 +12,8 @@ import { parentPort } from 'node:worker_threads';
 import { exposeToParent } from '../common/rpc.js';
 import { netdevError } from '../common/errors.js';
 import { Bell } from '../ring/bell.js';
-import { RingReader, RingWriter, type RingDescriptor } from '../ring/ring.js';
+import { RingFollower, RingReader, RingWriter, type RingDescriptor } from '../ring/ring.js';
+import { CAPTURE_RECORD_HEADER, CAPTURE_RX, CAPTURE_TX, type CaptureSpec } from '../ring/capture-format.js';
 import { CounterBatch, DeviceShared } from '../ring/device-shared.js';
 import type { CreateIo, DeviceIo, Ethertype, IoContext } from '../providers/contract.js';
 
@@ -29,6 +30,61 @@ export interface DeviceWorkerSpec {
   bell: SharedArrayBuffer;
 }
 
+/**
+ * Copies what a round moved into a capture ring, off the device's rings: frames transmitted
+ * (read before the TX ring releases them) and frames received (read right after the RX ring
+ * publishes them).  A full capture ring drops the record and counts it; the device never waits.
+ */
+class CaptureTap {
+  private readonly out: RingWriter;
+  private readonly rx: RingFollower | null;
+  private readonly tx: RingFollower | null;
+
+  constructor(spec: CaptureSpec, rx: RingDescriptor, tx: RingDescriptor) {
+    this.out = new RingWriter(spec.ring);
+    this.rx = spec.rx ? new RingFollower(rx, 'head') : null;
+    this.tx = spec.tx ? new RingFollower(tx, 'tail') : null;
+  }
+
+  /** Copies the `count` frames the round just transmitted. */
+  transmitted(count: number): void {
+    if (!this.tx || count === 0) return;
+    const [seconds, nanos] = wallClock();
+    for (let i = 0; i < count; i++) this.copy(this.tx, this.tx.next(), seconds, nanos, CAPTURE_TX);
+  }
+
+  /** Copies every frame the round just published to the RX ring, then publishes the capture. */
+  received(): void {
+    if (this.rx) {
+      const [seconds, nanos] = wallClock();
+      for (let length = this.rx.next(); length >= 0; length = this.rx.next()) this.copy(this.rx, length, seconds, nanos, CAPTURE_RX);
+    }
+    this.out.publish();
+  }
+
+  private copy(from: RingFollower, length: number, seconds: number, nanos: number, direction: number): void {
+    if (length < 0) return;
+    const at = this.out.reserve(CAPTURE_RECORD_HEADER + length);
+    if (at < 0) {
+      this.out.countDrops(1);
+      return;
+    }
+    const words = this.out.words;
+    words[at >> 2] = seconds;
+    words[(at >> 2) + 1] = nanos;
+    words[(at >> 2) + 2] = direction;
+    this.out.bytes.set(from.bytes.subarray(from.offset, from.offset + length), at + CAPTURE_RECORD_HEADER);
+    this.out.commit(CAPTURE_RECORD_HEADER + length);
+  }
+}
+
+/** Wall-clock time as [seconds, nanoseconds] (one reading per round, not per frame). */
+function wallClock(): [number, number] {
+  const ms = performance.timeOrigin + performance.now();
+  const seconds = Math.floor(ms / 1000);
+  return [seconds, Math.floor((ms - seconds * 1000) * 1e6)];
+}
+
 /** The calls the main thread makes on a device worker (through comlink). */
 export interface DeviceWorkerApi {
   /** Creates the I/O half and starts the loop; rejects if the I/O half cannot be created. */
@@ -37,6 +93,8 @@ export interface DeviceWorkerApi {
   control(op: string, arg: unknown): Promise<unknown>;
   /** Discards every frame waiting on the device (DeviceIo.drain). */
   drain(): Promise<void>;
+  /** Starts copying frames into a capture ring (null stops it; what was copied is published first). */
+  capture(spec: CaptureSpec | null): Promise<void>;
   /** Stops the loop and closes the I/O half. */
   stop(): Promise<void>;
 }
@@ -50,6 +108,8 @@ const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmedi
 class IoLoop {
   private stopping = false;
   private readonly done: Promise<void>;
+  /** The capture in progress, if any. */
+  capture: CaptureTap | null = null;
 
   constructor(
     private readonly io: DeviceIo,
@@ -68,8 +128,10 @@ class IoLoop {
   round(): number {
     const received = this.io.receive(RX_BUDGET);
     const sent = this.io.transmit(this.tx, TX_BUDGET);
+    this.capture?.transmitted(sent);
     this.tx.release();
     this.publish();
+    this.capture?.received();
     return received + sent;
   }
 
@@ -116,6 +178,7 @@ class IoLoop {
 
 let io: DeviceIo | null = null;
 let loop: IoLoop | null = null;
+let rings: { rx: RingDescriptor; tx: RingDescriptor } | null = null;
 
 function requireIo(): DeviceIo {
   if (!io) throw netdevError('EBADF', 'device worker has not started');
@@ -140,6 +203,7 @@ const api: DeviceWorkerApi = {
       bell: new Bell(spec.bell),
     };
     io = await module.createIo(context);
+    rings = { rx: spec.rx, tx: spec.tx };
     loop = new IoLoop(io, context, new RingReader(spec.tx));
   },
 
@@ -153,6 +217,13 @@ const api: DeviceWorkerApi = {
 
   async drain() {
     await requireIo().drain();
+  },
+
+  async capture(spec) {
+    requireIo();
+    if (spec && loop!.capture) throw netdevError('EBUSY', 'a capture is already running');
+    loop!.capture?.received(); // publish what it holds
+    loop!.capture = spec ? new CaptureTap(spec, rings!.rx, rings!.tx) : null;
   },
 
   async stop() {

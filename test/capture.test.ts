@@ -1,0 +1,129 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NetdevError, NetdevManager, readPcap, type Netdev } from '../dist/index.js';
+import { ethFrame, eventually, rejection, seqOf } from './helpers.js';
+
+let mgr: NetdevManager;
+let dir: string;
+
+beforeEach(() => {
+  mgr = new NetdevManager();
+  dir = mkdtempSync(join(tmpdir(), 'netdev-pcap-'));
+});
+afterEach(async () => {
+  await mgr.close();
+});
+
+async function wire(): Promise<[Netdev, Netdev]> {
+  const a = await mgr.open('dummy:a', { config: { peer: 'dummy:b' } });
+  const b = await mgr.open('dummy:b');
+  await a.turnFlagsOn({ up: true });
+  await b.turnFlagsOn({ up: true });
+  return [a, b];
+}
+
+/** Sends 5 frames a -> b and 3 frames b -> a, and waits until a has received its 3. */
+async function traffic(a: Netdev, b: Netdev): Promise<void> {
+  for (let seq = 0; seq < 5; seq++) await a.send(ethFrame(100 + seq, seq));
+  for (let seq = 10; seq < 13; seq++) await b.send(ethFrame(30, seq));
+  expect(await eventually(async () => (await a.getStats()).rxPackets === 3)).toBe(true);
+}
+
+const records = (path: string) => [...readPcap(readFileSync(path), path)];
+
+describe('capture', () => {
+  it('writes a pcap file of what the device sends and receives, that tcpdump and tshark read', async () => {
+    const [a, b] = await wire();
+    const path = join(dir, 'both.pcap');
+    const started = Date.now();
+    const capture = await a.capture(path);
+    await traffic(a, b);
+    await capture.close();
+    expect([capture.frames, capture.dropped]).toEqual([8, 0]);
+    const frames = records(path);
+    const sent = frames.filter((r) => r.frame.length > 60).map((r) => Buffer.from(r.frame));
+    expect(sent).toEqual([0, 1, 2, 3, 4].map((seq) => Buffer.from(ethFrame(100 + seq, seq))));
+    const received = frames.filter((r) => r.frame.length === 60);
+    expect(received.map((r) => seqOf(r.frame))).toEqual([10, 11, 12]);
+    for (const { timeNs } of frames) {
+      expect(Number(timeNs / 1_000_000n)).toBeGreaterThanOrEqual(started - 1);
+      expect(Number(timeNs / 1_000_000n)).toBeLessThanOrEqual(Date.now() + 1);
+    }
+    const tcpdump = execFileSync('tcpdump', ['-e', '-nn', '-r', path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    expect(tcpdump.trim().split('\n')).toHaveLength(8);
+    expect(tcpdump).toContain('ethertype IPv4 (0x0800), length 104');
+    const tshark = execFileSync('tshark', ['-r', path, '-T', 'fields', '-e', 'frame.len'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    expect(tshark.trim().split('\n').map(Number).sort((x, y) => x - y)).toEqual([60, 60, 60, 100, 101, 102, 103, 104]);
+  });
+
+  it('captures one direction, with nanosecond timestamps if asked', async () => {
+    const [a, b] = await wire();
+    const rxPath = join(dir, 'rx.pcap');
+    const capture = await a.capture(rxPath, { direction: 'rx', nanoseconds: true });
+    await traffic(a, b);
+    await capture.close();
+    expect(records(rxPath).map((r) => seqOf(r.frame))).toEqual([10, 11, 12]);
+    expect(readFileSync(rxPath).readUInt32LE(0)).toBe(0xa1b23c4d);
+    const tcpdump = execFileSync('tcpdump', ['-nn', '--nano', '-r', rxPath], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    expect(tcpdump.trim().split('\n')).toHaveLength(3);
+
+    const txPath = join(dir, 'tx.pcap');
+    const tx = await b.capture(txPath, { direction: 'tx' });
+    await b.send(ethFrame(64, 42));
+    await a.send(ethFrame(64, 43));
+    // b has transmitted 42 once a has it (a had 3), and received 43 once b has 6.
+    expect(await eventually(async () => (await a.getStats()).rxPackets === 4 && (await b.getStats()).rxPackets === 6)).toBe(true);
+    await tx.close();
+    expect([tx.frames, tx.dropped]).toEqual([1, 0]);
+    expect(records(txPath).map((r) => seqOf(r.frame))).toEqual([42]);
+  });
+
+  it('allows one capture per device (EBUSY), ends with the device, and reports a bad path', async () => {
+    const [a, b] = await wire();
+    const path = join(dir, 'closing.pcap');
+    await a.capture(path);
+    expect((await rejection(a.capture(join(dir, 'second.pcap')))).code).toBe('EBUSY');
+    await a.send(ethFrame(80, 1));
+    await b.frames().next();
+    await a.close(); // closes the capture: the file is complete
+    expect(records(path).map((r) => seqOf(r.frame))).toEqual([1]);
+    const bad = await rejection(b.capture('/nonexistent/dir/x.pcap'));
+    expect([bad.code, bad.device, bad.call]).toEqual(['ENOENT', 'dummy:b', 'capture']);
+  });
+});
+
+describe('reading pcap files', () => {
+  it('names the file and the offset where a file is malformed or truncated', async () => {
+    const [a, b] = await wire();
+    const path = join(dir, 'good.pcap');
+    const capture = await a.capture(path);
+    await traffic(a, b);
+    await capture.close();
+    const good = readFileSync(path);
+    const cut = join(dir, 'cut.pcap');
+    writeFileSync(cut, good.subarray(0, good.length - 10));
+    expect(() => records(cut)).toThrow(NetdevError);
+    expect(() => records(cut)).toThrow(new RegExp(`${cut}: offset \\d+: file ends inside a record`));
+    const notPcap = join(dir, 'text.pcap');
+    writeFileSync(notPcap, 'hello, this is not a capture file');
+    expect(() => records(notPcap)).toThrow(/offset 0: not a pcap file/);
+    writeFileSync(notPcap, 'tiny');
+    expect(() => records(notPcap)).toThrow(/shorter than a pcap header/);
+    // Any damage gives a NetdevError (or parses): never another exception.
+    let seed = 7;
+    const next = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    for (let round = 0; round < 3000; round++) {
+      const damaged = Buffer.from(good);
+      for (let i = 0; i < 4; i++) damaged[Math.floor(next() * damaged.length)] = Math.floor(next() * 256);
+      writeFileSync(cut, damaged);
+      try {
+        records(cut);
+      } catch (error) {
+        expect(error).toBeInstanceOf(NetdevError);
+      }
+    }
+  });
+});
