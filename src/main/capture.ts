@@ -22,6 +22,7 @@ export interface CaptureOptions {
 }
 
 const CAPTURE_RING_BYTES = 4 * 1024 * 1024;
+let nextCaptureId = 1;
 
 export class Capture {
   private readonly reader: RingReader;
@@ -30,6 +31,7 @@ export class Capture {
   private stopping = false;
   private closed: Promise<void> | null = null;
   private written = 0;
+  private readonly id = nextCaptureId++;
 
   private constructor(
     private readonly file: FileHandle,
@@ -62,7 +64,7 @@ export class Capture {
     const spec: CaptureSpec = { ring: createRing(CAPTURE_RING_BYTES, new Bell(), null), rx: direction !== 'tx', tx: direction !== 'rx' };
     const capture = new Capture(file, path, worker, device, nanoseconds, onClose, spec);
     try {
-      await worker.call((api) => api.capture(spec), 'capture');
+      await worker.call((api) => api.startCapture(capture.id, spec), 'capture');
     } catch (error) {
       await capture.finish();
       throw error;
@@ -83,7 +85,7 @@ export class Capture {
   /** Stops capturing, writes what is left and closes the file.  Idempotent. */
   close(): Promise<void> {
     this.closed ??= (async () => {
-      await this.worker.call((api) => api.capture(null), 'capture').catch(() => {}); // a dead worker copies nothing more
+      await this.worker.call((api) => api.stopCapture(this.id), 'capture').catch(() => {}); // a dead worker copies nothing more
       await this.finish();
     })();
     return this.closed;

@@ -11,6 +11,7 @@ import { DeviceShared } from '../ring/device-shared.js';
 import { createRing } from '../ring/ring.js';
 import type { DeviceContext, Ethertype, IoControl, Provider, ProviderDevice } from '../providers/contract.js';
 import { RxQueue } from './rx-queue.js';
+import { Capture, type CaptureOptions } from './capture.js';
 import { TxQueue } from './tx-queue.js';
 import { WorkerClient } from './worker-client.js';
 
@@ -35,8 +36,8 @@ function moduleUrl(module: string | URL): string {
 
 export class Device {
   readonly shared = new DeviceShared();
-  /** The capture running on this device, if any (one at a time). */
-  capture: { close(): Promise<void> } | null = null;
+  /** The captures running on this device. */
+  readonly captures = new Set<Capture>();
   changeSeq = 1;
   io: DeviceIoState | null = null;
   failure: NetdevError | null = null;
@@ -67,7 +68,14 @@ export class Device {
 
   /** What the provider gets for this device. */
   context(): DeviceContext {
-    return { name: this.name, suffix: this.suffix, shared: this.shared, changed: () => this.changed(), lost: (error) => this.fail(error) };
+    return {
+      name: this.name,
+      suffix: this.suffix,
+      shared: this.shared,
+      changed: () => this.changed(),
+      lost: (error) => this.fail(error),
+      capture: (path, options) => this.capture(path, options),
+    };
   }
 
   /** Sets the provider's device, once created. */
@@ -126,6 +134,18 @@ export class Device {
     return { call: (op, arg) => worker.call((api) => api.control(op, arg), op) };
   }
 
+  /**
+   * Starts a pcap capture of this device's frames (the device must be running its I/O half: EPIPE
+   * otherwise); it ends when closed or when the device's I/O stops.
+   */
+  async capture(path: string, options: CaptureOptions): Promise<Capture> {
+    if (!this.io) throw new NetdevError({ code: 'EPIPE', device: this.name, call: 'capture', detail: 'the device does no packet I/O' });
+    if (this.failure) throw this.failure.within(this.name, 'capture');
+    const capture = await Capture.start(this.io.worker, this.name, path, options, () => this.captures.delete(capture));
+    this.captures.add(capture);
+    return capture;
+  }
+
   /** Puts the device in an error state: readers and senders fail with `error`. */
   private fail(error: NetdevError): void {
     if (this.failure) return;
@@ -142,7 +162,7 @@ export class Device {
   async stopIo(): Promise<void> {
     const io = this.io;
     if (!io) return;
-    await this.capture?.close();
+    await Promise.all([...this.captures].map((capture) => capture.close()));
     try {
       if (!io.worker.failure) await this.impl.ioStopping?.();
     } finally {

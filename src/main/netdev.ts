@@ -169,19 +169,15 @@ export class Netdev {
    * Writes the frames the device receives and/or sends to a pcap file at `path` (Ethernet,
    * microsecond or nanosecond timestamps) until the returned Capture closes, or the device does.
    * The worker copies frames into a capture ring and the file is written asynchronously, off the
-   * hot path; frames the capture cannot keep up with are counted in capture.dropped.  EBUSY if the
-   * device already has a capture.
+   * hot path; frames the capture cannot keep up with are counted in capture.dropped.
    */
-  async capture(path: string, options: CaptureOptions = {}): Promise<Capture> {
-    const io = this.requireIo('capture');
-    this.requireHealthy('capture');
-    if (this.device.capture) throw new NetdevError({ code: 'EBUSY', device: this.name, call: 'capture', detail: 'the device already has a capture' });
-    const device = this.device;
-    const capture = await Capture.start(io.worker, this.name, path, options, () => {
-      if (device.capture === capture) device.capture = null;
-    });
-    device.capture = capture;
-    return capture;
+  capture(path: string, options: CaptureOptions = {}): Promise<Capture> {
+    try {
+      this.requireIo('capture');
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.device.capture(path, options);
   }
 
   /** Discards every received frame waiting in the device, and in the RX ring unless an iterator is reading it. */

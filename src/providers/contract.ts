@@ -123,6 +123,8 @@ export interface DeviceContext {
    * with `error`, normally ENODEV) and notifies every monitor watching it.
    */
   lost(error: NetdevError): void;
+  /** Starts a pcap capture of the device's frames (as Netdev.capture; EPIPE before its I/O half runs). */
+  capture(path: string, options: { direction?: 'rx' | 'tx' | 'both'; nanoseconds?: boolean }): Promise<{ close(): Promise<void> }>;
 }
 
 /** Options the manager passes to Provider.create. */

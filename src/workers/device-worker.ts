@@ -93,8 +93,10 @@ export interface DeviceWorkerApi {
   control(op: string, arg: unknown): Promise<unknown>;
   /** Discards every frame waiting on the device (DeviceIo.drain). */
   drain(): Promise<void>;
-  /** Starts copying frames into a capture ring (null stops it; what was copied is published first). */
-  capture(spec: CaptureSpec | null): Promise<void>;
+  /** Starts capture `id`: copying frames into its capture ring. */
+  startCapture(id: number, spec: CaptureSpec): Promise<void>;
+  /** Stops capture `id`, publishing what it copied. */
+  stopCapture(id: number): Promise<void>;
   /** Stops the loop and closes the I/O half. */
   stop(): Promise<void>;
 }
@@ -108,8 +110,8 @@ const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmedi
 class IoLoop {
   private stopping = false;
   private readonly done: Promise<void>;
-  /** The capture in progress, if any. */
-  capture: CaptureTap | null = null;
+  /** The captures in progress, by id. */
+  readonly captures = new Map<number, CaptureTap>();
 
   constructor(
     private readonly io: DeviceIo,
@@ -128,10 +130,10 @@ class IoLoop {
   round(): number {
     const received = this.io.receive(RX_BUDGET);
     const sent = this.io.transmit(this.tx, TX_BUDGET);
-    this.capture?.transmitted(sent);
+    for (const capture of this.captures.values()) capture.transmitted(sent);
     this.tx.release();
     this.publish();
-    this.capture?.received();
+    for (const capture of this.captures.values()) capture.received();
     return received + sent;
   }
 
@@ -219,11 +221,15 @@ const api: DeviceWorkerApi = {
     await requireIo().drain();
   },
 
-  async capture(spec) {
+  async startCapture(id, spec) {
     requireIo();
-    if (spec && loop!.capture) throw netdevError('EBUSY', 'a capture is already running');
-    loop!.capture?.received(); // publish what it holds
-    loop!.capture = spec ? new CaptureTap(spec, rings!.rx, rings!.tx) : null;
+    loop!.captures.set(id, new CaptureTap(spec, rings!.rx, rings!.tx));
+  },
+
+  async stopCapture(id) {
+    requireIo();
+    loop!.captures.get(id)?.received(); // publish what it holds
+    loop!.captures.delete(id);
   },
 
   async stop() {

@@ -5,7 +5,8 @@
  * traffic.  Config `peer=NAME` links two dummies as the two ends of a wire (setting it on either
  * end links both; '' unlinks); what one sends the other receives, through the same worker and
  * ring path as a kernel device.  Carrier is on while the device and its peer are open and up.
- * Unsupported (EOPNOTSUPP): ifindex, features, advertisements, policing, addRouter, arpLookup;
+ * Config rxq_pcap=FILE / tx_pcap=FILE record received / sent frames in pcap files (as OVS
+ * netdev-dummy); '' stops.  Unsupported (EOPNOTSUPP): ifindex, features, advertisements, policing, addRouter, arpLookup;
  * getVlanVid answers ENOENT (not a VLAN device).
  */
 import { formatIPv4, formatMac, prefixToNetmask } from '../../common/addresses.js';
@@ -15,6 +16,7 @@ import type { Config, CreateOptions, DeviceContext, In4, IoControl, Provider, Pr
 import { DummyLinks } from './links.js';
 
 const PREFIX = 'dummy:';
+type PcapKey = 'rxq_pcap' | 'tx_pcap';
 const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 const MIN_MTU = 68;
 const MAX_MTU = 65535;
@@ -41,6 +43,8 @@ export class DummyDevice implements ProviderDevice {
   private mac: Uint8Array;
   private in4: { address: number; prefixLength: number } | null = null;
   private in6: { address: string; prefixLength: number } | null = null;
+  /** Config rxq_pcap / tx_pcap: the file, and its capture while the I/O half runs. */
+  private readonly pcaps = new Map<PcapKey, { path: string; capture: { close(): Promise<void> } | null }>();
 
   constructor(
     readonly context: DeviceContext,
@@ -60,17 +64,37 @@ export class DummyDevice implements ProviderDevice {
   }
 
   getConfig(): Config {
+    const config: Config = {};
     const peer = this.links.peerOf(this.name);
-    return peer ? { peer } : {};
+    if (peer) config.peer = peer;
+    for (const [key, { path }] of this.pcaps) config[key] = path;
+    return config;
   }
 
   async setConfig(changes: Config): Promise<void> {
     let peer: string | undefined;
+    const pcaps: [PcapKey, string][] = [];
     for (const [key, value] of Object.entries(changes)) {
-      if (key !== 'peer') throw netdevError('EINVAL', `unknown config key '${key}' (dummy devices know: peer)`);
-      peer = this.parsePeer(value);
+      if (key === 'peer') peer = this.parsePeer(value);
+      else if (key === 'rxq_pcap' || key === 'tx_pcap') pcaps.push([key, value]);
+      else throw netdevError('EINVAL', `unknown config key '${key}' (dummy devices know: peer, rxq_pcap, tx_pcap)`);
     }
     if (peer !== undefined) await this.links.setPeer(this.name, peer);
+    for (const [key, path] of pcaps) await this.setPcap(key, path);
+  }
+
+  /** Records received (rxq_pcap) or sent (tx_pcap) frames in `path` ('' stops), as OVS netdev-dummy. */
+  private async setPcap(key: PcapKey, path: string): Promise<void> {
+    await this.pcaps.get(key)?.capture?.close();
+    this.pcaps.delete(key);
+    if (path === '') return;
+    const entry: { path: string; capture: { close(): Promise<void> } | null } = { path, capture: null };
+    this.pcaps.set(key, entry);
+    if (this.io) entry.capture = await this.startPcap(key, path);
+  }
+
+  private startPcap(key: PcapKey, path: string): Promise<{ close(): Promise<void> }> {
+    return this.context.capture(path, { direction: key === 'rxq_pcap' ? 'rx' : 'tx' });
   }
 
   /** '' (no peer), or another dummy's name, with or without the 'dummy:' prefix; returns the full name. */
@@ -172,6 +196,7 @@ export class DummyDevice implements ProviderDevice {
     this.io = io;
     this.bell = (await io.call('bell')) as SharedArrayBuffer;
     await this.links.plug(this.name);
+    for (const [key, entry] of this.pcaps) entry.capture = await this.startPcap(key, entry.path);
   }
 
   async ioStopping(): Promise<void> {
