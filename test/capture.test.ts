@@ -114,6 +114,47 @@ describe('dummy rxq_pcap and tx_pcap', () => {
   });
 });
 
+describe('replay', () => {
+  it('reproduces a capture exactly as received frames, as fast as possible or at a rate', async () => {
+    const [a, b] = await wire();
+    const path = join(dir, 'replay.pcap');
+    const sent = Array.from({ length: 300 }, (_, seq) => ethFrame(60 + ((seq * 37) % 1455), seq));
+    const capture = await a.capture(path, { direction: 'tx' });
+    await a.sendBatch(sent);
+    expect(await eventually(async () => (await b.getStats()).rxPackets === 300)).toBe(true);
+    await capture.close();
+
+    const c = await mgr.open('dummy:c');
+    const received: Buffer[] = [];
+    const reading = (async () => {
+      for await (const batch of c.batches()) {
+        for (const frame of batch) received.push(Buffer.from(frame));
+        if (received.length === 300) break;
+      }
+    })();
+    expect(await c.replay(path)).toBe(300);
+    await reading;
+    expect(received).toEqual(sent.map((frame) => Buffer.from(frame)));
+
+    const d = await mgr.open('dummy:d');
+    const started = performance.now();
+    expect(await d.replay(path, { rate: 2000 })).toBe(300);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(130); // 300 frames at 2000/s: about 150 ms
+    expect(await eventually(async () => (await d.getStats()).rxPackets === 300)).toBe(true);
+  });
+
+  it('refuses a malformed file before replaying anything, and devices that cannot receive injected frames', async () => {
+    const c = await mgr.open('dummy:c');
+    const bad = join(dir, 'bad.pcap');
+    writeFileSync(bad, Buffer.concat([Buffer.from('d4c3b2a1020004000000000000000000ffff000001000000', 'hex'), Buffer.alloc(10)]));
+    const error = await rejection(c.replay(bad));
+    expect([error.code, error.device, error.call]).toEqual(['EINVAL', 'dummy:c', 'replay']);
+    expect(error.message).toContain(`${bad}: offset 24`);
+    expect(c.tryRecv()).toBeNull();
+    expect((await rejection(c.replay(bad, { rate: -1 }))).code).toBe('EINVAL');
+  });
+});
+
 describe('reading pcap files', () => {
   it('names the file and the offset where a file is malformed or truncated', async () => {
     const [a, b] = await wire();

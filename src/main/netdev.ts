@@ -4,7 +4,9 @@
  * provider's control half on this thread; frames go through the device's rings.
  */
 import { canonicalIPv6, isGroupMac, parseIPv4, parseMac, parsePrefixLength } from '../common/addresses.js';
+import { readFile } from 'node:fs/promises';
 import { NetdevError, toNetdevError } from '../common/errors.js';
+import { readPcap } from '../common/pcap.js';
 import type { Config, Ethertype, Features, Flags, In4, ProviderDevice, Stats } from '../providers/contract.js';
 import type { Device, DeviceIoState } from './device.js';
 import { ALL_FLAGS, FlagBook, flagBits, flagsOf } from './flags.js';
@@ -20,6 +22,8 @@ export interface FlagOptions {
 const ETH_HEADER = 14;
 const VLAN_TAG = 4;
 const DEFAULT_BATCH = 256;
+/** Frames per worker call when replaying a capture. */
+const REPLAY_BATCH = 256;
 
 /** Members of ProviderDevice that are plain optional calls. */
 type OptionalMember = {
@@ -190,7 +194,37 @@ export class Netdev {
   /** Hands `frame` to the device's receive path as if it had arrived (devices that support it, e.g. dummy). */
   async inject(frame: Uint8Array): Promise<void> {
     this.checkFrame(frame, 'inject');
-    await this.control('inject', 'inject', [frame]);
+    await this.control('inject', 'inject', [[frame]]);
+  }
+
+  /**
+   * Receives the frames of the pcap file at `path`, in order, as if they had arrived on the wire
+   * (devices that support inject, e.g. dummy): as fast as possible, or at `rate` frames per
+   * second.  Resolves with the number of frames replayed.  A malformed file is EINVAL naming the
+   * file and the offset, before any frame is replayed.
+   */
+  async replay(path: string, options: { rate?: number } = {}): Promise<number> {
+    this.requireOpen('replay');
+    const { rate } = options;
+    if (rate !== undefined && !(rate > 0)) throw new NetdevError({ code: 'EINVAL', device: this.name, call: 'replay', detail: `rate must be a positive number of frames per second, not ${rate}` });
+    let frames: Uint8Array[];
+    try {
+      frames = [...readPcap(await readFile(path), path)].map((record) => record.frame);
+    } catch (error) {
+      const cause = toNetdevError(error, this.name, 'replay');
+      throw new NetdevError({ code: cause.code, device: this.name, call: 'replay', detail: cause.detail }, { cause });
+    }
+    frames.forEach((frame, i) => this.checkFrame(frame, 'replay', i));
+    const batch = rate === undefined ? REPLAY_BATCH : Math.max(1, Math.min(REPLAY_BATCH, Math.floor(rate / 100)));
+    const start = performance.now();
+    for (let done = 0; done < frames.length; done += batch) {
+      if (rate !== undefined) {
+        const due = start + (done / rate) * 1000;
+        if (due > performance.now()) await new Promise((resolve) => setTimeout(resolve, due - performance.now()));
+      }
+      await this.control('replay', 'inject', [frames.slice(done, done + batch)]);
+    }
+    return frames.length;
   }
 
   /* ---------------------------------------------------------------- attributes */

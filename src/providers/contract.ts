@@ -209,8 +209,8 @@ export interface ProviderDevice {
   addRouter?(gateway: number): void | Promise<void>;
   /** Returns the MAC address the ARP table holds for `ip`; ENXIO if there is no entry. */
   arpLookup?(ip: number): string | Promise<string>;
-  /** Hands `frame` to the device's receive path as if it had arrived on the wire (for tests). */
-  inject?(frame: Uint8Array): void | Promise<void>;
+  /** Hands `frames` to the device's receive path, in order, as if they had arrived on the wire (tests, replay). */
+  inject?(frames: readonly Uint8Array[]): void | Promise<void>;
 }
 
 /** A provider of devices: the seed's struct netdev_class. */

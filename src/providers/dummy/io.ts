@@ -134,8 +134,8 @@ class DummyIo implements DeviceIo {
         return undefined;
       }
       case 'inject': {
-        const frame = arg as Uint8Array;
-        this.deliver(null, frame, 0, frame.length, frameLimit(this.context.shared.mtu));
+        const limit = frameLimit(this.context.shared.mtu);
+        for (const frame of arg as Uint8Array[]) this.deliver(null, frame, 0, frame.length, limit);
         return undefined;
       }
       default:

@@ -187,9 +187,9 @@ export class DummyDevice implements ProviderDevice {
     this.context.changed();
   }
 
-  async inject(frame: Uint8Array): Promise<void> {
+  async inject(frames: readonly Uint8Array[]): Promise<void> {
     if (!this.io) throw netdevError('EPIPE', "device is open with ethertype 'none': nothing receives");
-    await this.io.call('inject', frame);
+    await this.io.call('inject', frames);
   }
 
   async ioStarted(io: IoControl): Promise<void> {
