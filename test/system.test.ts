@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
-import { NetdevError, NetdevManager, type Netdev } from '../dist/index.js';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NetdevError, NetdevManager, readPcap, type Netdev } from '../dist/index.js';
 import { ethFrame, eventually, rejection, seqOf } from './helpers.js';
 import { freshEachTest, privileged, requirePrivilege } from './netns-harness.js';
 
@@ -136,6 +138,21 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
         expect(frame.subarray(sent.length).every((byte) => byte === 0)).toBe(true);
       });
     }
+  });
+
+  it('captures a veth end\'s frames both ways into a pcap file that tcpdump reads', async () => {
+    const [a, b] = await bothUp();
+    const path = join(mkdtempSync(join(tmpdir(), 'netdev-pcap-')), 'va.pcap');
+    const capture = await a.capture(path);
+    await a.send(ethFrame(200, 1, TEST_TYPE));
+    await b.send(ethFrame(100, 2, TEST_TYPE));
+    expect(seqOf((await a.frames().next()).value as Uint8Array)).toBe(2);
+    await capture.close();
+    const frames = [...readPcap(readFileSync(path), path)];
+    expect(frames.map((r) => [seqOf(r.frame), r.frame.length])).toEqual([[1, 200], [2, 100]]);
+    const tcpdump = execFileSync('tcpdump', ['-e', '-nn', '-r', path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    expect(tcpdump).toContain('ethertype Unknown (0x88b5), length 200');
+    expect(tcpdump).toContain('ethertype Unknown (0x88b5), length 100');
   });
 
   it('counts what it sends in the kernel statistics that ip reports', async () => {
