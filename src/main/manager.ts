@@ -11,6 +11,7 @@ import { dummyProvider } from '../providers/dummy/provider.js';
 import { systemProvider } from '../providers/system/control.js';
 import { tapProvider } from '../providers/tap/control.js';
 import { pltapProvider } from '../providers/pltap/control.js';
+import { unixProvider } from '../providers/unix/control.js';
 import { Device, deviceLabel } from './device.js';
 import { addExitRestorer } from './exit-hooks.js';
 import { JobPool } from './job-pool.js';
@@ -63,7 +64,7 @@ export class NetdevManager {
   private removeExitRestorer: (() => void) | null = null;
   private closed = false;
 
-  /** A manager with the built-in providers registered (system, tap, pltap, dummy; more as they land). */
+  /** A manager with the built-in providers registered: system, tap, pltap, unix, dummy. */
   constructor(options: ManagerOptions = {}) {
     const dir = options.vsysDir ?? '/vsys';
     const timeoutMs = options.vsysTimeoutMs ?? 5000;
@@ -75,6 +76,7 @@ export class NetdevManager {
       this.register(systemProvider());
       this.register(tapProvider());
       this.register(pltapProvider());
+      this.register(unixProvider());
       this.register(dummyProvider());
     }
   }

@@ -286,7 +286,8 @@ export interface IoContext {
    * must ring it: another thread (a peer filling a ring, space freed) with ring(), and an
    * asynchronous callback on this thread (socket data, a libuv poll handle on a file
    * descriptor: see FdWaker in src/sys/fd-io.ts) with ringNow().  An I/O half never blocks, and
-   * uses a timer only where the kernel gives no event (a full device queue: FdWaker.retryLater).
+   * uses a timer only where no event exists: a full device queue (FdWaker.retryLater), or a full
+   * RX ring it leaves frames behind for (the unix provider's backpressure).
    */
   readonly bell: Bell;
 }

@@ -9,16 +9,18 @@ import { addressOf, IOVEC_SIZE, watchReadable } from './libc.js';
 
 const TWO_32 = 2 ** 32;
 
-/** Rings `bell` when `fd` becomes readable (once per waitReadable()) or after retryLater(). */
+/** Rings `bell` when `fd` becomes readable or writable (once per wait) or after retryLater(). */
 export class FdWaker {
   private readonly poll: ReturnType<typeof watchReadable>;
   private polling = false;
+  private writable = false;
   private retryTimer: NodeJS.Timeout | null = null;
 
   constructor(fd: number, private readonly bell: Bell) {
     this.poll = watchReadable(fd, () => {
       this.poll.stop();
       this.polling = false;
+      this.writable = false;
       bell.ringNow();
     });
     this.poll.stop();
@@ -28,7 +30,15 @@ export class FdWaker {
   waitReadable(): void {
     if (this.polling) return;
     this.polling = true;
-    this.poll.start();
+    this.poll.start(this.writable);
+  }
+
+  /** Rings the bell once `fd` is readable or writable (call when a write would block). */
+  waitWritable(): void {
+    if (this.polling && this.writable) return;
+    this.writable = true;
+    this.polling = true;
+    this.poll.start(true);
   }
 
   /** Rings the bell in a millisecond (for a full device queue, which has no "room again" event). */

@@ -44,6 +44,7 @@ export const SOL_PACKET = 263;
 export const PACKET_IGNORE_OUTGOING = 23;
 export const MSG_DONTWAIT = 0x40;
 export const MSG_TRUNC = 0x20;
+export const MSG_NOSIGNAL = 0x4000;
 export const CLONE_NEWNET = 0x40000000;
 export const IFNAMSIZ = 16;
 export const IFF_UP = 0x1;
@@ -128,6 +129,9 @@ const raw = {
   send: libc.func('long send(int fd, const void *buf, unsigned long len, int flags)'),
   poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)'),
   mkfifo: libc.func('int mkfifo(const char *path, unsigned int mode)'),
+  listen: libc.func('int listen(int fd, int backlog)'),
+  accept4: libc.func('int accept4(int fd, void *addr, void *len, int flags)'),
+  connect: libc.func('int connect(int fd, const void *addr, unsigned int len)'),
 };
 
 /** The errno name of `value` ('ENODEV'), or 'EIO' for an unknown one. */
@@ -172,6 +176,9 @@ export const sys = {
   readv: (fd: number, iov: Uint8Array, count: number): number => Number(raw.readv(fd, iov, count)),
   send: (fd: number, buf: Uint8Array, flags: number): number => Number(raw.send(fd, buf, buf.length, flags)),
   mkfifo: (path: string, mode: number): number => raw.mkfifo(path, mode) as number,
+  listen: (fd: number, backlog: number): number => raw.listen(fd, backlog) as number,
+  accept4: (fd: number, flags: number): number => raw.accept4(fd, null, null, flags) as number,
+  connect: (fd: number, addr: Uint8Array): number => raw.connect(fd, addr, addr.length) as number,
   /** poll(2) on one descriptor for `events`; returns the revents (0 on timeout), or -1. */
   pollOne: (fd: number, events: number, timeoutMs: number): number => {
     const pollfd = new Int16Array(4);
@@ -192,14 +199,22 @@ export function addressOf(bytes: Uint8Array): bigint {
 }
 
 /** Watches `fd` on this thread's event loop (libuv poll, no thread of its own); see koffi.node.poll. */
-export function watchReadable(fd: number, onReadable: () => void): { stop(): void; close(): void; start(): void; unref(): void } {
+export function watchReadable(fd: number, onReadable: () => void): { stop(): void; close(): void; start(writable?: boolean): void; unref(): void } {
   const handle = koffi.node.poll(fd, { readable: true }, () => onReadable());
   return {
-    start: () => handle.start({ readable: true }, () => onReadable()),
+    start: (writable = false) => handle.start({ readable: true, writable }, () => onReadable()),
     stop: () => handle.stop(),
     close: () => handle.close(),
     unref: () => handle.unref(),
   };
+}
+
+/** struct sockaddr_un for `path` (at most 107 bytes; the caller checks). */
+export function sockaddrUn(path: string): Buffer {
+  const address = Buffer.alloc(110);
+  address.writeUInt16LE(AF_UNIX, 0);
+  address.write(path, 2, 'utf8');
+  return address;
 }
 
 /** htons. */
