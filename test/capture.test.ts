@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NetdevError, NetdevManager, readPcap, type Netdev } from '../dist/index.js';
@@ -15,6 +15,7 @@ beforeEach(() => {
 });
 afterEach(async () => {
   await mgr.close();
+  rmSync(dir, { recursive: true, force: true });
 });
 
 async function wire(): Promise<[Netdev, Netdev]> {

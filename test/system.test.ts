@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NetdevError, NetdevManager, readPcap, type Netdev } from '../dist/index.js';
@@ -142,7 +142,8 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
 
   it('captures a veth end\'s frames both ways into a pcap file that tcpdump reads', async () => {
     const [a, b] = await bothUp();
-    const path = join(mkdtempSync(join(tmpdir(), 'netdev-pcap-')), 'va.pcap');
+    const folder = mkdtempSync(join(tmpdir(), 'netdev-pcap-'));
+    const path = join(folder, 'va.pcap');
     const capture = await a.capture(path);
     await a.send(ethFrame(200, 1, TEST_TYPE));
     await b.send(ethFrame(100, 2, TEST_TYPE));
@@ -153,6 +154,7 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     const tcpdump = execFileSync('tcpdump', ['-e', '-nn', '-r', path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     expect(tcpdump).toContain('ethertype Unknown (0x88b5), length 200');
     expect(tcpdump).toContain('ethertype Unknown (0x88b5), length 100');
+    rmSync(folder, { recursive: true });
   });
 
   it('counts what it sends in the kernel statistics that ip reports', async () => {
