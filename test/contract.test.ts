@@ -2,12 +2,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type Socket } from 'node:net';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NetdevError, NetdevManager, netdevError, type Provider, type ProviderDevice } from '../dist/index.js';
 import { JobPool } from '../dist/main/job-pool.js';
-import { ethFrame, eventually, prefixed, rejection, seqOf, sleep, thrown } from './helpers.js';
+import { ethFrame, eventually, prefixed, rejection, seqOf, sleep, tempDir, thrown } from './helpers.js';
 
 let mgr: NetdevManager;
 
@@ -233,7 +232,7 @@ describe('a crashed worker', () => {
 
 describe('an I/O half with asynchronous input', () => {
   async function streamDevice() {
-    const path = join(mkdtempSync(join(tmpdir(), 'netdev-stream-')), 'sock');
+    const path = join(tempDir('stream'), 'sock');
     const server = createServer();
     server.listen(path);
     await once(server, 'listening');
@@ -330,7 +329,7 @@ describe('monitor', () => {
 
 describe('flags at exit (child processes)', () => {
   function runChild(mode: 'wait' | 'throw', signal?: NodeJS.Signals) {
-    const file = join(mkdtempSync(join(tmpdir(), 'netdev-flags-')), 'flags');
+    const file = join(tempDir('flags'), 'flags');
     const child = spawn(process.execPath, [new URL('./fixtures/flag-child.mjs', import.meta.url).pathname, file, mode], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });

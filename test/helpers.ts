@@ -1,3 +1,7 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { onTestFinished } from 'vitest';
 import type { NetdevError, NetdevManager } from '../dist/index.js';
 
 /** An Ethernet frame of `length` bytes: broadcast destination, ethertype `type`, a 32-bit sequence number at offset 14. */
@@ -53,4 +57,11 @@ export async function eventually(condition: () => boolean | Promise<boolean>, ms
 /** The devices `mgr` enumerates that have a prefix (dummy:, ...), leaving out the host's system devices. */
 export async function prefixed(mgr: NetdevManager): Promise<string[]> {
   return (await mgr.enumerate()).filter((name) => name.includes(':'));
+}
+
+/** A new temporary folder (netdev-PREFIX-...), removed when the current test finishes. */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `netdev-${prefix}-`));
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }

@@ -1,12 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NetdevError, NetdevManager } from '../dist/index.js';
 import { JobPool } from '../dist/main/job-pool.js';
-import { ethFrame, eventually, rejection, seqOf } from './helpers.js';
+import { ethFrame, eventually, rejection, seqOf, tempDir } from './helpers.js';
 import { privileged, requirePrivilege, TestNetns } from './netns-harness.js';
 
 const TEST_TYPE = 0x88b5;
@@ -33,6 +33,7 @@ describe.skipIf(!privileged)('pltap devices with the vsysd backend, in a network
     vsysd.kill('SIGTERM');
     await new Promise((resolve) => vsysd.on('exit', resolve));
     ns.destroy();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   const addresses = (dev: string) =>
@@ -157,7 +158,7 @@ describe.skipIf(!privileged)('vsys transactions', () => {
 
     // The backend runs inside a namespace of the test's own: even a refused request never reaches the host.
     const ns = new TestNetns();
-    const dir = mkdtempSync(join(tmpdir(), 'netdev-vsys-'));
+    const dir = tempDir('vsys');
     const vsysd = spawn('ip', ['netns', 'exec', ns.name, process.execPath, CLI, 'vsysd', '--dir', dir], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve) => vsysd.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('serving') && resolve()));
     try {
@@ -178,7 +179,7 @@ describe.skipIf(!privileged)('vsys transactions', () => {
     }
 
     // A backend that reads requests and never answers.
-    const silent = mkdtempSync(join(tmpdir(), 'netdev-vsys-'));
+    const silent = tempDir('vsys');
     execFileSync('mkfifo', [`${silent}/vif_down.in`, `${silent}/vif_down.out`]);
     const hung = spawn('sh', ['-c', 'exec 3<"$0"; sleep 30', `${silent}/vif_down.in`]);
     try {
