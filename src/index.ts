@@ -6,6 +6,7 @@ export { NetdevManager, type ManagerOptions, type OpenOptions } from './main/man
 export { Netdev, type FlagOptions } from './main/netdev.js';
 export { NetdevMonitor } from './main/monitor.js';
 export { Capture, type CaptureOptions } from './main/capture.js';
+export { Switch, type PortCounters, type PortOptions, type SwitchOptions } from './switch/switch.js';
 export { readPcap, pcapFileHeader, type PcapRecord } from './common/pcap.js';
 export type { BatchOptions, ReadOptions } from './main/rx-queue.js';
 export { NetdevError, netdevError, type NetdevErrorFields } from './common/errors.js';

@@ -121,6 +121,7 @@ abstract class RxIterator<T> implements AsyncIterableIterator<T> {
     for (;;) {
       try {
         await this.queue.waitForFrames(this.gate);
+        if (this.finished) return DONE; // return() was called while this step waited
         if (this.gate()) return this.return();
       } catch (error) {
         this.finish();
@@ -131,8 +132,12 @@ abstract class RxIterator<T> implements AsyncIterableIterator<T> {
     }
   }
 
+  /** Ends the iterator; a step still waiting for frames ends too. */
   return(): Promise<IteratorResult<T>> {
-    this.finish();
+    if (!this.finished) {
+      this.finish();
+      this.queue.wakeAll();
+    }
     return Promise.resolve(DONE);
   }
 

@@ -1,0 +1,131 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { NetdevManager, Switch, type Netdev } from '../dist/index.js';
+import { eventually, sleep } from './helpers.js';
+
+let mgr: NetdevManager;
+let sw: Switch;
+const notices: string[] = [];
+
+beforeEach(() => {
+  mgr = new NetdevManager();
+  notices.length = 0;
+});
+afterEach(async () => {
+  await sw?.close();
+  await mgr.close();
+});
+
+/** A frame from host `src` to `dst` (1-based host numbers; dst 0 = broadcast), with `seq` and an optional 802.1Q tag. */
+function frame(src: number, dst: number, seq: number, vid?: number): Uint8Array {
+  const body = new Uint8Array(64);
+  if (dst === 0) body.fill(0xff, 0, 6);
+  else body.set([2, 0, 0, 0, 0, dst], 0);
+  body.set([2, 0, 0, 0, 0, src], 6);
+  body[12] = 0x88;
+  body[13] = 0xb5;
+  new DataView(body.buffer).setUint32(14, seq);
+  if (vid === undefined) return body;
+  const out = new Uint8Array(68);
+  out.set(body.subarray(0, 12));
+  out.set([0x81, 0x00, vid >> 8, vid & 255], 12);
+  out.set(body.subarray(12), 16);
+  return out;
+}
+
+const seqIn = (f: Uint8Array) => new DataView(f.buffer, f.byteOffset).getUint32(((f[12]! << 8) | f[13]!) === 0x8100 ? 18 : 14);
+
+interface Host {
+  dev: Netdev;
+  got: Uint8Array[];
+}
+
+/** Hosts h1..hN wired to switch ports s1..sN (dummy pairs, all up); each host collects what it receives. */
+async function topology(vlans: (number | undefined)[], options: { agingSeconds?: number } = {}): Promise<{ hosts: Host[]; ports: Netdev[] }> {
+  sw = new Switch({ ...options, onNotice: (line) => notices.push(line) });
+  const hosts: Host[] = [];
+  const ports: Netdev[] = [];
+  for (let i = 1; i <= vlans.length; i++) {
+    const host = await mgr.open(`dummy:h${i}`, { config: { peer: `dummy:s${i}` } });
+    const port = await mgr.open(`dummy:s${i}`);
+    await host.turnFlagsOn({ up: true });
+    await port.turnFlagsOn({ up: true });
+    sw.addPort(port, vlans[i - 1] === undefined ? {} : { vlan: vlans[i - 1]! });
+    ports.push(port);
+    const got: Uint8Array[] = [];
+    void (async () => {
+      for await (const f of host.frames({ copy: true })) got.push(f);
+    })();
+    hosts.push({ dev: host, got });
+  }
+  return { hosts, ports };
+}
+
+describe('Switch', () => {
+  it('floods unknown and broadcast frames, then forwards learned unicast to one port only, never back', async () => {
+    const { hosts: [h1, h2, h3] } = await topology([undefined, undefined, undefined]);
+    await h1!.dev.send(frame(1, 2, 1)); // h2 unknown: flooded to h2 and h3
+    expect(await eventually(() => h2!.got.length === 1 && h3!.got.length === 1)).toBe(true);
+    await h2!.dev.send(frame(2, 1, 2)); // h1 learned: only h1
+    await h1!.dev.send(frame(1, 2, 3)); // h2 learned now: only h2
+    expect(await eventually(() => h1!.got.length === 1 && h2!.got.length === 2)).toBe(true);
+    await sleep(50);
+    expect(h3!.got.map(seqIn)).toEqual([1]);
+    expect(h1!.got.map(seqIn)).toEqual([2]);
+    await h1!.dev.send(frame(1, 0, 4)); // broadcast: everyone but h1
+    expect(await eventually(() => h2!.got.length === 3 && h3!.got.length === 2)).toBe(true);
+    await sleep(30);
+    expect(h1!.got).toHaveLength(1);
+    expect(sw.learned).toBe(2);
+    const [s1] = sw.counters();
+    expect(s1!.counters).toMatchObject({ rxFrames: 3, floods: 2, txFrames: 1 });
+  });
+
+  it('keeps frames in order from one port to another', async () => {
+    const { hosts: [h1, h2] } = await topology([undefined, undefined]);
+    await h2!.dev.send(frame(2, 1, 0)); // learn h2
+    const total = 5000;
+    for (let seq = 1; seq <= total; seq++) await h1!.dev.send(frame(1, 2, seq));
+    expect(await eventually(() => h2!.got.length === total, 10_000)).toBe(true);
+    expect(h2!.got.map(seqIn)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+  });
+
+  it('forgets MACs after the aging time, and floods again', async () => {
+    const { hosts: [h1, h2, h3] } = await topology([undefined, undefined, undefined], { agingSeconds: 0.1 });
+    await h2!.dev.send(frame(2, 1, 1));
+    await h1!.dev.send(frame(1, 2, 2));
+    expect(await eventually(() => h2!.got.length === 1)).toBe(true);
+    expect(h3!.got.map(seqIn)).toEqual([1]);
+    await sleep(150);
+    await h1!.dev.send(frame(1, 2, 3)); // h2 aged out: flooded
+    expect(await eventually(() => h3!.got.length === 2)).toBe(true);
+  });
+
+  it('keeps access VLANs apart, and tags and untags toward a trunk', async () => {
+    const { hosts: [h1, h2, h3, trunk] } = await topology([10, 10, 20, undefined]);
+    await h1!.dev.send(frame(1, 0, 1)); // VLAN 10 broadcast
+    expect(await eventually(() => h2!.got.length === 1 && trunk!.got.length === 1)).toBe(true);
+    expect(trunk!.got[0]!.length).toBe(68);
+    expect(Array.from(trunk!.got[0]!.subarray(12, 16))).toEqual([0x81, 0x00, 0, 10]);
+    expect(h2!.got[0]!.length).toBe(64);
+    await trunk!.dev.send(frame(4, 0, 2, 20)); // VLAN 20 from the trunk: to h3, untagged
+    expect(await eventually(() => h3!.got.length === 1)).toBe(true);
+    expect(h3!.got[0]!.length).toBe(64);
+    expect(seqIn(h3!.got[0]!)).toBe(2);
+    await sleep(50);
+    expect([h1!.got.length, h2!.got.length]).toEqual([0, 1]);
+    expect(() => sw.addPort(h1!.dev, { vlan: 5000 })).toThrow(RangeError);
+  });
+
+  it('removes a port while running, and one whose device goes away, with a notice; the rest keep forwarding', async () => {
+    const { hosts: [h1, h2, h3], ports: [, s2, s3] } = await topology([undefined, undefined, undefined]);
+    await sw.removePort(s3!);
+    await h1!.dev.send(frame(1, 0, 1));
+    expect(await eventually(() => h2!.got.length === 1)).toBe(true);
+    await sleep(30);
+    expect(h3!.got).toHaveLength(0);
+    await s2!.close(); // the device goes away under the switch
+    expect(await eventually(() => notices.some((n) => n.includes('dummy:s2')))).toBe(true);
+    expect(sw.counters().map((c) => c.name)).toEqual(['dummy:s1']);
+    expect(notices).toHaveLength(1);
+  });
+});
