@@ -66,8 +66,9 @@ describe('Switch', () => {
     await h1!.dev.send(frame(1, 2, 1)); // h2 unknown: flooded to h2 and h3
     expect(await eventually(() => h2!.got.length === 1 && h3!.got.length === 1)).toBe(true);
     await h2!.dev.send(frame(2, 1, 2)); // h1 learned: only h1
-    await h1!.dev.send(frame(1, 2, 3)); // h2 learned now: only h2
-    expect(await eventually(() => h1!.got.length === 1 && h2!.got.length === 2)).toBe(true);
+    expect(await eventually(() => h1!.got.length === 1)).toBe(true); // and the switch has learned h2
+    await h1!.dev.send(frame(1, 2, 3)); // only h2
+    expect(await eventually(() => h2!.got.length === 2)).toBe(true);
     await sleep(50);
     expect(h3!.got.map(seqIn)).toEqual([1]);
     expect(h1!.got.map(seqIn)).toEqual([2]);
@@ -91,9 +92,11 @@ describe('Switch', () => {
 
   it('forgets MACs after the aging time, and floods again', async () => {
     const { hosts: [h1, h2, h3] } = await topology([undefined, undefined, undefined], { agingSeconds: 0.1 });
-    await h2!.dev.send(frame(2, 1, 1));
-    await h1!.dev.send(frame(1, 2, 2));
+    await h2!.dev.send(frame(2, 1, 1)); // flooded; the switch learns h2
+    expect(await eventually(() => h1!.got.length === 1 && h3!.got.length === 1)).toBe(true);
+    await h1!.dev.send(frame(1, 2, 2)); // h2 known: only h2
     expect(await eventually(() => h2!.got.length === 1)).toBe(true);
+    await sleep(30);
     expect(h3!.got.map(seqIn)).toEqual([1]);
     await sleep(150);
     await h1!.dev.send(frame(1, 2, 3)); // h2 aged out: flooded
