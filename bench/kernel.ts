@@ -11,7 +11,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { NetdevManager, type Netdev } from '../dist/index.js';
+import { NetdevManager, Switch, type Netdev } from '../dist/index.js';
 import { forward } from '../dist/cli/traffic.js';
 
 const SOURCES = fileURLToPath(new URL('../bench/c/', import.meta.url));
@@ -91,8 +91,8 @@ async function send(count: number): Promise<[number, number]> {
   return [sent!, seconds!];
 }
 
-/** Counts frames reaching `device` until it has been idle for IDLE_MS after the first. */
-async function countInJs(device: Netdev, counted: () => number): Promise<void> {
+/** Waits until `counted()` has been still for IDLE_MS after the first frame; then closes `device` (unless told not to). */
+async function countInJs(device: Netdev, counted: () => number, close = true): Promise<void> {
   let last = -1;
   let lastChange = performance.now();
   await new Promise<void>((resolve) => {
@@ -107,7 +107,7 @@ async function countInJs(device: Netdev, counted: () => number): Promise<void> {
       }
     }, 20);
   });
-  await device.close();
+  if (close) await device.close();
 }
 
 async function receiveC(count: number): Promise<KernelFigure> {
@@ -165,7 +165,29 @@ async function forwardJs(count: number): Promise<KernelFigure> {
   }
 }
 
-export type KernelRun = 'receive-c' | 'receive-js' | 'forward-c' | 'forward-js';
+/** Forwarding f0 -> f1 through the learning Switch (learning, flooding the unknown destination). */
+async function forwardSwitch(count: number): Promise<KernelFigure> {
+  const mgr = new NetdevManager();
+  const sw = new Switch();
+  try {
+    const receiver = await startProgram('receiver', 'r1');
+    const input = await mgr.open('f0', { netns: NETNS, ethertype: TYPE });
+    const output = await mgr.open('f1', { netns: NETNS, ethertype: TYPE });
+    sw.addPort(input);
+    sw.addPort(output);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const sending = send(count);
+    await countInJs(input, () => sw.counters()[0]?.counters.rxFrames ?? 0, false);
+    const [sent, seconds] = await sending;
+    const received = Number((await receiver.output).trim().split('\n').pop());
+    return { framesPerSecond: received / seconds, dropped: sent - received };
+  } finally {
+    await sw.close();
+    await mgr.close();
+  }
+}
+
+export type KernelRun = 'receive-c' | 'receive-js' | 'forward-c' | 'forward-js' | 'forward-switch';
 
 /** Runs `measure` for every kernel figure, in one namespace set up for the whole run; null if it cannot run here. */
 export async function kernelBenchmarks(count: number, measure: (run: () => Promise<KernelFigure>) => Promise<KernelFigure[]>): Promise<Record<KernelRun, KernelFigure[]> | null> {
@@ -181,6 +203,7 @@ export async function kernelBenchmarks(count: number, measure: (run: () => Promi
       'receive-js': await measure(() => receiveJs(count)),
       'forward-c': await measure(() => forwardC(count)),
       'forward-js': await measure(() => forwardJs(count)),
+      'forward-switch': await measure(() => forwardSwitch(count)),
     };
   } finally {
     tearDown();

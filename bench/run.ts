@@ -207,6 +207,7 @@ async function main(): Promise<void> {
     const summary = (figures: KernelFigure[]): Summary => ({ ...summarize(figures.map((f) => f.framesPerSecond)), dropped: Math.max(...figures.map((f) => f.dropped)) });
     console.log(row('received into JavaScript (system device)', 64, summary(kernel['receive-js']), 'C recvmmsg x64', summary(kernel['receive-c'])));
     console.log(row('forwarded veth -> veth by JavaScript', 64, summary(kernel['forward-js']), 'C forwarder x64', summary(kernel['forward-c'])));
+    console.log(row('forwarded veth -> veth by the Switch', 64, summary(kernel['forward-switch']), 'C forwarder x64', summary(kernel['forward-c'])));
     console.log(`  C reference drops: receive up to ${summary(kernel['receive-c']).dropped}, forward up to ${summary(kernel['forward-c']).dropped}`);
   }
 }
