@@ -5,10 +5,17 @@
 import { parseArgs } from 'node:util';
 import { runDemo } from './demo.js';
 import { runVsysd } from './vsysd.js';
+import { listDevices, monitorDevices, showDevice } from './inspect.js';
 
 const USAGE = `usage: netdev <command> [options]
 
 commands:
+  list                 devices with type, MAC, MTU, flags and carrier
+  show DEV             every attribute of DEV (unsupported ones said so)
+  monitor [DEV...]     a line per change of the devices (all if none named), until Ctrl-C
+           --netns NS   the network namespace (an ip netns name or a path)
+           --json       JSON output (monitor: one object per line)
+
   demo     move a burst of frames host1 -> forwarder -> host2 over in-process devices
            --frames N   frames to send (default 200000)
            --size B     frame size in bytes, 60-1514 (default 64)
@@ -45,6 +52,25 @@ async function main(argv: string[]): Promise<number> {
       size: positiveInt(values.size, 64, 'size', 60, 1514),
       out: (line) => process.stdout.write(`${line}\n`),
     });
+  }
+  if (command === 'list' || command === 'show' || command === 'monitor') {
+    const { values, positionals } = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      options: { netns: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    });
+    if (values.help) {
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    }
+    const options = { netns: values.netns, json: values.json === true, out: (line: string) => process.stdout.write(`${line}\n`) };
+    if (command === 'list') return listDevices(options);
+    if (command === 'show') {
+      if (positionals.length !== 1) throw new Error('show takes one device name');
+      return showDevice(positionals[0]!, options);
+    }
+    await monitorDevices(positionals, options);
+    return 0;
   }
   if (command === 'vsysd') {
     const { values } = parseArgs({ args: rest, options: { dir: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });

@@ -1,0 +1,127 @@
+/**
+ * `netdev list`, `netdev show DEV` and `netdev monitor [DEV...]`: what a network engineer asks of
+ * devices, through the library (every device opened with ethertype 'none': control only).  Each
+ * prints a table, or with --json one JSON document (monitor: one JSON object per line).
+ */
+import { NetdevError } from '../common/errors.js';
+import { NetdevManager } from '../main/manager.js';
+import type { Netdev } from '../main/netdev.js';
+
+export interface InspectOptions {
+  netns?: string | undefined;
+  json: boolean;
+  out: (line: string) => void;
+}
+
+/** Errors that mean "there is none": no address (EADDRNOTAVAIL), not a VLAN device (ENOENT). */
+const NONE = new Set(['EADDRNOTAVAIL', 'ENOENT']);
+
+/** The value of an attribute call, or why there is none: 'none', 'unsupported' (EOPNOTSUPP), or the errno. */
+async function attribute<T>(call: () => Promise<T>): Promise<T | string> {
+  try {
+    return await call();
+  } catch (error) {
+    if (!(error instanceof NetdevError)) throw error;
+    if (NONE.has(error.code)) return 'none';
+    return error.code === 'EOPNOTSUPP' ? 'unsupported' : `error ${error.code}`;
+  }
+}
+
+function flagText(flags: unknown): string {
+  if (typeof flags === 'string') return flags;
+  const { up, promisc } = flags as { up: boolean; promisc: boolean };
+  return [up ? 'UP' : 'DOWN', promisc ? 'PROMISC' : ''].filter(Boolean).join(',');
+}
+
+/** The summary `list` shows of one device. */
+async function summary(dev: Netdev): Promise<Record<string, unknown>> {
+  return {
+    name: dev.name,
+    type: dev.type,
+    mac: await attribute(() => dev.getEtheraddr()),
+    mtu: await attribute(() => dev.getMtu()),
+    flags: await attribute(() => dev.getFlags()),
+    carrier: await attribute(() => dev.getCarrier()),
+  };
+}
+
+function table(rows: Record<string, unknown>[], columns: string[]): string[] {
+  const cells = rows.map((row) => columns.map((c) => (c === 'flags' ? flagText(row[c]) : String(row[c]))));
+  const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i]!.length)));
+  const line = (values: string[]) => values.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(columns.map((c) => c.toUpperCase())), ...cells.map(line)];
+}
+
+/** `netdev list`: every device of the namespace, with type, MAC, MTU, flags and carrier. */
+export async function listDevices(options: InspectOptions): Promise<number> {
+  const mgr = new NetdevManager();
+  try {
+    const rows: Record<string, unknown>[] = [];
+    for (const name of (await mgr.enumerate({ netns: options.netns })).sort()) {
+      const dev = await mgr.open(name, { ethertype: 'none', netns: options.netns });
+      rows.push(await summary(dev));
+      await dev.close();
+    }
+    if (options.json) options.out(JSON.stringify(rows, null, 2));
+    else table(rows, ['name', 'type', 'mac', 'mtu', 'flags', 'carrier']).forEach(options.out);
+    return 0;
+  } finally {
+    await mgr.close();
+  }
+}
+
+/** `netdev show DEV`: every attribute the provider supports; the others say why not. */
+export async function showDevice(name: string, options: InspectOptions): Promise<number> {
+  const mgr = new NetdevManager();
+  try {
+    const dev = await mgr.open(name, { ethertype: 'none', netns: options.netns });
+    const details: Record<string, unknown> = {
+      ...(await summary(dev)),
+      netns: dev.netns ?? null,
+      ifindex: await attribute(() => dev.getIfindex()),
+      in4: await attribute(() => dev.getIn4()),
+      in6: await attribute(() => dev.getIn6()),
+      vlan: await attribute(() => dev.getVlanVid()),
+      features: await attribute(() => dev.getFeatures()),
+      config: await attribute(() => dev.getConfig()),
+      stats: await attribute(() => dev.getStats()),
+    };
+    if (options.json) {
+      options.out(JSON.stringify(details, null, 2));
+    } else {
+      for (const [key, value] of Object.entries(details)) {
+        const text = key === 'flags' ? flagText(value) : typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value);
+        options.out(`${key.padEnd(9)} ${text}`);
+      }
+    }
+    return 0;
+  } finally {
+    await mgr.close();
+  }
+}
+
+/** `netdev monitor [DEV...]`: prints a line per change notice until interrupted (all devices if none named). */
+export async function monitorDevices(names: string[], options: InspectOptions): Promise<void> {
+  const mgr = new NetdevManager();
+  const monitor = mgr.monitor();
+  const watched = names.length ? names : await mgr.enumerate({ netns: options.netns });
+  const handles = new Map<string, Netdev>();
+  for (const name of watched) {
+    const dev = await mgr.open(name, { ethertype: 'none', netns: options.netns });
+    monitor.add(dev);
+    handles.set(dev.netns === undefined ? dev.name : `${dev.netns}/${dev.name}`, dev);
+  }
+  const stop = () => void mgr.close().then(() => process.exit(0));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  // The notifier does not keep a process alive by itself: this command waits for notices until a signal.
+  const keepAlive = setInterval(() => {}, 1 << 30);
+  options.out(options.json ? JSON.stringify({ watching: [...handles.keys()] }) : `watching ${[...handles.keys()].join(', ')}`);
+  for await (const label of monitor) {
+    const dev = handles.get(label);
+    const state = dev ? await summary(dev) : {};
+    const time = new Date().toISOString();
+    options.out(options.json ? JSON.stringify({ time, device: label, ...state }) : `${time} ${label} ${flagText(state.flags ?? '')} carrier ${String(state.carrier)} mtu ${String(state.mtu)}`);
+  }
+  clearInterval(keepAlive);
+}

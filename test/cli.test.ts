@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { freshEachTest, privileged, requirePrivilege } from './netns-harness.js';
+
+const CLI = new URL('../dist/cli/index.js', import.meta.url).pathname;
+const cli = (...args: string[]) => execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+
+requirePrivilege('CLI tests');
+
+describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run', () => {
+  const bed = freshEachTest();
+
+  it('lists the devices of a namespace, as ip sees them', () => {
+    const rows = JSON.parse(cli('list', '--netns', bed.ns.name, '--json')) as { name: string; mac: string; mtu: number; type: string }[];
+    expect(rows.map((r) => r.name)).toEqual(['lo', 'va', 'vb']);
+    const va = rows.find((r) => r.name === 'va')!;
+    expect([va.type, va.mac, va.mtu]).toEqual(['system', bed.ns.link('va').address, 1500]);
+    const text = cli('list', '--netns', bed.ns.name);
+    expect(text.split('\n')[0]).toMatch(/^NAME\s+TYPE\s+MAC\s+MTU\s+FLAGS\s+CARRIER$/);
+    expect(text).toContain(bed.ns.link('vb').address);
+  });
+
+  it('shows every attribute of a device, saying which have no value', () => {
+    bed.ns.ip('addr', 'add', '10.95.0.1/24', 'dev', 'va');
+    const shown = JSON.parse(cli('show', 'va', '--netns', bed.ns.name, '--json')) as Record<string, unknown>;
+    expect(shown).toMatchObject({ name: 'va', netns: bed.ns.name, ifindex: bed.ns.link('va').ifindex, in6: 'none', vlan: 'none' });
+    expect(shown.in4).toEqual({ address: '10.95.0.1', netmask: '255.255.255.0', prefixLength: 24 });
+    expect(typeof (shown.stats as { rxPackets: number }).rxPackets).toBe('number');
+  });
+
+  it('prints a line per change until interrupted', async () => {
+    const child = spawn(process.execPath, [CLI, 'monitor', 'va', '--netns', bed.ns.name, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = once(child, 'exit');
+    const lines: string[] = [];
+    let buffer = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      buffer += chunk;
+      const parts = buffer.split('\n');
+      buffer = parts.pop()!;
+      lines.push(...parts);
+    });
+    const waitLines = async (n: number) => {
+      for (let i = 0; i < 500 && lines.length < n; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    };
+    await waitLines(1);
+    expect(JSON.parse(lines[0]!)).toEqual({ watching: [`${bed.ns.name}/va`] });
+    bed.ns.ip('link', 'set', 'va', 'up');
+    await waitLines(2);
+    const notice = JSON.parse(lines[1]!) as { device: string; flags: { up: boolean } };
+    expect(notice.device).toBe(`${bed.ns.name}/va`);
+    expect(notice.flags.up).toBe(true);
+    child.kill('SIGTERM');
+    const [code] = await exited;
+    expect(code).toBe(0);
+  });
+
+  it('answers --help on every command', () => {
+    for (const command of ['list', 'show', 'monitor', 'demo', 'vsysd']) expect(cli(command, '--help')).toContain('usage: netdev');
+  });
+});
