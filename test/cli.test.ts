@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { join } from 'node:path';
+import { ethFrame, eventually, tempDir } from './helpers.js';
 import { freshEachTest, privileged, requirePrivilege } from './netns-harness.js';
 
 const CLI = new URL('../dist/cli/index.js', import.meta.url).pathname;
@@ -55,7 +57,26 @@ describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run'
     expect(code).toBe(0);
   });
 
+  it('captures a given number of frames to a pcap file that tcpdump reads', async () => {
+    bed.ns.ip('link', 'set', 'va', 'up');
+    bed.ns.ip('link', 'set', 'vb', 'up');
+    const file = join(tempDir('cli'), 'va.pcap');
+    const child = spawn(process.execPath, [CLI, 'capture', 'va', '-w', file, '-c', '3', '--netns', bed.ns.name, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = once(child, 'exit');
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk));
+    for (let i = 0; i < 500 && !output.includes('capturing'); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    const vb = await bed.mgr.open('vb', { netns: bed.ns.name, ethertype: 0x88b5 });
+    expect(await eventually(() => vb.getCarrier())).toBe(true);
+    for (let seq = 0; seq < 5; seq++) await vb.send(ethFrame(100, seq, 0x88b5));
+    const [code] = await exited;
+    expect(code).toBe(0);
+    expect(JSON.parse(output.trim().split('\n').pop()!)).toMatchObject({ device: 'va', frames: 3, dropped: 0 });
+    const tcpdump = execFileSync('tcpdump', ['-nn', '-e', '-r', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    expect(tcpdump.split('\n').filter((line) => /^\d\d:\d\d:/.test(line))).toHaveLength(3); // one timestamped line per frame
+  });
+
   it('answers --help on every command', () => {
-    for (const command of ['list', 'show', 'monitor', 'demo', 'vsysd']) expect(cli(command, '--help')).toContain('usage: netdev');
+    for (const command of ['list', 'show', 'monitor', 'capture', 'demo', 'vsysd']) expect(cli(command, '--help')).toContain('usage: netdev');
   });
 });

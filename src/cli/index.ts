@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { runDemo } from './demo.js';
 import { runVsysd } from './vsysd.js';
-import { listDevices, monitorDevices, showDevice } from './inspect.js';
+import { captureDevice, listDevices, monitorDevices, showDevice } from './inspect.js';
 
 const USAGE = `usage: netdev <command> [options]
 
@@ -13,6 +13,9 @@ commands:
   list                 devices with type, MAC, MTU, flags and carrier
   show DEV             every attribute of DEV (unsupported ones said so)
   monitor [DEV...]     a line per change of the devices (all if none named), until Ctrl-C
+  capture DEV -w FILE  write DEV's frames to a pcap file, until Ctrl-C
+           -c N         stop after N frames
+           --direction  rx, tx or both (default)
            --netns NS   the network namespace (an ip netns name or a path)
            --json       JSON output (monitor: one object per line)
 
@@ -53,11 +56,18 @@ async function main(argv: string[]): Promise<number> {
       out: (line) => process.stdout.write(`${line}\n`),
     });
   }
-  if (command === 'list' || command === 'show' || command === 'monitor') {
+  if (command === 'list' || command === 'show' || command === 'monitor' || command === 'capture') {
     const { values, positionals } = parseArgs({
       args: rest,
       allowPositionals: true,
-      options: { netns: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        netns: { type: 'string' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        write: { type: 'string', short: 'w' },
+        count: { type: 'string', short: 'c' },
+        direction: { type: 'string' },
+      },
     });
     if (values.help) {
       process.stdout.write(`${USAGE}\n`);
@@ -68,6 +78,13 @@ async function main(argv: string[]): Promise<number> {
     if (command === 'show') {
       if (positionals.length !== 1) throw new Error('show takes one device name');
       return showDevice(positionals[0]!, options);
+    }
+    if (command === 'capture') {
+      if (positionals.length !== 1 || !values.write) throw new Error('capture takes one device name and -w FILE');
+      const direction = values.direction ?? 'both';
+      if (direction !== 'rx' && direction !== 'tx' && direction !== 'both') throw new Error('--direction must be rx, tx or both');
+      const limit = values.count === undefined ? undefined : positiveInt(values.count, 0, 'count', 1, Number.MAX_SAFE_INTEGER);
+      return captureDevice(positionals[0]!, values.write, limit, direction, options);
     }
     await monitorDevices(positionals, options);
     return 0;

@@ -125,3 +125,33 @@ export async function monitorDevices(names: string[], options: InspectOptions): 
   }
   clearInterval(keepAlive);
 }
+
+/**
+ * `netdev capture DEV -w FILE [-c N]`: writes DEV's frames to a pcap file until N have been
+ * written, or until interrupted.  The received frames are read and discarded meanwhile, so that
+ * the RX ring never fills (frames it drops are never captured).
+ */
+export async function captureDevice(name: string, file: string, limit: number | undefined, direction: 'rx' | 'tx' | 'both', options: InspectOptions): Promise<number> {
+  const mgr = new NetdevManager();
+  try {
+    const dev = await mgr.open(name, { netns: options.netns });
+    const capture = await dev.capture(file, { direction, ...(limit === undefined ? {} : { limit }) });
+    options.out(options.json ? JSON.stringify({ capturing: name, file }) : `capturing ${name} to ${file}`);
+    const consuming = (async () => {
+      for await (const batch of dev.batches()) void batch;
+    })();
+    const interrupted = new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+    await Promise.race([capture.done, interrupted]);
+    await capture.close();
+    const result = { device: name, file, frames: capture.frames, dropped: capture.dropped };
+    options.out(options.json ? JSON.stringify(result) : `${capture.frames} frames of ${name} written to ${file} (${capture.dropped} dropped)`);
+    await dev.close();
+    await consuming;
+    return 0;
+  } finally {
+    await mgr.close();
+  }
+}

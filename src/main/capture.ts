@@ -19,6 +19,8 @@ export interface CaptureOptions {
   direction?: 'rx' | 'tx' | 'both';
   /** Nanosecond timestamps (default: microseconds, which every reader knows). */
   nanoseconds?: boolean;
+  /** Write at most this many frames, then close (as tcpdump -c); capture.done resolves then. */
+  limit?: number;
 }
 
 const CAPTURE_RING_BYTES = 4 * 1024 * 1024;
@@ -31,6 +33,10 @@ export class Capture {
   private stopping = false;
   private closed: Promise<void> | null = null;
   private written = 0;
+  private readonly limit: number;
+  private finished!: () => void;
+  /** Resolves once the capture has closed (by close(), its limit, or its device closing). */
+  readonly done = new Promise<void>((resolve) => (this.finished = resolve));
   private readonly id = nextCaptureId++;
 
   private constructor(
@@ -41,7 +47,9 @@ export class Capture {
     private readonly nanoseconds: boolean,
     private readonly onClose: () => void,
     spec: CaptureSpec,
+    limit: number | undefined,
   ) {
+    this.limit = limit ?? Infinity;
     this.reader = new RingReader(spec.ring);
     this.bell = new Bell(spec.ring.dataBell);
     this.draining = this.drainLoop();
@@ -54,6 +62,10 @@ export class Capture {
       throw toNetdevError(new Error(`direction must be 'rx', 'tx' or 'both', not ${JSON.stringify(direction)}`), device, 'capture');
     }
     const nanoseconds = options.nanoseconds === true;
+    const { limit } = options;
+    if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) {
+      throw toNetdevError(new Error(`limit must be a positive integer, not ${limit}`), device, 'capture');
+    }
     let file: FileHandle;
     try {
       file = await open(path, 'w');
@@ -62,7 +74,7 @@ export class Capture {
       throw toNetdevError(error, device, 'capture');
     }
     const spec: CaptureSpec = { ring: createRing(CAPTURE_RING_BYTES, new Bell(), null), rx: direction !== 'tx', tx: direction !== 'rx' };
-    const capture = new Capture(file, path, worker, device, nanoseconds, onClose, spec);
+    const capture = new Capture(file, path, worker, device, nanoseconds, onClose, spec, limit);
     try {
       await worker.call((api) => api.startCapture(capture.id, spec), 'capture');
     } catch (error) {
@@ -97,6 +109,7 @@ export class Capture {
     await this.draining;
     await this.file.close();
     this.onClose();
+    this.finished();
   }
 
   private async drainLoop(): Promise<void> {
@@ -120,7 +133,7 @@ export class Capture {
     const records: Buffer[] = [];
     const { reader } = this;
     const words = reader.words;
-    for (let length = reader.next(); length >= 0; length = reader.next()) {
+    for (let length = 0; this.written + records.length < this.limit && (length = reader.next()) >= 0; ) {
       const frameLength = length - CAPTURE_RECORD_HEADER;
       const at = reader.offset >> 2;
       const record = Buffer.allocUnsafe(PCAP_RECORD_HEADER_SIZE + frameLength);
@@ -129,11 +142,13 @@ export class Capture {
       record.set(reader.bytes.subarray(reader.offset + CAPTURE_RECORD_HEADER, reader.offset + length), PCAP_RECORD_HEADER_SIZE);
       records.push(record);
     }
+    if (this.written + records.length >= this.limit) reader.discardAll(); // beyond the limit
     reader.release();
     if (records.length === 0) return;
     try {
       await this.file.write(Buffer.concat(records));
       this.written += records.length;
+      if (this.written >= this.limit) void this.close();
     } catch (error) {
       process.emitWarning(`netdev: ${this.device}: capture to ${this.path} failed: ${(error as Error).message}`);
       this.stopping = true;
