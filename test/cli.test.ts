@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { ethFrame, eventually, tempDir } from './helpers.js';
+import { ethFrame, eventually, seqOf, tempDir } from './helpers.js';
 import { freshEachTest, privileged, requirePrivilege } from './netns-harness.js';
 
 const CLI = new URL('../dist/cli/index.js', import.meta.url).pathname;
@@ -76,7 +76,38 @@ describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run'
     expect(tcpdump.split('\n').filter((line) => /^\d\d:\d\d:/.test(line))).toHaveLength(3); // one timestamped line per frame
   });
 
+  it('runs a switch with a live table, and restores the ports\' flags on Ctrl-C', async () => {
+    bed.ns.ip('link', 'add', 'vc', 'type', 'veth', 'peer', 'name', 'vd');
+    const child = spawn(process.execPath, [CLI, 'switch', 'vb', 'vc', '--netns', bed.ns.name, '--json', '--interval', '100'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = once(child, 'exit');
+    const lines: string[] = [];
+    let buffer = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      buffer += chunk;
+      const parts = buffer.split('\n');
+      buffer = parts.pop()!;
+      lines.push(...parts);
+    });
+    for (let i = 0; i < 500 && !lines.some((l) => l.includes('switching')); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(bed.ns.link('vb').flags).toEqual(expect.arrayContaining(['UP', 'PROMISC']));
+    const [va, vd] = [await bed.mgr.open('va', { netns: bed.ns.name, ethertype: 0x88b5 }), await bed.mgr.open('vd', { netns: bed.ns.name, ethertype: 0x88b5 })];
+    await va.turnFlagsOn({ up: true });
+    await vd.turnFlagsOn({ up: true });
+    expect(await eventually(async () => (await va.getCarrier()) && (await vd.getCarrier()))).toBe(true);
+    const arriving = vd.frames().next();
+    await va.send(ethFrame(100, 9, 0x88b5));
+    expect(seqOf((await arriving).value as Uint8Array)).toBe(9);
+    expect(await eventually(() => lines.some((l) => l.includes('"ports"')))).toBe(true);
+    const table = JSON.parse(lines.filter((l) => l.includes('"ports"')).pop()!) as { ports: { port: string }[] };
+    expect(table.ports.map((p) => p.port)).toEqual(['vb', 'vc']);
+    child.kill('SIGINT');
+    const [code] = await exited;
+    expect(code).toBe(0);
+    expect(bed.ns.link('vb').flags).not.toContain('PROMISC');
+    expect(bed.ns.link('vc').flags).not.toContain('UP');
+  });
+
   it('answers --help on every command', () => {
-    for (const command of ['list', 'show', 'monitor', 'capture', 'demo', 'vsysd']) expect(cli(command, '--help')).toContain('usage: netdev');
+    for (const command of ['list', 'show', 'monitor', 'capture', 'switch', 'demo', 'vsysd']) expect(cli(command, '--help')).toContain('usage: netdev');
   });
 });

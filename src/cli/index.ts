@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { runDemo } from './demo.js';
 import { runVsysd } from './vsysd.js';
 import { captureDevice, listDevices, monitorDevices, showDevice } from './inspect.js';
+import { runSwitchCommand } from './switch-command.js';
 
 const USAGE = `usage: netdev <command> [options]
 
@@ -14,6 +15,8 @@ commands:
   show DEV             every attribute of DEV (unsupported ones said so)
   monitor [DEV...]     a line per change of the devices (all if none named), until Ctrl-C
   capture DEV -w FILE  write DEV's frames to a pcap file, until Ctrl-C
+  switch DEV DEV...    a learning switch between the devices, with a live per-port table
+           --vlan DEV=ID  access VLAN of a port (others are trunks)
            -c N         stop after N frames
            --direction  rx, tx or both (default)
            --netns NS   the network namespace (an ip netns name or a path)
@@ -88,6 +91,37 @@ async function main(argv: string[]): Promise<number> {
     }
     await monitorDevices(positionals, options);
     return 0;
+  }
+  if (command === 'switch') {
+    const { values, positionals } = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      options: {
+        netns: { type: 'string' },
+        vlan: { type: 'string', multiple: true },
+        json: { type: 'boolean' },
+        interval: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    if (values.help) {
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    }
+    const vlans = new Map<string, number>();
+    for (const spec of values.vlan ?? []) {
+      const match = /^(.+)=(\d{1,4})$/.exec(spec);
+      if (!match) throw new Error(`--vlan takes DEV=ID, not ${spec}`);
+      vlans.set(match[1]!, positiveInt(match[2], 0, 'vlan', 1, 4094));
+    }
+    return runSwitchCommand(positionals, {
+      netns: values.netns,
+      vlans,
+      json: values.json === true,
+      intervalMs: positiveInt(values.interval, 1000, 'interval', 50, 3_600_000),
+      tty: process.stdout.isTTY === true,
+      out: (text) => process.stdout.write(`${text}\n`),
+    });
   }
   if (command === 'vsysd') {
     const { values } = parseArgs({ args: rest, options: { dir: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
