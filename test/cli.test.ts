@@ -107,6 +107,28 @@ describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run'
     expect(bed.ns.link('vc').flags).not.toContain('UP');
   });
 
+  it('runs the kernel demo: connectivity through the switch, a burst, and nothing left behind', () => {
+    const before = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+    const output = cli('demo', '--frames', '20000');
+    expect(output).toMatch(/ping h1 -> h2 through the switch: .* 0% packet loss/);
+    expect(output).toMatch(/burst: 20000 frames of 64 bytes sent from h1, \d+ arrived at h2/);
+    expect(output).toMatch(/^p1 +\d+/m);
+    expect(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })).toBe(before);
+  });
+
+  it('turns offloads off as ethtool -k sees it', async () => {
+    const dev = await bed.mgr.open('va', { netns: bed.ns.name, ethertype: 'none' });
+    const offloads = () => execFileSync('ip', ['netns', 'exec', bed.ns.name, 'ethtool', '-k', 'va'], { encoding: 'utf8' });
+    expect(offloads()).toMatch(/^tx-checksumming: on/m);
+    await dev.disableOffloads();
+    const after = offloads();
+    for (const feature of ['tx-checksumming', 'generic-segmentation-offload', 'generic-receive-offload']) {
+      expect(after).toMatch(new RegExp(`^${feature}: off`, 'm'));
+    }
+    // TSO through its legacy switch: the TCP segmentation bits it covers (not the newer AccECN one).
+    for (const feature of ['tx-tcp-segmentation', 'tx-tcp6-segmentation']) expect(after).toMatch(new RegExp(`^\\s+${feature}: off`, 'm'));
+  });
+
   it('answers --help on every command', () => {
     for (const command of ['list', 'show', 'monitor', 'capture', 'switch', 'demo', 'vsysd']) expect(cli(command, '--help')).toContain('usage: netdev');
   });

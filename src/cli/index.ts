@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { runDemo } from './demo.js';
+import { runKernelDemo } from './kernel-demo.js';
 import { runVsysd } from './vsysd.js';
 import { captureDevice, listDevices, monitorDevices, showDevice } from './inspect.js';
 import { runSwitchCommand } from './switch-command.js';
@@ -22,7 +23,10 @@ commands:
            --netns NS   the network namespace (an ip netns name or a path)
            --json       JSON output (monitor: one object per line)
 
-  demo     move a burst of frames host1 -> forwarder -> host2 over in-process devices
+  demo     as root: two hosts in namespaces of its own, on veth pairs to the learning switch; ping,
+           a burst, the switch's table, then everything removed.  Otherwise the same over
+           in-process devices
+           --dummy      use in-process devices even as root
            --frames N   frames to send (default 200000)
            --size B     frame size in bytes, 60-1514 (default 64)
 
@@ -47,12 +51,20 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'demo') {
     const { values } = parseArgs({
       args: rest,
-      options: { frames: { type: 'string' }, size: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: { frames: { type: 'string' }, size: { type: 'string' }, dummy: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
     });
     if (values.help) {
       process.stdout.write(`${USAGE}\n`);
       return 0;
     }
+    if (process.getuid?.() === 0 && !values.dummy) {
+      return runKernelDemo({
+        frames: positiveInt(values.frames, 100_000, 'frames', 1, 100_000_000),
+        size: positiveInt(values.size, 64, 'size', 60, 1514),
+        out: (line) => process.stdout.write(`${line}\n`),
+      });
+    }
+    if (!values.dummy) process.stdout.write('(not root: in-process devices instead of namespaces)\n');
     return runDemo({
       frames: positiveInt(values.frames, 200_000, 'frames', 1, 100_000_000),
       size: positiveInt(values.size, 64, 'size', 60, 1514),

@@ -321,6 +321,14 @@ export class Netdev {
     await this.control('setIn6', 'setIn6', [canonical, prefixLength]);
   }
 
+  /**
+   * Turns off TX checksum offload, TSO, GSO and GRO (as `ethtool -K DEV tx off tso off gso off gro
+   * off`): a port of a forwarding app needs it, so that the frames it takes are whole and checksummed.
+   */
+  async disableOffloads(): Promise<void> {
+    await this.control('disableOffloads', 'disableOffloads', []);
+  }
+
   /** Adds `gateway` as the default IPv4 gateway of the stack this device belongs to. */
   async addRouter(gateway: string): Promise<void> {
     const addr = this.parse('addRouter', () => parseIPv4(gateway));

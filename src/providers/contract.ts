@@ -209,6 +209,8 @@ export interface ProviderDevice {
   addRouter?(gateway: number): void | Promise<void>;
   /** Returns the MAC address the ARP table holds for `ip`; ENXIO if there is no entry. */
   arpLookup?(ip: number): string | Promise<string>;
+  /** Turns off TX checksum offload, TSO, GSO and GRO, so that frames are whole and checksummed (for forwarding). */
+  disableOffloads?(): void | Promise<void>;
   /** Hands `frames` to the device's receive path, in order, as if they had arrived on the wire (tests, replay). */
   inject?(frames: readonly Uint8Array[]): void | Promise<void>;
 }

@@ -16,7 +16,7 @@ import {
   SIOCGIFHWADDR, SIOCGIFINDEX, SIOCGIFMTU, SIOCGIFNETMASK, SIOCSIFADDR, SIOCSIFFLAGS, SIOCSIFHWADDR, SIOCSIFMTU,
   SIOCSIFNETMASK, SOCK_CLOEXEC, SOCK_DGRAM, sys,
 } from '../../sys/libc.js';
-import { ifreqIoctl, ifreqWithData, validateIfName } from '../../sys/ifreq.js';
+import { disableOffloads, ifreqIoctl, ifreqWithData, validateIfName } from '../../sys/ifreq.js';
 import { Netns, netnsPath, readProcNet } from '../../sys/netns.js';
 import type { Config, CreateOptions, DeviceContext, Features, In4, Provider, ProviderContext, ProviderDevice, Stats } from '../contract.js';
 
@@ -338,6 +338,11 @@ export class SystemDevice implements ProviderDevice {
     const ecmd = new Uint8Array(ETHTOOL_CMD_SIZE);
     this.ethtool(ETHTOOL_GSET, 'ETHTOOL_GSET', ecmd).setUint32(ECMD_ADVERTISING, ofppfToEthtool(bits), true);
     this.ethtool(ETHTOOL_SSET, 'ETHTOOL_SSET', ecmd);
+    this.changedHere();
+  }
+
+  disableOffloads(): void {
+    disableOffloads(this.socket.fd, this.ifname);
     this.changedHere();
   }
 
