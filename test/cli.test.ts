@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { ethFrame, eventually, seqOf, tempDir } from './helpers.js';
@@ -9,6 +9,19 @@ const CLI = new URL('../dist/cli/index.js', import.meta.url).pathname;
 const cli = (...args: string[]) => execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
 
 requirePrivilege('CLI tests');
+
+/** The complete lines `child` has printed so far (the array fills as it prints). */
+function outputLines(child: ChildProcess): string[] {
+  const lines: string[] = [];
+  let buffer = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    buffer += chunk;
+    const parts = buffer.split('\n');
+    buffer = parts.pop()!;
+    lines.push(...parts);
+  });
+  return lines;
+}
 
 describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run', () => {
   const bed = freshEachTest();
@@ -34,14 +47,7 @@ describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run'
   it('prints a line per change until interrupted', async () => {
     const child = spawn(process.execPath, [CLI, 'monitor', 'va', '--netns', bed.ns.name, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
     const exited = once(child, 'exit');
-    const lines: string[] = [];
-    let buffer = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffer += chunk;
-      const parts = buffer.split('\n');
-      buffer = parts.pop()!;
-      lines.push(...parts);
-    });
+    const lines = outputLines(child);
     const waitLines = async (n: number) => {
       for (let i = 0; i < 500 && lines.length < n; i++) await new Promise((resolve) => setTimeout(resolve, 10));
     };
@@ -80,14 +86,7 @@ describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run'
     bed.ns.ip('link', 'add', 'vc', 'type', 'veth', 'peer', 'name', 'vd');
     const child = spawn(process.execPath, [CLI, 'switch', 'vb', 'vc', '--netns', bed.ns.name, '--json', '--interval', '100'], { stdio: ['ignore', 'pipe', 'inherit'] });
     const exited = once(child, 'exit');
-    const lines: string[] = [];
-    let buffer = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffer += chunk;
-      const parts = buffer.split('\n');
-      buffer = parts.pop()!;
-      lines.push(...parts);
-    });
+    const lines = outputLines(child);
     for (let i = 0; i < 500 && !lines.some((l) => l.includes('switching')); i++) await new Promise((resolve) => setTimeout(resolve, 10));
     expect(bed.ns.link('vb').flags).toEqual(expect.arrayContaining(['UP', 'PROMISC']));
     const [va, vd] = [await bed.mgr.open('va', { netns: bed.ns.name, ethertype: 0x88b5 }), await bed.mgr.open('vd', { netns: bed.ns.name, ethertype: 0x88b5 })];

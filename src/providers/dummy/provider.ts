@@ -14,6 +14,7 @@ import { netdevError } from '../../common/errors.js';
 import { NETDEV_UP } from '../../ring/device-shared.js';
 import type { Config, CreateOptions, DeviceContext, In4, IoControl, Provider, ProviderDevice, Stats } from '../contract.js';
 import { DummyLinks } from './links.js';
+import { countedStats, localMac, nextFlags } from '../in-process.js';
 
 const PREFIX = 'dummy:';
 type PcapKey = 'rxq_pcap' | 'tx_pcap';
@@ -26,13 +27,6 @@ function validateName(suffix: string): void {
   if (!NAME_PATTERN.test(suffix)) {
     throw netdevError('EINVAL', `dummy device names are 1-64 letters, digits, '_', '.' or '-', not ${JSON.stringify(suffix)}`);
   }
-}
-
-/** A locally administered unicast MAC derived from the name (FNV-1a), so each dummy has its own. */
-function macFor(name: string): Uint8Array {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 0x01000193) >>> 0;
-  return Uint8Array.of(0x02, 0x00, hash >>> 24, (hash >>> 16) & 255, (hash >>> 8) & 255, hash & 255);
 }
 
 export class DummyDevice implements ProviderDevice {
@@ -51,7 +45,7 @@ export class DummyDevice implements ProviderDevice {
     private readonly links: DummyLinks,
     private readonly maxFrame: number,
   ) {
-    this.mac = macFor(context.name);
+    this.mac = localMac(context.name, 0x00); // each dummy its own
     context.shared.mtu = Math.min(1500, maxFrame - 18);
   }
 
@@ -112,12 +106,8 @@ export class DummyDevice implements ProviderDevice {
 
   updateFlags(off: number, on: number): number {
     const old = this.flags;
-    this.flags = (old & ~off) | on;
-    if (this.flags !== old) {
-      this.context.shared.flags = this.flags;
-      this.context.changed();
-      if ((this.flags ^ old) & NETDEV_UP) this.links.peerChanged(this.name);
-    }
+    this.flags = nextFlags(this.context, old, off, on);
+    if ((this.flags ^ old) & NETDEV_UP) this.links.peerChanged(this.name); // the peer's carrier
     return old;
   }
 
@@ -148,22 +138,7 @@ export class DummyDevice implements ProviderDevice {
   }
 
   getStats(): Omit<Stats, 'rxRingDropped'> {
-    const counted = this.context.shared.read();
-    return {
-      ...counted,
-      collisions: null,
-      rxLengthErrors: null,
-      rxOverErrors: null,
-      rxCrcErrors: null,
-      rxFrameErrors: null,
-      rxFifoErrors: null,
-      rxMissedErrors: null,
-      txAbortedErrors: null,
-      txCarrierErrors: null,
-      txFifoErrors: null,
-      txHeartbeatErrors: null,
-      txWindowErrors: null,
-    };
+    return countedStats(this.context.shared);
   }
 
   getIn4(): In4 {

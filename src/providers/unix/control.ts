@@ -11,6 +11,7 @@ import { formatMac, isGroupMac, parseMac } from '../../common/addresses.js';
 import { netdevError } from '../../common/errors.js';
 import type { Config, CreateOptions, DeviceContext, IoControl, Provider, ProviderDevice, Stats } from '../contract.js';
 import type { UnixIoOptions } from './io.js';
+import { countedStats, localMac, nextFlags } from '../in-process.js';
 
 const MAX_PATH = 107;
 
@@ -18,13 +19,6 @@ function validateName(suffix: string): void {
   if (suffix.length === 0 || Buffer.byteLength(suffix) > MAX_PATH || suffix.includes('\0')) {
     throw netdevError('EINVAL', `unix device names are socket paths of 1-${MAX_PATH} bytes, not ${JSON.stringify(suffix)}`);
   }
-}
-
-/** A locally administered unicast MAC derived from `text` (FNV-1a). */
-function macFor(text: string): Uint8Array {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193) >>> 0;
-  return Uint8Array.of(0x02, 0x55, hash >>> 24, (hash >>> 16) & 255, (hash >>> 8) & 255, hash & 255);
 }
 
 class UnixDevice implements ProviderDevice {
@@ -39,7 +33,7 @@ class UnixDevice implements ProviderDevice {
     private readonly context: DeviceContext,
     private readonly maxFrame: number,
   ) {
-    this.mac = macFor(context.suffix);
+    this.mac = localMac(context.suffix, 0x55);
     context.shared.mtu = Math.min(1500, maxFrame - 18);
   }
 
@@ -84,11 +78,7 @@ class UnixDevice implements ProviderDevice {
 
   updateFlags(off: number, on: number): number {
     const old = this.flags;
-    this.flags = (old & ~off) | on;
-    if (this.flags !== old) {
-      this.context.shared.flags = this.flags;
-      this.context.changed();
-    }
+    this.flags = nextFlags(this.context, old, off, on);
     return old;
   }
 
@@ -105,11 +95,7 @@ class UnixDevice implements ProviderDevice {
   }
 
   getStats(): Omit<Stats, 'rxRingDropped'> {
-    return {
-      ...this.context.shared.read(),
-      collisions: null, rxLengthErrors: null, rxOverErrors: null, rxCrcErrors: null, rxFrameErrors: null, rxFifoErrors: null,
-      rxMissedErrors: null, txAbortedErrors: null, txCarrierErrors: null, txFifoErrors: null, txHeartbeatErrors: null, txWindowErrors: null,
-    };
+    return countedStats(this.context.shared);
   }
 
   ioOptions(): UnixIoOptions {
