@@ -8,14 +8,11 @@
  * Rate = frames delivered / the sender's time; drops = frames sent - delivered.  The frames are raw
  * Ethernet, so veth offloads (which matter for TCP) play no part here.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
 import { NetdevManager, Switch, type Netdev } from '../dist/index.js';
 import { forward } from '../dist/cli/traffic.js';
+import { buildPrograms, lastNumber, runIn, startIn } from './programs.js';
 
-const SOURCES = fileURLToPath(new URL('../bench/c/', import.meta.url));
-const BINARIES = fileURLToPath(new URL('./', import.meta.url));
 const NETNS = `ndbench${process.pid}`;
 const TYPE = 0x88b5;
 const IDLE_MS = 300;
@@ -23,19 +20,6 @@ const IDLE_MS = 300;
 export interface KernelFigure {
   framesPerSecond: number;
   dropped: number;
-}
-
-/** Builds the C programs; returns false (saying why) if there is no compiler. */
-function buildPrograms(): boolean {
-  try {
-    for (const program of ['sender', 'receiver', 'forwarder']) {
-      execFileSync('gcc', ['-O2', '-o', `${BINARIES}${program}`, `${SOURCES}${program}.c`]);
-    }
-    return true;
-  } catch (error) {
-    console.log(`kernel benchmarks skipped: cannot build the C reference programs (${(error as Error).message.split('\n')[0]})`);
-    return false;
-  }
 }
 
 function ip(...args: string[]): void {
@@ -61,33 +45,9 @@ function tearDown(): void {
   }
 }
 
-/** Runs a C program inside the namespace; `output` resolves with all it printed once it exits. */
-function runProgram(program: string, ...args: string[]): { output: Promise<string>; printed: () => string } {
-  const child = spawn('ip', ['netns', 'exec', NETNS, `${BINARIES}${program}`, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let text = '';
-  child.stdout.on('data', (chunk: Buffer) => (text += chunk));
-  const output = once(child, 'exit').then(([code]) => {
-    if (code !== 0) throw new Error(`${program} exited with status ${code}`);
-    return text;
-  });
-  return { output, printed: () => text };
-}
-
-/** Starts a C program that says 'ready' once its socket is bound; resolves then. */
-async function startProgram(program: string, ...args: string[]): Promise<{ output: Promise<string> }> {
-  const run = runProgram(program, ...args);
-  let exited = false;
-  void run.output.finally(() => (exited = true)).catch(() => {});
-  while (!run.printed().includes('ready')) {
-    if (exited) await run.output; // throws the program's failure
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  return { output: run.output };
-}
-
 /** Runs the C sender for `count` frames; resolves with [sent, seconds]. */
 async function send(count: number): Promise<[number, number]> {
-  const [sent, seconds] = (await runProgram('sender', 's0', String(count), '64').output).trim().split(/\s+/).map(Number);
+  const [sent, seconds] = (await runIn(NETNS, 'sender', 's0', String(count), '64').output).trim().split(/\s+/).map(Number);
   return [sent!, seconds!];
 }
 
@@ -111,9 +71,9 @@ async function countInJs(device: Netdev, counted: () => number, close = true): P
 }
 
 async function receiveC(count: number): Promise<KernelFigure> {
-  const receiver = await startProgram('receiver', 'f0');
+  const receiver = await startIn(NETNS, 'receiver', 'f0');
   const [sent, seconds] = await send(count);
-  const received = Number((await receiver.output).trim().split('\n').pop());
+  const received = lastNumber(await receiver.output);
   return { framesPerSecond: received / seconds, dropped: sent - received };
 }
 
@@ -137,18 +97,18 @@ async function receiveJs(count: number): Promise<KernelFigure> {
 }
 
 async function forwardC(count: number): Promise<KernelFigure> {
-  const receiver = await startProgram('receiver', 'r1');
-  const forwarder = await startProgram('forwarder', 'f0', 'f1');
+  const receiver = await startIn(NETNS, 'receiver', 'r1');
+  const forwarder = await startIn(NETNS, 'forwarder', 'f0', 'f1');
   const [sent, seconds] = await send(count);
   await forwarder.output;
-  const received = Number((await receiver.output).trim().split('\n').pop());
+  const received = lastNumber(await receiver.output);
   return { framesPerSecond: received / seconds, dropped: sent - received };
 }
 
 async function forwardJs(count: number): Promise<KernelFigure> {
   const mgr = new NetdevManager();
   try {
-    const receiver = await startProgram('receiver', 'r1');
+    const receiver = await startIn(NETNS, 'receiver', 'r1');
     const input = await mgr.open('f0', { netns: NETNS, ethertype: TYPE });
     const output = await mgr.open('f1', { netns: NETNS, ethertype: TYPE });
     const tally = { forwarded: 0 };
@@ -158,7 +118,7 @@ async function forwardJs(count: number): Promise<KernelFigure> {
     await countInJs(input, () => tally.forwarded);
     await forwarding;
     const [sent, seconds] = await sending;
-    const received = Number((await receiver.output).trim().split('\n').pop());
+    const received = lastNumber(await receiver.output);
     return { framesPerSecond: received / seconds, dropped: sent - received };
   } finally {
     await mgr.close();
@@ -170,7 +130,7 @@ async function forwardSwitch(count: number): Promise<KernelFigure> {
   const mgr = new NetdevManager();
   const sw = new Switch();
   try {
-    const receiver = await startProgram('receiver', 'r1');
+    const receiver = await startIn(NETNS, 'receiver', 'r1');
     const input = await mgr.open('f0', { netns: NETNS, ethertype: TYPE });
     const output = await mgr.open('f1', { netns: NETNS, ethertype: TYPE });
     sw.addPort(input);
@@ -179,7 +139,7 @@ async function forwardSwitch(count: number): Promise<KernelFigure> {
     const sending = send(count);
     await countInJs(input, () => sw.counters()[0]?.counters.rxFrames ?? 0, false);
     const [sent, seconds] = await sending;
-    const received = Number((await receiver.output).trim().split('\n').pop());
+    const received = lastNumber(await receiver.output);
     return { framesPerSecond: received / seconds, dropped: sent - received };
   } finally {
     await sw.close();

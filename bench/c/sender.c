@@ -1,16 +1,21 @@
-/* sender IFNAME COUNT SIZE: sends COUNT frames of SIZE bytes as fast as it can (sendmmsg x64);
- * prints "<sent> <seconds>". */
+/* sender IFNAME COUNT SIZE [DST]: sends COUNT frames of SIZE bytes to MAC address DST (default
+ * broadcast) as fast as it can (sendmmsg x64); prints "<sent> <seconds>". */
 #include "common.h"
 
 int main(int argc, char **argv) {
-  if (argc != 4) { fprintf(stderr, "usage: sender IFNAME COUNT SIZE\n"); return 2; }
+  if (argc != 4 && argc != 5) { fprintf(stderr, "usage: sender IFNAME COUNT SIZE [DST]\n"); return 2; }
+  unsigned char dst[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+  if (argc == 5 && sscanf(argv[4], "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &dst[0], &dst[1], &dst[2], &dst[3], &dst[4], &dst[5]) != 6) {
+    fprintf(stderr, "sender: bad MAC address %s\n", argv[4]);
+    return 2;
+  }
   long count = atol(argv[2]);
   int size = atoi(argv[3]);
   int fd = packet_socket(argv[1], 0);
   static struct batch b;
   batch_init(&b);
   for (int i = 0; i < BATCH; i++) {
-    memset(b.data[i], 0xff, 6);
+    memcpy(b.data[i], dst, 6);
     memcpy(b.data[i] + 6, "\x02\x00\x00\x00\x00\x01", 6);
     b.data[i][12] = BENCH_TYPE >> 8;
     b.data[i][13] = BENCH_TYPE & 0xff;

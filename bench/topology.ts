@@ -1,0 +1,259 @@
+/**
+ * The forwarding benchmark of `npm run bench` (root only), on the topology
+ *   h1:eth0 <-> fw:p1   fw:p2 <-> h2:eth0   (and h3..h8 on p3..p8 for the port-count rows)
+ * namespaces joined by veth pairs, with offloads (TX checksum, TSO, GSO, GRO) off on every veth
+ * end, as an AF_PACKET forwarder needs.  In fw runs one forwarder at a time; each is measured
+ * the same way, in the same run:
+ *   - 64-byte frames/s delivered h1 -> h2 (the C sender at its maximum, unicast to h2's MAC;
+ *     the C receiver counts in h2),
+ *   - TCP throughput h1 -> h2 (iperf3),
+ *   - round trips h1 -> h2 (ping -i 0.01 -c 200: average and p99).
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { NetdevManager, Switch } from '../dist/index.js';
+import { lastNumber, runIn, startIn, waitFor, type Running } from './programs.js';
+import { startOvs } from './ovs.js';
+
+const exec = promisify(execFile);
+const PREFIX = `ndtopo${process.pid}`;
+const FW = `${PREFIX}fw`;
+const HOSTS = 8;
+const host = (k: number): string => `${PREFIX}h${k}`;
+const address = (k: number): string => `10.98.0.${k}`;
+const CAP_FORWARDER = fileURLToPath(new URL('./cap-forwarder.js', import.meta.url));
+
+export type Forwarder = 'switch' | 'bridge' | 'c' | 'cap' | 'ovs';
+
+export interface PathFigure {
+  framesPerSecond: number;
+  dropped: number;
+  /** iperf3 TCP h1 -> h2, bit/s; null where iperf3 is not installed. */
+  tcpBitsPerSecond: number | null;
+  tcpRetransmits: number | null;
+  rttAvgMs: number | null;
+  rttP99Ms: number | null;
+}
+
+/** A forwarder running in fw; stop() ends it and removes what it made. */
+type Stop = () => Promise<void>;
+
+function ip(...args: string[]): void {
+  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+function installed(program: string): boolean {
+  try {
+    execFileSync('sh', ['-c', 'command -v "$1"', 'sh', program], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Makes the namespaces and veth pairs, offloads off on every end (through the library). */
+async function setUp(): Promise<void> {
+  ip('netns', 'add', FW);
+  const mgr = new NetdevManager();
+  try {
+    for (let k = 1; k <= HOSTS; k++) {
+      ip('netns', 'add', host(k));
+      ip('-n', FW, 'link', 'add', `p${k}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', host(k));
+      ip('-n', host(k), 'addr', 'add', `${address(k)}/24`, 'dev', 'eth0');
+      for (const [ns, dev] of [[host(k), 'eth0'], [FW, `p${k}`]] as const) {
+        ip('-n', ns, 'link', 'set', dev, 'addrgenmode', 'none');
+        const handle = await mgr.open(dev, { netns: ns, ethertype: 'none' });
+        await handle.disableOffloads();
+        await handle.turnFlagsOn({ up: true }, { permanent: true });
+        await handle.close();
+      }
+    }
+  } finally {
+    await mgr.close();
+  }
+}
+
+function tearDown(): void {
+  for (const ns of [FW, ...Array.from({ length: HOSTS }, (_, i) => host(i + 1))]) {
+    try {
+      ip('netns', 'del', ns);
+    } catch {
+      // never made, or already gone
+    }
+  }
+}
+
+function macOf(k: number): string {
+  const [link] = JSON.parse(execFileSync('ip', ['-j', '-n', host(k), 'link', 'show', 'eth0'], { encoding: 'utf8' })) as [{ address: string }];
+  return link.address;
+}
+
+/** Stops a C or Node forwarder program with SIGTERM and waits for it to exit. */
+function stopProgram(running: Running): Stop {
+  return async () => {
+    running.child.kill('SIGTERM');
+    await running.output;
+  };
+}
+
+/** Starts `forwarder` in fw over `ports`. */
+async function startForwarder(forwarder: Forwarder, ports: string[], capModules: string | null): Promise<Stop> {
+  switch (forwarder) {
+    case 'switch': {
+      const mgr = new NetdevManager();
+      const sw = new Switch();
+      for (const port of ports) {
+        const dev = await mgr.open(port, { netns: FW });
+        await dev.turnFlagsOn({ promisc: true });
+        sw.addPort(dev);
+      }
+      return async () => {
+        await sw.close();
+        await mgr.close();
+      };
+    }
+    case 'bridge':
+      ip('-n', FW, 'link', 'add', 'br0', 'type', 'bridge');
+      for (const port of ports) ip('-n', FW, 'link', 'set', port, 'master', 'br0');
+      ip('-n', FW, 'link', 'set', 'br0', 'up');
+      return async () => ip('-n', FW, 'link', 'del', 'br0');
+    case 'c':
+      return stopProgram(await startIn(FW, 'l2fwd', ...ports));
+    case 'cap':
+      return stopProgram(await startIn(FW, process.execPath, CAP_FORWARDER, capModules!, ...ports));
+    case 'ovs':
+      return startOvs(FW, ports);
+  }
+}
+
+/** Pings h`to` from h`from` until one answers (the forwarder is up and has learned both), at most 20 s. */
+async function awaitPath(from: number, to: number): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    try {
+      await exec('ip', ['netns', 'exec', host(from), 'ping', '-c', '1', '-W', '1', address(to)]);
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) throw new Error(`no path h${from} -> h${to}: ${(error as Error).message}`);
+    }
+  }
+}
+
+/** 64-byte frames h`from` -> h`to` (unicast): delivered frames/s and frames lost, for each pair at once. */
+async function frames(pairs: [number, number][], count: number): Promise<{ framesPerSecond: number; dropped: number }> {
+  const receivers = await Promise.all(pairs.map(([, to]) => startIn(host(to), 'receiver', 'eth0')));
+  const senders = pairs.map(([from, to]) => runIn(host(from), 'sender', 'eth0', String(count), '64', macOf(to)));
+  let sent = 0;
+  let seconds = 0;
+  for (const sender of senders) {
+    const [n, s] = (await sender.output).trim().split(/\s+/).map(Number);
+    sent += n!;
+    seconds = Math.max(seconds, s!);
+  }
+  let delivered = 0;
+  for (const receiver of receivers) delivered += lastNumber(await receiver.output);
+  return { framesPerSecond: delivered / seconds, dropped: sent - delivered };
+}
+
+/** iperf3 TCP h1 -> h2 for 5 s: received bit/s and retransmits; nulls if iperf3 is not installed. */
+async function tcp(): Promise<{ tcpBitsPerSecond: number | null; tcpRetransmits: number | null }> {
+  if (!installed('iperf3')) return { tcpBitsPerSecond: null, tcpRetransmits: null };
+  const server = runIn(host(2), '/usr/bin/env', 'iperf3', '--server', '--one-off', '--forceflush', '--bind', address(2));
+  await waitFor(server, 'listening');
+  const { stdout } = await exec('ip', ['netns', 'exec', host(1), 'iperf3', '--client', address(2), '--time', '5', '--json'], { timeout: 30_000 });
+  await server.output;
+  const end = (JSON.parse(stdout) as { end: { sum_received: { bits_per_second: number }; sum_sent: { retransmits: number } } }).end;
+  return { tcpBitsPerSecond: end.sum_received.bits_per_second, tcpRetransmits: end.sum_sent.retransmits };
+}
+
+/** ping h1 -> h2 (-i 0.01 -c 200): average and p99 in ms. */
+async function latency(): Promise<{ rttAvgMs: number; rttP99Ms: number }> {
+  const { stdout } = await exec('ip', ['netns', 'exec', host(1), 'ping', '-i', '0.01', '-c', '200', '-W', '1', address(2)], { timeout: 30_000 });
+  const rtts = [...stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1])).sort((a, b) => a - b);
+  if (rtts.length < 190) throw new Error(`ping: only ${rtts.length} of 200 answered`);
+  return { rttAvgMs: rtts.reduce((a, b) => a + b, 0) / rtts.length, rttP99Ms: rtts[Math.floor(rtts.length * 0.99) - 1]! };
+}
+
+/** Which forwarders can run here, saying why any cannot. */
+function availableForwarders(capModules: string | null): Forwarder[] {
+  const list: Forwarder[] = ['switch', 'bridge', 'c'];
+  if (capModules) list.push('cap');
+  if (installed('ovs-vswitchd') && installed('ovsdb-server')) list.push('ovs');
+  else console.log('  (no Open vSwitch column: ovs-vswitchd is not installed; Debian package openvswitch-switch)');
+  return list;
+}
+
+/** Installs the `cap` npm package into a temporary folder; null (saying why) if it cannot be built. */
+async function installCap(): Promise<string | null> {
+  const folder = mkdtempSync(join(tmpdir(), 'netdev-bench-cap-'));
+  try {
+    await exec('npm', ['install', '--no-save', '--no-package-lock', '--prefix', folder, 'cap'], { timeout: 300_000 });
+    await exec(process.execPath, ['-e', 'require(process.argv[1])', join(folder, 'node_modules', 'cap')]);
+    return folder;
+  } catch (error) {
+    console.log(`  (no cap column: cannot install the cap package, which needs libpcap-dev and a compiler: ${(error as Error).message.split('\n')[0]})`);
+    rmSync(folder, { recursive: true, force: true });
+    return null;
+  }
+}
+
+export interface TopologyResults {
+  paths: Partial<Record<Forwarder, PathFigure[]>>;
+  /** Frames/s delivered with 1, 2 and 4 simultaneous unicast flows through 2, 4 and 8 ports. */
+  ports: Record<'switch' | 'bridge', Record<number, { framesPerSecond: number; dropped: number }[]>>;
+}
+
+/** Every forwarder `runs` times on one topology; null (saying why) where it cannot run. */
+export async function topologyBenchmarks(count: number, runs: number): Promise<TopologyResults | null> {
+  if (process.getuid?.() !== 0) {
+    console.log('topology benchmarks skipped: they need root to make network namespaces');
+    return null;
+  }
+  if (!installed('ping')) {
+    console.log('topology benchmarks skipped: ping is not installed (Debian package iputils-ping)');
+    return null;
+  }
+  const capModules = await installCap();
+  try {
+    await setUp();
+    const results: TopologyResults = { paths: {}, ports: { switch: {}, bridge: {} } };
+    for (const forwarder of availableForwarders(capModules)) {
+      const figures: PathFigure[] = (results.paths[forwarder] = []);
+      for (let i = 0; i < runs; i++) {
+        const stop = await startForwarder(forwarder, ['p1', 'p2'], capModules);
+        if (process.env.BENCH_DEBUG) console.log('measuring', forwarder);
+        try {
+          await awaitPath(2, 1);
+          const rate = await frames([[1, 2]], count);
+          figures.push({ ...rate, ...(await tcp()), ...(await latency()) });
+        } finally {
+          await stop();
+        }
+      }
+    }
+    for (const portCount of [2, 4, 8]) {
+      const ports = Array.from({ length: portCount }, (_, i) => `p${i + 1}`);
+      const pairs = Array.from({ length: portCount / 2 }, (_, i): [number, number] => [2 * i + 1, 2 * i + 2]);
+      for (const forwarder of ['switch', 'bridge'] as const) {
+        const figures: { framesPerSecond: number; dropped: number }[] = (results.ports[forwarder][portCount] = []);
+        for (let i = 0; i < runs; i++) {
+          const stop = await startForwarder(forwarder, ports, null);
+          try {
+            for (const [from, to] of pairs) await awaitPath(to, from);
+            figures.push(await frames(pairs, Math.round(count / pairs.length)));
+          } finally {
+            await stop();
+          }
+        }
+      }
+    }
+    return results;
+  } finally {
+    tearDown();
+    if (capModules) rmSync(capModules, { recursive: true, force: true });
+  }
+}
