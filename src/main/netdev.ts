@@ -12,6 +12,8 @@ import type { Device, DeviceIoState } from './device.js';
 import { ALL_FLAGS, FlagBook, flagBits, flagsOf } from './flags.js';
 import { BatchIterator, FrameIterator, type BatchOptions, type ReadOptions } from './rx-queue.js';
 import { Capture, type CaptureOptions } from './capture.js';
+import type { Remote } from 'comlink';
+import type { DeviceWorkerApi } from '../workers/device-worker.js';
 
 /** Options of setFlags/turnFlagsOn/turnFlagsOff. */
 export interface FlagOptions {
@@ -182,6 +184,20 @@ export class Netdev {
       return Promise.reject(error);
     }
     return this.device.capture(path, options);
+  }
+
+  /**
+   * @internal For the Switch: a call on the device's worker.  EPIPE for a control-only handle,
+   * the device's failure if it failed, and the worker's error if the call fails.
+   */
+  workerCall<T>(call: string, invoke: (api: Remote<DeviceWorkerApi>) => Promise<T>): Promise<T> {
+    try {
+      const io = this.requireIo(call);
+      this.requireHealthy(call);
+      return io.worker.call(invoke, call);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Discards every received frame waiting in the device, and in the RX ring unless an iterator is reading it. */

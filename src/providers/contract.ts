@@ -287,7 +287,7 @@ export interface IoContext {
    * the worker's event loop keeps running while it sleeps.  Whatever gives the I/O half new work
    * must ring it: another thread (a peer filling a ring, space freed) with ring(), and an
    * asynchronous callback on this thread (socket data, a libuv poll handle on a file
-   * descriptor: see FdWaker in src/sys/fd-io.ts) with ringNow().  An I/O half never blocks, and
+   * descriptor: see FdWaker in src/sys/fd-io.ts) with ringHere().  An I/O half never blocks, and
    * uses a timer only where no event exists: a full device queue (FdWaker.retryLater), or a full
    * RX ring it leaves frames behind for (the unix provider's backpressure).
    */
@@ -312,6 +312,22 @@ export interface DeviceIo {
    * Returns how many frames it took; the worker releases them.
    */
   transmit(tx: RingReader, budget: number): number;
+  /**
+   * Optional, for forwarding inside the worker (the Switch): like receive(), but leaves up to
+   * `budget` frames in the I/O half's own staging memory instead of ctx.rx, padded and counted;
+   * returns how many.  Frame i is stagedBytes[stagedOffset(i) ..] of stagedLength(i) bytes (-1:
+   * a bad frame, already counted) until the next call.  Arranges a wake-up like receive().
+   */
+  receiveStaged?(budget: number): number;
+  stagedBytes?: Uint8Array;
+  stagedOffset?(i: number): number;
+  stagedLength?(i: number): number;
+  /**
+   * Optional, for forwarding inside other workers: a new descriptor (close-on-exec) of the
+   * device's AF_PACKET socket, on which any thread of the process may call sendmmsg.  The caller
+   * owns and closes it; it stays usable after the I/O half closes.
+   */
+  packetFd?(): number;
   /** Discards every frame waiting to be received on the device. */
   drain(): void | Promise<void>;
   /** Provider-specific control from the main thread (IoControl.call). */

@@ -16,6 +16,8 @@ export const BELL_BYTES = 8;
 
 export class Bell {
   readonly words: Int32Array;
+  /** Resolves the owner's current sleep (set while it sleeps). */
+  private wakeHere: ((value: unknown) => void) | null = null;
 
   /** Wraps `buffer` (a new one if omitted); pass the same buffer to another thread to share the bell. */
   constructor(readonly buffer: SharedArrayBuffer = new SharedArrayBuffer(BELL_BYTES)) {
@@ -56,7 +58,24 @@ export class Bell {
       this.cancel();
       return null;
     }
-    return result.value.then(() => this.cancel());
+    return new Promise((resolve) => {
+      this.wakeHere = resolve;
+      void result.value.then(resolve);
+    }).then(() => {
+      this.wakeHere = null;
+      this.cancel();
+    });
+  }
+
+  /**
+   * Owner's thread only (an I/O callback of the owner): rings, and ends the owner's sleep at once,
+   * without the hop through the event loop that a notify to one's own thread takes.
+   */
+  ringHere(): void {
+    const wake = this.wakeHere;
+    this.wakeHere = null;
+    this.ringNow();
+    wake?.(undefined);
   }
 
   /** Owner only, never on the main thread: blocks until the bell has rung since prepare() returned `seq`. */

@@ -1,10 +1,17 @@
 /**
  * Switch: a multi-port learning switch over netdevs of any provider (system, tap, pltap, unix,
- * dummy; in any namespace).  Each port has a forwarding loop on the main thread that takes its
- * received frames a batch at a time, learns source MACs, and queues each frame to the port that
- * owns its destination, or floods it (broadcast, multicast, unknown or aged unicast) to every
- * other port of its VLAN; each output port then gets its frames with one sendBatch, in order.
- * A frame never goes back out its input port.
+ * dummy; in any namespace).  Frames are forwarded to the port that owns their destination MAC,
+ * or flooded (broadcast, multicast, unknown or aged unicast) to every other port of their VLAN;
+ * never back out their input port, and in order from one port to another.  The MAC table is in
+ * shared memory (MacTable).
+ *
+ * Two paths.  A port whose I/O half can stage frames and share its packet socket (the system
+ * provider) forwards in its own worker: a ForwardingAgent learns, looks up, and sends each batch
+ * straight out of the other ports' sockets, with no hop through the main thread.  Every other
+ * port, and any frame an agent cannot send as it is (an output without a socket, a VLAN tag to
+ * add or remove), goes through the main thread: a loop per port takes a batch from batches(),
+ * and each output gets its frames with one sendBatch.  The main thread also keeps the ports,
+ * aging and counters.
  *
  * VLANs: a port with an access VLAN (1-4094) carries untagged frames of that VLAN; a port without
  * one is a trunk: its frames keep their 802.1Q tag (untagged ones are VLAN 0).  A frame going
@@ -12,6 +19,12 @@
  * is a new frame made; otherwise frames are forwarded as they are, with no allocation per frame.
  */
 import type { Netdev } from '../main/netdev.js';
+import { sys } from '../sys/libc.js';
+import {
+  FILTERED, FLOODS, forwardingCounters, inputCounter, MAX_PORTS, outputCounter, RX_BYTES, RX_FRAMES, sentByAgent, TX_BYTES, TX_DROPS,
+  TX_FRAMES, vidAt, type OutputSpec,
+} from './fabric.js';
+import { MacTable } from './mac-table.js';
 
 /** Options of a Switch. */
 export interface SwitchOptions {
@@ -41,8 +54,15 @@ export interface PortCounters {
 
 interface Port {
   readonly dev: Netdev;
+  /** Index in the MAC table and the shared counters. */
+  readonly index: number;
   readonly vlan: number | null;
+  /** Frames forwarded on the main thread (the agents' are in shared memory). */
   readonly counters: PortCounters;
+  /** A packet socket of the device that agents send on, or -1. */
+  fd: number;
+  /** True once the port's worker forwards its frames itself. */
+  agent: boolean;
   /** Frames queued for this port by the batch being forwarded. */
   readonly pending: Uint8Array[];
   loop: Promise<void> | null;
@@ -50,22 +70,7 @@ interface Port {
   removed: boolean;
 }
 
-interface Entry {
-  port: Port;
-  seen: number;
-}
-
 const TPID = 0x8100;
-
-/** The 48-bit MAC at `offset` as a number (exact: below 2^53). */
-function macAt(frame: Uint8Array, offset: number): number {
-  return frame[offset]! * 2 ** 40 + frame[offset + 1]! * 2 ** 32 + ((frame[offset + 2]! << 24) >>> 0) + (frame[offset + 3]! << 16) + (frame[offset + 4]! << 8) + frame[offset + 5]!;
-}
-
-/** The VID of an 802.1Q-tagged frame, or 0. */
-function vidOf(frame: Uint8Array): number {
-  return frame.length >= 18 && ((frame[12]! << 8) | frame[13]!) === TPID ? ((frame[14]! << 8) | frame[15]!) & 0x0fff : 0;
-}
 
 /** `frame` with an 802.1Q tag for `vid` inserted after the MAC addresses. */
 function tagged(frame: Uint8Array, vid: number): Uint8Array {
@@ -87,40 +92,61 @@ function untagged(frame: Uint8Array): Uint8Array {
   return out;
 }
 
+/** Entries of the MAC table (a power of two). */
+const TABLE_SIZE = 8192;
+
 export class Switch {
   private readonly ports = new Map<Netdev, Port>();
-  /** MAC tables, one per VLAN (0: untagged frames of trunks). */
-  private readonly tables = new Map<number, Map<number, Entry>>();
-  private readonly agingMs: number;
+  /** Ports by index; an index is free again once its port is fully removed. */
+  private readonly slots: (Port | undefined)[] = new Array<Port | undefined>(MAX_PORTS);
+  private readonly reserved = new Set<number>();
+  private readonly table = new MacTable(TABLE_SIZE);
+  private readonly shared = forwardingCounters();
+  private readonly maxAge: number;
   private readonly notice: (message: string) => void;
   private readonly ager: NodeJS.Timeout;
+  /** Port changes reach the workers one at a time, in order. */
+  private reconfiguring: Promise<void> = Promise.resolve();
 
   constructor(options: SwitchOptions = {}) {
     const aging = options.agingSeconds ?? 300;
     if (!(aging > 0)) throw new RangeError(`agingSeconds must be positive, not ${aging}`);
-    this.agingMs = aging * 1000;
+    this.maxAge = MacTable.ticks(aging * 1000);
     this.notice = options.onNotice ?? (() => {});
     // Forget aged entries now and then (lookups ignore them anyway); the timer never keeps the process alive.
-    this.ager = setInterval(() => this.purge(), Math.max(1000, this.agingMs / 2));
+    this.ager = setInterval(() => this.table.purge(this.table.now(), this.maxAge), Math.max(1000, aging * 500));
     this.ager.unref();
   }
 
-  /** Adds `dev` as a port and starts forwarding its frames.  RangeError for a bad VLAN or a port added twice. */
+  /**
+   * Adds `dev` as a port and starts forwarding its frames; a port that can forward in its
+   * worker starts doing so a moment later.  RangeError for a bad VLAN, a port added twice, or
+   * more than 64 ports.
+   */
   addPort(dev: Netdev, options: PortOptions = {}): void {
     const { vlan } = options;
     if (vlan !== undefined && !(Number.isInteger(vlan) && vlan >= 1 && vlan <= 4094)) throw new RangeError(`vlan must be 1-4094, not ${vlan}`);
     if (this.ports.has(dev)) throw new RangeError(`${dev.name} is already a port`);
+    let index = 0;
+    while (index < MAX_PORTS && (this.slots[index] || this.reserved.has(index))) index++;
+    if (index === MAX_PORTS) throw new RangeError(`a Switch has at most ${MAX_PORTS} ports`);
+    this.clearCounters(index);
     const port: Port = {
       dev,
+      index,
       vlan: vlan ?? null,
       counters: { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, drops: 0, floods: 0 },
+      fd: -1,
+      agent: false,
       pending: [],
       loop: null,
       iterator: null,
       removed: false,
     };
     this.ports.set(dev, port);
+    this.slots[index] = port;
     port.loop = this.forward(port);
+    this.reconfigure(() => this.startAgent(port));
   }
 
   /** Stops forwarding from `dev`, forgets what was learned on it, and resolves once its loop has ended. */
@@ -128,19 +154,20 @@ export class Switch {
     const port = this.ports.get(dev);
     if (!port) return;
     this.detach(port);
-    await port.loop;
+    await Promise.all([port.loop, this.reconfiguring]);
   }
 
-  /** The ports' names and counters. */
-  counters(): { name: string; vlan: number | null; counters: PortCounters }[] {
-    return [...this.ports.values()].map((p) => ({ name: p.dev.name, vlan: p.vlan, counters: { ...p.counters } }));
+  /**
+   * The ports: name, VLAN, counters (both paths added up), and where the port's received frames
+   * are forwarded: 'worker' (its own worker) or 'main' (the main thread).
+   */
+  counters(): { name: string; vlan: number | null; path: 'worker' | 'main'; counters: PortCounters }[] {
+    return [...this.ports.values()].map((p) => ({ name: p.dev.name, vlan: p.vlan, path: p.agent ? 'worker' : 'main', counters: this.countersOf(p) }));
   }
 
   /** Number of MACs learned (all VLANs). */
   get learned(): number {
-    let n = 0;
-    for (const table of this.tables.values()) n += table.size;
-    return n;
+    return this.table.size;
   }
 
   /** Removes every port and stops. */
@@ -149,30 +176,87 @@ export class Switch {
     await Promise.all([...this.ports.keys()].map((dev) => this.removePort(dev)));
   }
 
+  private countersOf(port: Port): PortCounters {
+    const c = { ...port.counters };
+    const s = this.shared;
+    const row = inputCounter(port.index, 0);
+    c.rxFrames += s[row + RX_FRAMES]!;
+    c.rxBytes += s[row + RX_BYTES]!;
+    c.floods += s[row + FLOODS]!;
+    c.drops += s[row + FILTERED]!;
+    for (let input = 0; input < MAX_PORTS; input++) {
+      const at = outputCounter(input, port.index, 0);
+      c.txFrames += s[at + TX_FRAMES]!;
+      c.txBytes += s[at + TX_BYTES]!;
+      c.drops += s[at + TX_DROPS]!;
+    }
+    return c;
+  }
+
+  /** Zeroes the shared counters of port index `index` (before the index is given to a new port). */
+  private clearCounters(index: number): void {
+    const row = inputCounter(index, 0);
+    this.shared.fill(0, row, inputCounter(index + 1, 0));
+    for (let input = 0; input < MAX_PORTS; input++) {
+      const at = outputCounter(input, index, 0);
+      this.shared.fill(0, at, at + 3);
+    }
+  }
+
+  private reconfigure(change: () => Promise<void>): void {
+    this.reconfiguring = this.reconfiguring.then(change, change);
+  }
+
+  /** The other ports as `port`'s agent sees them. */
+  private outputsOf(port: Port): OutputSpec[] {
+    return [...this.ports.values()].filter((p) => p !== port).map((p) => ({ index: p.index, vlan: p.vlan, fd: p.fd }));
+  }
+
+  /** Tells every port's agent the current set of ports (errors: the device is going away, and its loop says so). */
+  private async updateAgents(): Promise<void> {
+    await Promise.all(
+      [...this.ports.values()].filter((p) => p.agent).map((p) => p.dev.workerCall('Switch', (api) => api.setSwitchOutputs(this.outputsOf(p))).catch(() => {})),
+    );
+  }
+
+  /** Shares the port's packet socket with the other agents and starts its own agent, where the provider can. */
+  private async startAgent(port: Port): Promise<void> {
+    if (port.removed) return;
+    try {
+      port.fd = await port.dev.workerCall('Switch', (api) => api.packetFd());
+    } catch {
+      return; // no packet socket: this port is reached through the main thread
+    }
+    await this.updateAgents();
+    if (port.removed) return;
+    try {
+      const spec = { table: this.table.descriptor, counters: this.shared, index: port.index, vlan: port.vlan, maxAge: this.maxAge, outputs: this.outputsOf(port) };
+      await port.dev.workerCall('Switch', (api) => api.attachSwitch(spec));
+      port.agent = true;
+    } catch {
+      // forwarding stays on the main thread
+    }
+  }
+
+  /** After a port is detached: no agent sends to it any more, its own agent stops, its socket closes, its index is free. */
+  private async stopAgent(port: Port): Promise<void> {
+    await this.updateAgents();
+    if (port.agent) await port.dev.workerCall('Switch', (api) => api.detachSwitch()).catch(() => {});
+    port.agent = false;
+    if (port.fd >= 0) sys.close(port.fd);
+    port.fd = -1;
+    this.reserved.delete(port.index);
+  }
+
   private detach(port: Port): void {
     if (port.removed) return;
     port.removed = true;
     this.ports.delete(port.dev);
-    for (const table of this.tables.values()) {
-      for (const [mac, entry] of table) if (entry.port === port) table.delete(mac);
-    }
+    this.slots[port.index] = undefined;
+    this.reserved.add(port.index);
+    this.table.forgetPort(port.index);
     void port.iterator?.return?.(); // ends the loop, also while it waits for frames
-  }
-
-  private purge(): void {
-    const oldest = Date.now() - this.agingMs;
-    for (const table of this.tables.values()) {
-      for (const [mac, entry] of table) if (entry.seen < oldest) table.delete(mac);
-    }
-  }
-
-  private table(vlan: number): Map<number, Entry> {
-    let table = this.tables.get(vlan);
-    if (!table) {
-      table = new Map();
-      this.tables.set(vlan, table);
-    }
-    return table;
+    this.reconfigure(() => this.stopAgent(port));
   }
 
   /** The forwarding loop of one port: until its device ends or fails, or the port is removed. */
@@ -192,45 +276,48 @@ export class Switch {
     }
   }
 
-  /** Learns and queues every frame of `batch` to its output ports' pending lists. */
+  /**
+   * Learns and queues every frame of `batch` to its output ports' pending lists.  A port whose
+   * agent forwards hands up only frames some output needs from this thread: the agent counted
+   * and learned them, and sent them wherever it could.
+   */
   private switchBatch(input: Port, batch: Uint8Array[]): void {
-    const now = Date.now();
+    const { table } = this;
+    const now = table.now();
+    const fromAgent = input.agent;
     const counters = input.counters;
     for (const frame of batch) {
-      counters.rxFrames++;
-      counters.rxBytes += frame.length;
-      const vlan = input.vlan ?? vidOf(frame);
-      const table = this.table(vlan);
-      if ((frame[6]! & 1) === 0) {
-        const source = macAt(frame, 6);
-        const entry = table.get(source);
-        if (entry) {
-          entry.port = input;
-          entry.seen = now;
-        } else {
-          table.set(source, { port: input, seen: now });
-        }
+      const vid = vidAt(frame, 0, frame.length);
+      const vlan = input.vlan ?? vid;
+      if (!fromAgent) {
+        counters.rxFrames++;
+        counters.rxBytes += frame.length;
+        if ((frame[6]! & 1) === 0) table.learn(vlan, frame, 6, input.index, now);
       }
-      if ((frame[0]! & 1) === 0) {
-        const entry = table.get(macAt(frame, 0));
-        if (entry && now - entry.seen <= this.agingMs && !entry.port.removed) {
-          if (entry.port === input) counters.drops++;
-          else this.queue(input, entry.port, frame, vlan);
-          continue;
+      const index = (frame[0]! & 1) === 0 ? table.lookup(vlan, frame, 0, now, this.maxAge) : -1;
+      const owner = index >= 0 ? this.slots[index] : undefined;
+      if (owner === input) {
+        if (!fromAgent) counters.drops++;
+      } else if (owner) {
+        this.queue(input, owner, frame, vlan, vid, fromAgent);
+      } else {
+        if (!fromAgent) counters.floods++;
+        for (const output of this.ports.values()) {
+          if (output !== input && (output.vlan === null || output.vlan === vlan)) this.queue(input, output, frame, vlan, vid, fromAgent);
         }
-      }
-      counters.floods++;
-      for (const output of this.ports.values()) {
-        if (output !== input && (output.vlan === null || output.vlan === vlan)) this.queue(input, output, frame, vlan);
       }
     }
   }
 
-  /** Queues `frame` (of `vlan`) from `input` to `output`, tagging or untagging between access ports and trunks. */
-  private queue(input: Port, output: Port, frame: Uint8Array, vlan: number): void {
+  /**
+   * Queues `frame` (of `vlan`, carrying tag `vid`) from `input` to `output`, tagging or untagging
+   * between access ports and trunks; not if `input`'s agent has sent it there already.
+   */
+  private queue(input: Port, output: Port, frame: Uint8Array, vlan: number, vid: number, fromAgent: boolean): void {
+    if (fromAgent && sentByAgent(input.vlan, output, vid)) return;
     let out = frame;
     if (input.vlan !== null && output.vlan === null) out = tagged(frame, vlan);
-    else if (input.vlan === null && output.vlan !== null && vidOf(frame) !== 0) out = untagged(frame);
+    else if (input.vlan === null && output.vlan !== null && vid !== 0) out = untagged(frame);
     output.pending.push(out);
   }
 

@@ -2,10 +2,11 @@
  * Pieces the file-descriptor I/O halves share: waking the worker when a descriptor becomes
  * readable (a libuv poll handle on the worker's own loop, armed only while nothing is waiting)
  * or, where the kernel offers no event, a millisecond later; and iovecs whose addresses point
- * into shared memory, written from two 32-bit halves so no BigInt is made per frame.
+ * into shared memory, written from two 32-bit halves so no BigInt is made per frame; and the
+ * mmsghdr arrays of recvmmsg/sendmmsg.
  */
 import type { Bell } from '../ring/bell.js';
-import { addressOf, IOVEC_SIZE, watchReadable } from './libc.js';
+import { addressOf, IOVEC_SIZE, MMSGHDR_LEN, MMSGHDR_SIZE, MSGHDR_FLAGS, MSGHDR_IOV, MSGHDR_IOVLEN, watchReadable } from './libc.js';
 
 const TWO_32 = 2 ** 32;
 
@@ -21,7 +22,7 @@ export class FdWaker {
       this.poll.stop();
       this.polling = false;
       this.writable = false;
-      bell.ringNow();
+      bell.ringHere();
     });
     this.poll.stop();
   }
@@ -45,7 +46,7 @@ export class FdWaker {
   retryLater(): void {
     this.retryTimer ??= setTimeout(() => {
       this.retryTimer = null;
-      this.bell.ringNow();
+      this.bell.ringHere();
     }, 1);
   }
 
@@ -69,4 +70,35 @@ export function setIovec(iovecs: Buffer, index: number, [high, low]: [number, nu
   iovecs.writeUInt32LE(high + Math.floor(sum / TWO_32), at + 4);
   iovecs.writeUInt32LE(length, at + 8);
   iovecs.writeUInt32LE(0, at + 12);
+}
+
+/** An array of `count` mmsghdrs, each with one iovec; the iovecs' bases are set by the caller. */
+export class MessageVector {
+  readonly headers: Buffer;
+  readonly iovecs: Buffer;
+
+  constructor(count: number) {
+    this.headers = Buffer.alloc(count * MMSGHDR_SIZE);
+    this.iovecs = Buffer.alloc(count * IOVEC_SIZE);
+    const iovBase = addressOf(this.iovecs);
+    for (let i = 0; i < count; i++) {
+      this.headers.writeBigUInt64LE(iovBase + BigInt(i * IOVEC_SIZE), i * MMSGHDR_SIZE + MSGHDR_IOV);
+      this.headers.writeBigUInt64LE(1n, i * MMSGHDR_SIZE + MSGHDR_IOVLEN);
+    }
+  }
+
+  /** Bytes moved by message `i` (msg_len). */
+  length(i: number): number {
+    return this.headers.readUInt32LE(i * MMSGHDR_SIZE + MMSGHDR_LEN);
+  }
+
+  /** Flags of received message `i` (msg_flags, e.g. MSG_TRUNC). */
+  flags(i: number): number {
+    return this.headers.readInt32LE(i * MMSGHDR_SIZE + MSGHDR_FLAGS);
+  }
+
+  /** Length of iovec `i` as set with setIovec. */
+  iovecLength(i: number): number {
+    return this.iovecs.readUInt32LE(i * IOVEC_SIZE + 8);
+  }
 }

@@ -115,6 +115,7 @@ export const RTF_UP_GATEWAY = 0x3;
 const raw = {
   socket: libc.func('int socket(int domain, int type, int protocol)'),
   close: libc.func('int close(int fd)'),
+  fcntl: libc.func('int fcntl(int fd, int cmd, int arg)'),
   open: libc.func('int open(const char *path, int flags)'),
   ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)'),
   bind: libc.func('int bind(int fd, const void *addr, unsigned int len)'),
@@ -159,6 +160,8 @@ export function check(result: number, call: string, detail: string, device?: str
 export const sys = {
   socket: (domain: number, type: number, protocol: number): number => raw.socket(domain, type, protocol) as number,
   close: (fd: number): number => raw.close(fd) as number,
+  /** A new descriptor for the same open socket or file, close-on-exec (fcntl F_DUPFD_CLOEXEC). */
+  dupCloexec: (fd: number): number => raw.fcntl(fd, F_DUPFD_CLOEXEC, 0) as number,
   open: (path: string, flags: number): number => raw.open(path, flags) as number,
   /** ioctl with a pointer argument (a Buffer or typed array the kernel reads or fills). */
   ioctl: (fd: number, request: number, arg: Uint8Array): number => raw.ioctl(fd, request, 'void *', arg) as number,
@@ -189,6 +192,7 @@ export const sys = {
   },
 };
 
+const F_DUPFD_CLOEXEC = 1030;
 export const POLLIN = 0x1;
 export const POLLHUP = 0x10;
 export const O_WRONLY = 1;

@@ -16,6 +16,8 @@ import { RingFollower, RingReader, RingWriter, type RingDescriptor } from '../ri
 import { CAPTURE_RECORD_HEADER, CAPTURE_RX, CAPTURE_TX, type CaptureSpec } from '../ring/capture-format.js';
 import { CounterBatch, DeviceShared } from '../ring/device-shared.js';
 import type { CreateIo, DeviceIo, Ethertype, IoContext } from '../providers/contract.js';
+import { canStage, ForwardingAgent } from '../switch/forwarding-agent.js';
+import type { AgentSpec, OutputSpec } from '../switch/fabric.js';
 
 /** Everything the main thread hands a new device worker. */
 export interface DeviceWorkerSpec {
@@ -97,6 +99,14 @@ export interface DeviceWorkerApi {
   startCapture(id: number, spec: CaptureSpec): Promise<void>;
   /** Stops capture `id`, publishing what it copied. */
   stopCapture(id: number): Promise<void>;
+  /** A new descriptor of the device's packet socket for other workers to send on (DeviceIo.packetFd); EOPNOTSUPP without one. */
+  packetFd(): Promise<number>;
+  /** Makes this worker forward its received frames itself, as a Switch port; EOPNOTSUPP if the I/O half cannot stage frames. */
+  attachSwitch(spec: AgentSpec): Promise<void>;
+  /** Gives the forwarding agent a new set of other ports. */
+  setSwitchOutputs(outputs: OutputSpec[]): Promise<void>;
+  /** Ends forwarding in this worker: received frames go to the RX ring again. */
+  detachSwitch(): Promise<void>;
   /** Stops the loop and closes the I/O half. */
   stop(): Promise<void>;
 }
@@ -112,6 +122,8 @@ class IoLoop {
   private readonly done: Promise<void>;
   /** The captures in progress, by id. */
   readonly captures = new Map<number, CaptureTap>();
+  /** Set while the device is a Switch port forwarding in this worker. */
+  agent: ForwardingAgent | null = null;
 
   constructor(
     private readonly io: DeviceIo,
@@ -128,7 +140,7 @@ class IoLoop {
 
   /** One round: a batch each way, then one publish, one release and one counter flush. */
   round(): number {
-    const received = this.io.receive(RX_BUDGET);
+    const received = this.agent ? this.agent.round(RX_BUDGET) : this.io.receive(RX_BUDGET);
     const sent = this.io.transmit(this.tx, TX_BUDGET);
     for (const capture of this.captures.values()) capture.transmitted(sent);
     this.tx.release();
@@ -146,7 +158,7 @@ class IoLoop {
   /** After a control call: publish what it wrote and wake the loop, whose sources may have changed. */
   afterControl(): void {
     this.publish();
-    this.context.bell.ringNow();
+    this.context.bell.ringHere();
   }
 
   private async run(): Promise<void> {
@@ -173,7 +185,7 @@ class IoLoop {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    this.context.bell.ringNow();
+    this.context.bell.ringHere();
     await this.done;
   }
 }
@@ -181,6 +193,7 @@ class IoLoop {
 let io: DeviceIo | null = null;
 let loop: IoLoop | null = null;
 let rings: { rx: RingDescriptor; tx: RingDescriptor } | null = null;
+let context: IoContext | null = null;
 
 function requireIo(): DeviceIo {
   if (!io) throw netdevError('EBADF', 'device worker has not started');
@@ -195,7 +208,7 @@ const api: DeviceWorkerApi = {
       throw netdevError('EINVAL', `I/O module ${spec.ioModule} does not export createIo`);
     }
     const shared = new DeviceShared(spec.shared);
-    const context: IoContext = {
+    context = {
       name: spec.name,
       ethertype: spec.ethertype,
       options: spec.options,
@@ -230,6 +243,27 @@ const api: DeviceWorkerApi = {
     requireIo();
     loop!.captures.get(id)?.received(); // publish what it holds
     loop!.captures.delete(id);
+  },
+
+  async packetFd() {
+    const device = requireIo();
+    if (!device.packetFd) throw netdevError('EOPNOTSUPP', 'the I/O half has no packet socket to share');
+    return device.packetFd();
+  },
+
+  async attachSwitch(spec) {
+    const device = requireIo();
+    if (!canStage(device)) throw netdevError('EOPNOTSUPP', 'the I/O half cannot stage frames for forwarding in its worker');
+    loop!.agent = new ForwardingAgent(spec, device, context!);
+  },
+
+  async setSwitchOutputs(outputs) {
+    requireIo();
+    loop!.agent?.setOutputs(outputs);
+  },
+
+  async detachSwitch() {
+    if (loop) loop.agent = null;
   },
 
   async stop() {

@@ -18,11 +18,10 @@
 import { NetdevError } from '../../common/errors.js';
 import type { RingReader } from '../../ring/ring.js';
 import {
-  addressOf, AF_PACKET, check, ETH_P_802_2, ETH_P_ALL, errnoName, htons, IOVEC_SIZE, lastErrno, MMSGHDR_LEN, MMSGHDR_SIZE,
-  MSG_DONTWAIT, MSG_TRUNC, MSGHDR_FLAGS, MSGHDR_IOV, MSGHDR_IOVLEN, PACKET_IGNORE_OUTGOING, SOCK_CLOEXEC, SOCK_NONBLOCK,
-  SOCK_RAW, SOCKADDR_LL_SIZE, SOL_PACKET, SOL_SOCKET, SO_RCVBUF, sys,
+  AF_PACKET, check, ETH_P_802_2, ETH_P_ALL, errnoName, htons, lastErrno, MSG_DONTWAIT, MSG_TRUNC, PACKET_IGNORE_OUTGOING,
+  SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, SOCKADDR_LL_SIZE, SOL_PACKET, SOL_SOCKET, SO_RCVBUF, sys,
 } from '../../sys/libc.js';
-import { addressHalves, FdWaker, setIovec } from '../../sys/fd-io.js';
+import { addressHalves, FdWaker, MessageVector, setIovec } from '../../sys/fd-io.js';
 import { Netns } from '../../sys/netns.js';
 import { MIN_FRAME, type CreateIo, type DeviceIo, type Ethertype, type IoContext } from '../contract.js';
 import type { SystemIoOptions } from './control.js';
@@ -38,34 +37,12 @@ function protocolOf(ethertype: Ethertype): number {
   return ethertype as number;
 }
 
-/** An array of `count` mmsghdrs, each with one iovec; the iovecs' bases are set by the caller. */
-class MessageVector {
-  readonly headers: Buffer;
-  readonly iovecs: Buffer;
-
-  constructor(count: number) {
-    this.headers = Buffer.alloc(count * MMSGHDR_SIZE);
-    this.iovecs = Buffer.alloc(count * IOVEC_SIZE);
-    const iovBase = addressOf(this.iovecs);
-    for (let i = 0; i < count; i++) {
-      this.headers.writeBigUInt64LE(iovBase + BigInt(i * IOVEC_SIZE), i * MMSGHDR_SIZE + MSGHDR_IOV);
-      this.headers.writeBigUInt64LE(1n, i * MMSGHDR_SIZE + MSGHDR_IOVLEN);
-    }
-  }
-
-  length(i: number): number {
-    return this.headers.readUInt32LE(i * MMSGHDR_SIZE + MMSGHDR_LEN);
-  }
-
-  flags(i: number): number {
-    return this.headers.readInt32LE(i * MMSGHDR_SIZE + MSGHDR_FLAGS);
-  }
-}
-
 class PacketIo implements DeviceIo {
   private readonly rxVector = new MessageVector(BATCH);
   private readonly txVector = new MessageVector(BATCH);
   private readonly staging = Buffer.alloc(BATCH * SLOT);
+  /** Length of each frame of the last receiveStaged, padded; -1 for a bad one. */
+  private readonly stagedLengths = new Int32Array(BATCH);
   /** The TX ring's record region address, learned on the first transmit. */
   private txBase: [number, number] | null = null;
   private readonly waker: FdWaker;
@@ -80,6 +57,23 @@ class PacketIo implements DeviceIo {
   }
 
   receive(budget: number): number {
+    const count = this.receiveStaged(budget);
+    const { rx } = this.context;
+    for (let i = 0; i < count; i++) {
+      const length = this.stagedLengths[i]!;
+      if (length < 0) continue;
+      const at = rx.reserve(length);
+      if (at < 0) {
+        rx.countDrops(1);
+        continue;
+      }
+      rx.bytes.set(this.staging.subarray(i * SLOT, i * SLOT + length), at);
+      rx.commit(length);
+    }
+    return count;
+  }
+
+  receiveStaged(budget: number): number {
     const count = sys.recvmmsg(this.fd, this.rxVector.headers, Math.min(budget, BATCH), MSG_DONTWAIT);
     if (count < 0) {
       const code = errnoName(lastErrno());
@@ -92,19 +86,31 @@ class PacketIo implements DeviceIo {
       const length = this.rxVector.length(i);
       if ((this.rxVector.flags(i) & MSG_TRUNC) !== 0 || length > rx.maxRecord) {
         counters.rxErrors++;
-        continue;
+        this.stagedLengths[i] = -1;
+      } else if (length < MIN_FRAME) {
+        this.staging.fill(0, i * SLOT + length, i * SLOT + MIN_FRAME);
+        this.stagedLengths[i] = MIN_FRAME;
+      } else {
+        this.stagedLengths[i] = length;
       }
-      const padded = length < MIN_FRAME ? MIN_FRAME : length;
-      const at = rx.reserve(padded);
-      if (at < 0) {
-        rx.countDrops(1);
-        continue;
-      }
-      rx.bytes.set(this.staging.subarray(i * SLOT, i * SLOT + length), at);
-      if (padded !== length) rx.bytes.fill(0, at + length, at + padded);
-      rx.commit(padded);
     }
     return count;
+  }
+
+  get stagedBytes(): Uint8Array {
+    return this.staging;
+  }
+
+  stagedOffset(i: number): number {
+    return i * SLOT;
+  }
+
+  stagedLength(i: number): number {
+    return this.stagedLengths[i]!;
+  }
+
+  packetFd(): number {
+    return check(sys.dupCloexec(this.fd), 'fcntl', 'F_DUPFD_CLOEXEC of the packet socket', this.context.name);
   }
 
   transmit(tx: RingReader, budget: number): number {
@@ -120,7 +126,7 @@ class PacketIo implements DeviceIo {
       const code = sent < 0 ? errnoName(lastErrno()) : '';
       const accepted = sent < 0 ? 0 : sent;
       // A frame only partly sent is the seed's EMSGSIZE: counted as an error, not sent again.
-      for (let i = 0; i < accepted; i++) if (this.txVector.length(i) !== this.txVector.iovecs.readUInt32LE(i * IOVEC_SIZE + 8)) this.context.counters.txErrors++;
+      for (let i = 0; i < accepted; i++) if (this.txVector.length(i) !== this.txVector.iovecLength(i)) this.context.counters.txErrors++;
       for (let i = queued; i > accepted; i--) tx.unread();
       taken += accepted;
       if (sent >= 0 && sent === queued) continue;

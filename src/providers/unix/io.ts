@@ -88,7 +88,7 @@ class UnixIo implements DeviceIo {
     if (sys.connect(fd, sockaddrUn(this.options.path)) === 0) {
       this.backoff = BACKOFF_FIRST_MS;
       this.addPeer(fd);
-      this.context.bell.ringNow();
+      this.context.bell.ringHere();
       return;
     }
     sys.close(fd);
@@ -136,7 +136,7 @@ class UnixIo implements DeviceIo {
           // again in a millisecond, as the reader frees space without waking this worker.
           this.ringFull ??= setTimeout(() => {
             this.ringFull = null;
-            this.context.bell.ringNow();
+            this.context.bell.ringHere();
           }, 1);
           return handled;
         }

@@ -1,0 +1,154 @@
+/**
+ * The Switch's forwarding agent, in a port's worker: it takes the frames the port's I/O half
+ * staged, learns their sources and looks up their destinations in the shared MAC table, and
+ * sends each frame straight out of the output ports' packet sockets with one sendmmsg per output
+ * per batch: no thread hand-off, no copy.  Frames it cannot send as they are (an output without a
+ * socket, or a VLAN tag to add or remove) are copied to the RX ring, where the Switch on the main
+ * thread forwards them to those outputs only.  Frames keep their order per output.
+ */
+import type { DeviceIo, IoContext } from '../providers/contract.js';
+import { addressHalves, MessageVector, setIovec } from '../sys/fd-io.js';
+import { errnoName, lastErrno, MMSGHDR_SIZE, MSG_DONTWAIT, sys } from '../sys/libc.js';
+import {
+  FILTERED, FLOODS, inputCounter, MAX_PORTS, outputCounter, RX_BYTES, RX_FRAMES, sentByAgent, TX_BYTES, TX_DROPS, TX_FRAMES, vidAt,
+  type AgentSpec, type OutputSpec,
+} from './fabric.js';
+import { MacTable } from './mac-table.js';
+
+const BATCH = 64;
+/** Sends retried while an output's queue is full before its frames are dropped. */
+const FULL_RETRIES = 64;
+
+interface Output {
+  spec: OutputSpec;
+  vector: MessageVector;
+  queued: number;
+}
+
+/** Staged frames handed to the agent by an I/O half that has receiveStaged. */
+export type StagingIo = Required<Pick<DeviceIo, 'receiveStaged' | 'stagedBytes' | 'stagedOffset' | 'stagedLength'>>;
+
+/** True if `io` can stage frames for an agent. */
+export function canStage(io: DeviceIo): io is DeviceIo & StagingIo {
+  return typeof io.receiveStaged === 'function';
+}
+
+export class ForwardingAgent {
+  private readonly table: MacTable;
+  private readonly counters: Float64Array;
+  private readonly index: number;
+  private readonly vlan: number | null;
+  private readonly maxAge: number;
+  private outputs: Output[] = [];
+  /** Outputs by port index (sparse). */
+  private byIndex: (Output | undefined)[] = [];
+  private readonly stagingAddress: [number, number];
+
+  constructor(
+    spec: AgentSpec,
+    private readonly io: StagingIo,
+    private readonly context: IoContext,
+  ) {
+    this.table = new MacTable(spec.table);
+    this.counters = spec.counters;
+    this.index = spec.index;
+    this.vlan = spec.vlan;
+    this.maxAge = spec.maxAge;
+    this.stagingAddress = addressHalves(io.stagedBytes);
+    this.setOutputs(spec.outputs);
+  }
+
+  /** Replaces the set of other ports (a port added or removed); takes effect for the next batch. */
+  setOutputs(outputs: OutputSpec[]): void {
+    this.outputs = outputs.map((spec) => ({ spec, vector: new MessageVector(BATCH), queued: 0 }));
+    this.byIndex = new Array<Output | undefined>(MAX_PORTS);
+    for (const output of this.outputs) this.byIndex[output.spec.index] = output;
+  }
+
+  /** Receives and forwards up to `budget` frames; returns how many it took from the device. */
+  round(budget: number): number {
+    const { io, table, counters } = this;
+    const count = io.receiveStaged(budget);
+    if (count === 0) return 0;
+    const bytes = io.stagedBytes;
+    const now = table.now();
+    const row = inputCounter(this.index, 0);
+    let up = 0;
+    for (let i = 0; i < count; i++) {
+      const length = io.stagedLength(i);
+      if (length < 0) continue;
+      const at = io.stagedOffset(i);
+      counters[row + RX_FRAMES]++;
+      counters[row + RX_BYTES] += length;
+      const vid = vidAt(bytes, at, length);
+      const vlan = this.vlan ?? vid;
+      if ((bytes[at + 6]! & 1) === 0) table.learn(vlan, bytes, at + 6, this.index, now);
+      let needsMainThread = false;
+      const port = (bytes[at]! & 1) === 0 ? table.lookup(vlan, bytes, at, now, this.maxAge) : -1;
+      const known = port >= 0 ? (port === this.index ? null : this.byIndex[port]) : undefined;
+      if (known === null) {
+        counters[row + FILTERED]++;
+        continue;
+      }
+      if (known !== undefined) {
+        needsMainThread = !this.queue(known, at, length, vid);
+      } else {
+        counters[row + FLOODS]++;
+        for (const output of this.outputs) {
+          if ((output.spec.vlan === null || output.spec.vlan === vlan) && !this.queue(output, at, length, vid)) needsMainThread = true;
+        }
+      }
+      if (needsMainThread) up += this.passUp(bytes, at, length);
+    }
+    for (const output of this.outputs) if (output.queued > 0) this.flush(output);
+    if (up > 0) this.context.rx.publish();
+    return count;
+  }
+
+  /** Queues the frame to `output` if this agent sends it there; false if the main thread must. */
+  private queue(output: Output, at: number, length: number, vid: number): boolean {
+    if (!sentByAgent(this.vlan, output.spec, vid)) return false;
+    setIovec(output.vector.iovecs, output.queued, this.stagingAddress, at, length);
+    if (++output.queued === BATCH) this.flush(output);
+    return true;
+  }
+
+  /** Sends what is queued for `output`: retried while its queue is full, then dropped and counted. */
+  private flush(output: Output): void {
+    const { vector, spec } = output;
+    const { counters } = this;
+    const base = outputCounter(this.index, spec.index, 0);
+    let done = 0;
+    for (let retries = 0; done < output.queued; ) {
+      const headers = done === 0 ? vector.headers : vector.headers.subarray(done * MMSGHDR_SIZE);
+      const sent = sys.sendmmsg(spec.fd, headers, output.queued - done, MSG_DONTWAIT);
+      if (sent > 0) {
+        for (let i = done; i < done + sent; i++) {
+          counters[base + TX_FRAMES]++;
+          counters[base + TX_BYTES] += vector.iovecLength(i);
+        }
+        done += sent;
+        continue;
+      }
+      const code = errnoName(lastErrno());
+      if ((code === 'ENOBUFS' || code === 'EAGAIN' || code === 'EINTR') && ++retries < FULL_RETRIES) continue;
+      // Refused for good (or still full): count this frame and go on with the next.
+      counters[base + TX_DROPS]++;
+      done++;
+    }
+    output.queued = 0;
+  }
+
+  /** Copies a frame to the RX ring for the main thread; returns 1, or 0 if the ring is full (counted). */
+  private passUp(bytes: Uint8Array, at: number, length: number): number {
+    const { rx } = this.context;
+    const to = rx.reserve(length);
+    if (to < 0) {
+      rx.countDrops(1);
+      return 0;
+    }
+    rx.bytes.set(bytes.subarray(at, at + length), to);
+    rx.commit(length);
+    return 1;
+  }
+}

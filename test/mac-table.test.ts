@@ -1,0 +1,66 @@
+import { Worker } from 'node:worker_threads';
+import { once } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import { MacTable } from '../dist/switch/mac-table.js';
+
+/** MAC number `n` as 6 bytes (02:00:nn:nn:nn:nn). */
+function mac(n: number): Uint8Array {
+  return Uint8Array.of(2, 0, (n >>> 24) & 255, (n >>> 16) & 255, (n >>> 8) & 255, n & 255);
+}
+
+describe('MacTable (shared memory)', () => {
+  it('learns, moves and looks up entries per VLAN', () => {
+    const table = new MacTable(64);
+    const now = table.now();
+    expect(table.lookup(0, mac(1), 0, now, 10)).toBe(-1);
+    expect(table.learn(0, mac(1), 0, 3, now)).toBe(true);
+    expect(table.lookup(0, mac(1), 0, now, 10)).toBe(3);
+    expect(table.lookup(7, mac(1), 0, now, 10)).toBe(-1); // another VLAN
+    table.learn(0, mac(1), 0, 5, now); // the MAC moved
+    expect(table.lookup(0, mac(1), 0, now, 10)).toBe(5);
+    expect(table.size).toBe(1);
+  });
+
+  it('ignores entries older than the aging time, and purges them', () => {
+    const table = new MacTable(64);
+    table.learn(0, mac(1), 0, 1, 100);
+    table.learn(0, mac(2), 0, 2, 150);
+    expect(table.lookup(0, mac(1), 0, 160, 50)).toBe(-1);
+    expect(table.lookup(0, mac(2), 0, 160, 50)).toBe(2);
+    table.purge(160, 50);
+    expect(table.size).toBe(1);
+    expect(table.lookup(0, mac(2), 0, 160, 50)).toBe(2);
+  });
+
+  it('keeps every other entry reachable when entries are deleted from crowded probe runs', () => {
+    const table = new MacTable(1024);
+    for (let n = 0; n < 1024; n++) expect(table.learn(0, mac(n), 0, n % 4, 0)).toBe(true);
+    expect(table.learn(0, mac(5000), 0, 0, 0)).toBe(false); // full
+    table.forgetPort(1);
+    expect(table.size).toBe(768);
+    for (let n = 0; n < 1024; n++) expect(table.lookup(0, mac(n), 0, 0, 1)).toBe(n % 4 === 1 ? -1 : n % 4);
+    expect(table.learn(0, mac(5000), 0, 0, 0)).toBe(true);
+  });
+
+  it('takes concurrent learning from several threads without losing entries', async () => {
+    const table = new MacTable(8192);
+    const code = `
+      const { workerData } = require('node:worker_threads');
+      import(workerData.module).then(({ MacTable }) => {
+        const table = new MacTable(workerData.descriptor);
+        for (let n = 0; n < 3000; n++) {
+          const m = workerData.base + n;
+          table.learn(0, Uint8Array.of(2, 0, m >>> 24, (m >>> 16) & 255, (m >>> 8) & 255, m & 255), 0, workerData.port, 1);
+        }
+      });`;
+    const module = new URL('../dist/switch/mac-table.js', import.meta.url).href;
+    const workers = [0, 1].map((i) => new Worker(code, { eval: true, workerData: { module, descriptor: table.descriptor, base: i * 1_000_000, port: i } }));
+    await Promise.all(workers.map((w) => once(w, 'exit')));
+    expect(table.size).toBe(6000);
+    for (const i of [0, 1]) for (let n = 0; n < 3000; n += 97) expect(table.lookup(0, mac(i * 1_000_000 + n), 0, 1, 1)).toBe(i);
+  });
+
+  it('refuses a size that is not a power of two', () => {
+    expect(() => new MacTable(1000)).toThrow(RangeError);
+  });
+});
