@@ -13,6 +13,9 @@ import { BatchIterator, FrameIterator, RxQueue } from '../dist/main/rx-queue.js'
 import { countedDrops, forward } from '../dist/cli/traffic.js';
 import { NetdevManager, type Netdev } from '../dist/index.js';
 import { kernelBenchmarks, type KernelFigure } from './kernel.js';
+import { topologyBenchmarks, type Forwarder, type PathFigure } from './topology.js';
+import { execFileSync } from 'node:child_process';
+import { cpus } from 'node:os';
 
 const PRODUCER = new URL('./producer.js', import.meta.url);
 const RUNS = 3;
@@ -212,4 +215,75 @@ async function main(): Promise<void> {
   }
 }
 
+const FORWARDER_NAMES: Record<Forwarder, string> = {
+  switch: 'netdev Switch (this library)',
+  bridge: 'Linux bridge',
+  c: 'C forwarder (l2fwd, recvmmsg/sendmmsg x64)',
+  cap: 'Node + cap (libpcap), per frame',
+  ovs: 'Open vSwitch, userspace datapath',
+};
+
+/** "median (min-max)" of `values` scaled by `scale`, with `digits` decimals. */
+function spread(values: number[], scale: number, digits: number): string {
+  const { median, min, max } = summarize(values.map((v) => v / scale));
+  return `${median.toFixed(digits)} (${min.toFixed(digits)}-${max.toFixed(digits)})`;
+}
+
+const medianOf = (values: number[]): number => summarize(values).median;
+
+/** The forwarding table: every forwarder on one topology, ratios to the C forwarder and the Linux bridge. */
+async function topology(): Promise<void> {
+  console.log(
+    `\ntopology h1 -- fw -- h2 (network namespaces, veth pairs; TX checksum, TSO, GSO and GRO turned off on all four veth ends,` +
+      ` as an AF_PACKET forwarder needs); one forwarder at a time in fw; median (min-max) of ${RUNS} runs`,
+  );
+  console.log('  frames: 64-byte unicast frames h1 -> h2 from a C sendmmsg sender at its maximum, 1M per run, counted by a C receiver in h2');
+  console.log('  tcp: iperf3 h1 -> h2, 5 s; rtt: ping -i 0.01 -c 200 h1 -> h2');
+  const results = await topologyBenchmarks(1_000_000, RUNS);
+  if (!results) return;
+  const { paths } = results;
+  const reference = (forwarder: Forwarder, pick: (f: PathFigure) => number | null): number | null => {
+    const values = paths[forwarder]?.map(pick).filter((v): v is number => v !== null) ?? [];
+    return values.length ? medianOf(values) : null;
+  };
+  const ratio = (value: number | null, of: number | null): string => (value !== null && of ? `${(value / of).toFixed(2)}x` : '-');
+  const header = ['forwarder in fw'.padEnd(44), 'M frames/s'.padEnd(20), 'x C', 'x bridge', 'TCP Gbit/s'.padEnd(20), 'x C', 'retransmits', 'rtt avg ms', 'rtt p99 ms'];
+  console.log(header.join('  '));
+  for (const forwarder of Object.keys(paths) as Forwarder[]) {
+    const figures = paths[forwarder]!;
+    const rate = medianOf(figures.map((f) => f.framesPerSecond));
+    const tcp = figures.every((f) => f.tcpBitsPerSecond !== null) ? figures.map((f) => f.tcpBitsPerSecond!) : null;
+    console.log(
+      [
+        FORWARDER_NAMES[forwarder].padEnd(44),
+        spread(figures.map((f) => f.framesPerSecond), 1e6, 3).padEnd(20),
+        ratio(rate, reference('c', (f) => f.framesPerSecond)).padEnd(3),
+        ratio(rate, reference('bridge', (f) => f.framesPerSecond)).padEnd(8),
+        (tcp ? spread(tcp, 1e9, 2) : 'no iperf3').padEnd(20),
+        ratio(tcp && medianOf(tcp), reference('c', (f) => f.tcpBitsPerSecond)).padEnd(3),
+        String(medianOf(figures.map((f) => f.tcpRetransmits ?? 0))).padEnd(11),
+        spread(figures.map((f) => f.rttAvgMs!), 1, 3).padEnd(10),
+        spread(figures.map((f) => f.rttP99Ms!), 1, 3),
+      ].join('  '),
+    );
+  }
+  console.log('  frames lost h1 -> h2 (sent - delivered, median): ' + (Object.keys(paths) as Forwarder[]).map((f) => `${f} ${medianOf(paths[f]!.map((x) => x.dropped))}`).join(', '));
+  console.log('\nports: k ports on the forwarder, k/2 unicast 64-byte flows at once (h1->h2, h3->h4, ...), delivered frames/s in all');
+  for (const ports of [2, 4, 8]) {
+    const sw = results.ports.switch[ports]!.map((f) => f.framesPerSecond);
+    const br = results.ports.bridge[ports]!.map((f) => f.framesPerSecond);
+    console.log(`  ${ports} ports: Switch ${spread(sw, 1e6, 3)} M/s, Linux bridge ${spread(br, 1e6, 3)} M/s, ${ratio(medianOf(sw), medianOf(br))} the bridge`);
+  }
+}
+
+/** Resident memory of a fresh process with 2, 16 and 64 open dummy devices. */
+function memory(): void {
+  const script = new URL('./resident.js', import.meta.url).pathname;
+  const rss = [2, 16, 64].map((n) => `${n} devices ${execFileSync(process.execPath, [script, String(n)], { encoding: 'utf8' }).trim()} MiB`);
+  console.log(`\nmemory: resident set of a process with open dummy devices (a worker and two rings each): ${rss.join(', ')}`);
+}
+
+console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Linux ${execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim()}`);
 await main();
+memory();
+await topology();

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { NetdevManager, Switch } from '../dist/index.js';
-import { lastNumber, runIn, startIn, waitFor, type Running } from './programs.js';
+import { buildPrograms, lastNumber, runIn, startIn, waitFor, type Running } from './programs.js';
 import { startOvs } from './ovs.js';
 
 const exec = promisify(execFile);
@@ -217,6 +217,7 @@ export async function topologyBenchmarks(count: number, runs: number): Promise<T
     console.log('topology benchmarks skipped: ping is not installed (Debian package iputils-ping)');
     return null;
   }
+  if (!buildPrograms()) return null;
   const capModules = await installCap();
   try {
     await setUp();
@@ -225,7 +226,6 @@ export async function topologyBenchmarks(count: number, runs: number): Promise<T
       const figures: PathFigure[] = (results.paths[forwarder] = []);
       for (let i = 0; i < runs; i++) {
         const stop = await startForwarder(forwarder, ['p1', 'p2'], capModules);
-        if (process.env.BENCH_DEBUG) console.log('measuring', forwarder);
         try {
           await awaitPath(2, 1);
           const rate = await frames([[1, 2]], count);

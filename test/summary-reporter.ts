@@ -1,16 +1,17 @@
 import type { Reporter, TestModule } from 'vitest/node';
 
-/** Ends the run with one plain line, "vitest: N passed, N failed, N skipped", that any CI can read. */
+/**
+ * Ends the run with one plain line that any CI can read: "vitest: N passed, N failed, N skipped",
+ * and, when there are any, how many tests never ran (their file crashed) and how many errors
+ * happened outside tests.
+ */
 export default class SummaryReporter implements Reporter {
-  onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
-    const count = { passed: 0, failed: 0, skipped: 0 };
+  onTestRunEnd(testModules: ReadonlyArray<TestModule>, unhandledErrors: ReadonlyArray<unknown>): void {
+    const count = { passed: 0, failed: 0, skipped: 0, pending: 0 };
     for (const module of testModules) {
-      for (const test of module.children.allTests()) {
-        const state = test.result().state;
-        if (state === 'passed' || state === 'failed') count[state]++;
-        else count.skipped++;
-      }
+      for (const test of module.children.allTests()) count[test.result().state]++;
     }
-    process.stdout.write(`\nvitest: ${count.passed} passed, ${count.failed} failed, ${count.skipped} skipped\n`);
+    const extra = [count.pending ? `, ${count.pending} never ran` : '', unhandledErrors.length ? `, ${unhandledErrors.length} errors outside tests` : ''].join('');
+    process.stdout.write(`\nvitest: ${count.passed} passed, ${count.failed} failed, ${count.skipped} skipped${extra}\n`);
   }
 }

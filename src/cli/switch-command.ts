@@ -1,7 +1,7 @@
 /**
  * `netdev switch DEV DEV... [--netns NS] [--vlan DEV=ID]`: runs the learning switch between the
  * devices, brought up and promiscuous (restored when it ends).  Every second it shows each port's
- * frames/s, Mbit/s and drops: redrawn in place on a terminal, a line per port otherwise (or JSON
+ * frames/s, Mbit/s and drops, and whether its worker or the main thread forwards: redrawn in place on a terminal, a line per port otherwise (or JSON
  * with --json).  SIGINT/SIGTERM stop it cleanly: ports removed, flags restored, exit status 0.
  */
 import { NetdevManager } from '../main/manager.js';
@@ -18,16 +18,18 @@ export interface SwitchCommandOptions {
 
 interface Sample {
   name: string;
+  path: 'worker' | 'main';
   counters: PortCounters;
 }
 
 /** Rows of per-second rates between two samples of the switch's counters. */
 function rates(before: Sample[], after: Sample[], seconds: number) {
-  return after.map(({ name, counters }) => {
+  return after.map(({ name, path, counters }) => {
     const previous = before.find((s) => s.name === name)?.counters ?? counters;
     const per = (key: keyof PortCounters) => (counters[key] - previous[key]) / seconds;
     return {
       port: name,
+      path,
       rxFps: Math.round(per('rxFrames')),
       rxMbps: +((per('rxBytes') * 8) / 1e6).toFixed(2),
       txFps: Math.round(per('txFrames')),
@@ -51,12 +53,12 @@ export async function runSwitchCommand(names: string[], options: SwitchCommandOp
       sw.addPort(dev, vlan === undefined ? {} : { vlan });
     }
     options.out(options.json ? JSON.stringify({ switching: names }) : `switching ${names.join(', ')} (Ctrl-C to stop)`);
-    let last = sw.counters().map(({ name, counters }) => ({ name, counters }));
+    let last: Sample[] = sw.counters();
     let lastTime = performance.now();
     let drawn = 0;
     const timer = setInterval(() => {
       const now = performance.now();
-      const sample = sw.counters().map(({ name, counters }) => ({ name, counters }));
+      const sample: Sample[] = sw.counters();
       const rows = rates(last, sample, (now - lastTime) / 1000);
       last = sample;
       lastTime = now;
@@ -65,8 +67,8 @@ export async function runSwitchCommand(names: string[], options: SwitchCommandOp
         return;
       }
       const lines = [
-        'PORT            RX FRAMES/S   RX MBIT/S  TX FRAMES/S   TX MBIT/S      DROPS     FLOODS',
-        ...rows.map((r) => `${r.port.padEnd(14)} ${String(r.rxFps).padStart(12)} ${String(r.rxMbps).padStart(11)} ${String(r.txFps).padStart(12)} ${String(r.txMbps).padStart(11)} ${String(r.drops).padStart(10)} ${String(r.floods).padStart(10)}`),
+        'PORT           PATH     RX FRAMES/S   RX MBIT/S  TX FRAMES/S   TX MBIT/S      DROPS     FLOODS',
+        ...rows.map((r) => `${r.port.padEnd(14)} ${r.path.padEnd(6)} ${String(r.rxFps).padStart(12)} ${String(r.rxMbps).padStart(11)} ${String(r.txFps).padStart(12)} ${String(r.txMbps).padStart(11)} ${String(r.drops).padStart(10)} ${String(r.floods).padStart(10)}`),
       ];
       // On a terminal, move back up over the last table and draw over it.
       options.out((options.tty && drawn ? `\x1b[${drawn}A\x1b[J` : '') + lines.join('\n'));

@@ -18,6 +18,8 @@ export class Bell {
   readonly words: Int32Array;
   /** Resolves the owner's current sleep (set while it sleeps). */
   private wakeHere: ((value: unknown) => void) | null = null;
+  /** Owner only: run synchronously by ringHere(), so work found by an I/O callback is done inside it. */
+  onRingHere: (() => void) | null = null;
 
   /** Wraps `buffer` (a new one if omitted); pass the same buffer to another thread to share the bell. */
   constructor(readonly buffer: SharedArrayBuffer = new SharedArrayBuffer(BELL_BYTES)) {
@@ -68,14 +70,16 @@ export class Bell {
   }
 
   /**
-   * Owner's thread only (an I/O callback of the owner): rings, and ends the owner's sleep at once,
-   * without the hop through the event loop that a notify to one's own thread takes.
+   * Owner's thread only (an I/O callback of the owner): rings, ends the owner's sleep, and runs
+   * onRingHere at once: without the hop through the event loop that a notify to one's own thread
+   * takes, or a wait for the callback's promise jobs to run.
    */
   ringHere(): void {
     const wake = this.wakeHere;
     this.wakeHere = null;
-    this.ringNow();
     wake?.(undefined);
+    this.onRingHere?.();
+    this.ringNow(); // after the work: it also settles the sleep's pending waitAsync
   }
 
   /** Owner only, never on the main thread: blocks until the bell has rung since prepare() returned `seq`. */

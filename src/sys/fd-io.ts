@@ -15,20 +15,33 @@ export class FdWaker {
   private readonly poll: ReturnType<typeof watchReadable>;
   private polling = false;
   private writable = false;
+  /** Set when the work the bell started asked to wait again: the poll then stays armed (no syscall). */
+  private rearmed = false;
+  private rearmedWritable = false;
   private retryTimer: NodeJS.Timeout | null = null;
+  private closed = false;
 
   constructor(fd: number, private readonly bell: Bell) {
     this.poll = watchReadable(fd, () => {
-      this.poll.stop();
-      this.polling = false;
-      this.writable = false;
+      this.rearmed = false;
+      this.rearmedWritable = false;
       bell.ringHere();
+      if (this.closed) return; // the work it started closed this waker (a peer went away)
+      if (!this.rearmed) {
+        this.poll.stop();
+        this.polling = false;
+        this.writable = false;
+      } else if (this.writable && !this.rearmedWritable) {
+        this.writable = false; // a writable socket would wake the loop again at once
+        this.poll.start(false);
+      }
     });
     this.poll.stop();
   }
 
   /** Rings the bell once `fd` is readable (call when a read found nothing). */
   waitReadable(): void {
+    this.rearmed = true;
     if (this.polling) return;
     this.polling = true;
     this.poll.start(this.writable);
@@ -36,6 +49,8 @@ export class FdWaker {
 
   /** Rings the bell once `fd` is readable or writable (call when a write would block). */
   waitWritable(): void {
+    this.rearmed = true;
+    this.rearmedWritable = true;
     if (this.polling && this.writable) return;
     this.writable = true;
     this.polling = true;
@@ -51,6 +66,7 @@ export class FdWaker {
   }
 
   close(): void {
+    this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.poll.close();
   }

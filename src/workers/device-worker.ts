@@ -4,6 +4,8 @@
  * round moves nothing it sleeps on its bell (Atomics.waitAsync), so an idle device costs no CPU
  * and control calls from the main thread (comlink messages) are served while it sleeps.  A busy
  * loop yields to the event loop every few milliseconds so control calls are never starved.
+ * While the device is a Switch port whose I/O half can stage frames, a ForwardingAgent takes the
+ * place of receive(): it forwards each batch itself (see src/switch/forwarding-agent.ts).
  *
  * If the I/O half throws, the error is rethrown outside any promise: the worker dies and the main
  * thread puts the device in an error state (a crashed worker harms no other device).
@@ -130,6 +132,10 @@ class IoLoop {
     private readonly context: IoContext,
     private readonly tx: RingReader,
   ) {
+    // Frames a socket callback says are waiting are moved inside the callback (see Bell.ringHere).
+    context.bell.onRingHere = () => {
+      if (!this.stopping) this.round();
+    };
     this.done = this.run();
     this.done.catch((error: unknown) => {
       setImmediate(() => {

@@ -4,7 +4,9 @@
  *
  * - Receive: recvmmsg batches into a staging area of 64 KiB slots (so a GSO frame of up to 64 KiB
  *   from a veth with offloads on is never cut; a frame cut anyway is counted in rxErrors, never
- *   delivered), then one copy per frame into the RX ring, padded to 60 bytes.
+ *   delivered), then one copy per frame into the RX ring, padded to 60 bytes.  For a Switch
+ *   port, receiveStaged leaves the frames in the staging area for the worker's forwarding agent,
+ *   and packetFd shares the socket with the other ports' workers.
  * - Transmit: sendmmsg batches straight from the TX ring: each iovec points into the ring's
  *   shared memory, so frames are not copied in JavaScript.  ENOBUFS/EAGAIN is backpressure: the
  *   frames are put back and the worker retries a millisecond later (AF_PACKET has no event for
