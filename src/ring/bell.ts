@@ -18,8 +18,8 @@ export class Bell {
   readonly words: Int32Array;
   /** Resolves the owner's current sleep (set while it sleeps). */
   private wakeHere: ((value: unknown) => void) | null = null;
-  /** Owner only: run synchronously by ringHere(), so work found by an I/O callback is done inside it. */
-  onRingHere: (() => void) | null = null;
+  /** Owner only: run synchronously by ringHere(), so work found by an I/O callback is done inside it; returns how much it did. */
+  onRingHere: (() => number) | null = null;
 
   /** Wraps `buffer` (a new one if omitted); pass the same buffer to another thread to share the bell. */
   constructor(readonly buffer: SharedArrayBuffer = new SharedArrayBuffer(BELL_BYTES)) {
@@ -72,14 +72,15 @@ export class Bell {
   /**
    * Owner's thread only (an I/O callback of the owner): rings, ends the owner's sleep, and runs
    * onRingHere at once: without the hop through the event loop that a notify to one's own thread
-   * takes, or a wait for the callback's promise jobs to run.
+   * takes, or a wait for the callback's promise jobs to run.  Returns what onRingHere did (0 without one).
    */
-  ringHere(): void {
+  ringHere(): number {
     const wake = this.wakeHere;
     this.wakeHere = null;
     wake?.(undefined);
-    this.onRingHere?.();
+    const done = this.onRingHere?.() ?? 0;
     this.ringNow(); // after the work: it also settles the sleep's pending waitAsync
+    return done;
   }
 
   /** Owner only, never on the main thread: blocks until the bell has rung since prepare() returned `seq`. */

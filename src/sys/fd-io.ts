@@ -15,7 +15,7 @@ export class FdWaker {
   private readonly poll: ReturnType<typeof watchReadable>;
   private polling = false;
   private writable = false;
-  /** Set when the work the bell started asked to wait again: the poll then stays armed (no syscall). */
+  /** Set when the work the bell started asked to wait again: the poll then stays armed (no epoll_ctl per wake-up). */
   private rearmed = false;
   private rearmedWritable = false;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -25,9 +25,10 @@ export class FdWaker {
     this.poll = watchReadable(fd, () => {
       this.rearmed = false;
       this.rearmedWritable = false;
-      bell.ringHere();
+      const moved = bell.ringHere();
       if (this.closed) return; // the work it started closed this waker (a peer went away)
-      if (!this.rearmed) {
+      // Stays armed if the work asked to wait again, or moved something (and will read on until it does).
+      if (!this.rearmed && moved === 0) {
         this.poll.stop();
         this.polling = false;
         this.writable = false;

@@ -133,9 +133,7 @@ class IoLoop {
     private readonly tx: RingReader,
   ) {
     // Frames a socket callback says are waiting are moved inside the callback (see Bell.ringHere).
-    context.bell.onRingHere = () => {
-      if (!this.stopping) this.round();
-    };
+    context.bell.onRingHere = () => (this.stopping ? 0 : this.round());
     this.done = this.run();
     this.done.catch((error: unknown) => {
       setImmediate(() => {
