@@ -32,10 +32,19 @@ export interface Running {
   printed: () => string;
 }
 
-/** Runs `command` (a C program's name, or an absolute path) with `args` in namespace `netns`. */
+/** Runs `command` (a C program's name, or an absolute path) with `args` in namespace `netns`; its stderr is shown. */
 export function runIn(netns: string, command: string, ...args: string[]): Running {
+  return run(netns, 'inherit', command, args);
+}
+
+/** Like runIn, with stderr discarded (a library's chatter). */
+export function runQuietIn(netns: string, command: string, ...args: string[]): Running {
+  return run(netns, 'ignore', command, args);
+}
+
+function run(netns: string, stderr: 'inherit' | 'ignore', command: string, args: string[]): Running {
   const path = command.startsWith('/') ? command : `${BINARIES}${command}`;
-  const child = spawn('ip', ['netns', 'exec', netns, path, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn('ip', ['netns', 'exec', netns, path, ...args], { stdio: ['ignore', 'pipe', stderr] });
   let text = '';
   child.stdout!.on('data', (chunk: Buffer) => (text += chunk));
   const output = once(child, 'exit').then(([code, signal]) => {

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { NetdevManager, Switch } from '../dist/index.js';
-import { buildPrograms, lastNumber, runIn, startIn, waitFor, type Running } from './programs.js';
+import { buildPrograms, lastNumber, runIn, runQuietIn, startIn, waitFor, type Running } from './programs.js';
 import { startOvs } from './ovs.js';
 
 const exec = promisify(execFile);
@@ -124,7 +124,8 @@ async function startForwarder(forwarder: Forwarder, ports: string[], capModules:
     case 'c':
       return stopProgram(await startIn(FW, 'l2fwd', ...ports));
     case 'cap':
-      return stopProgram(await startIn(FW, process.execPath, CAP_FORWARDER, capModules!, ...ports));
+      // libpcap warns that the ports have no IPv4 address: true, and of no matter to a forwarder.
+      return stopProgram(await waitFor(runQuietIn(FW, process.execPath, CAP_FORWARDER, capModules!, ...ports), 'ready'));
     case 'ovs':
       return startOvs(FW, ports);
   }
