@@ -108,6 +108,30 @@ describe.skipIf(!privileged)('Switch over system devices (veth pairs in a namesp
     expect(sw.counters().map((p) => p.name)).toEqual([vb.name, 'dummy:s']);
   });
 
+  it('tags and untags between a trunk and an access port of system devices, and keeps VLANs apart', async () => {
+    const { va, vb, vc, vd } = await wire();
+    await va.close();
+    const trunkHost = await bed.mgr.open('va', { netns: bed.ns.name, ethertype: 'any' }); // sees tagged frames too
+    await trunkHost.turnFlagsOn({ up: true });
+    expect(await eventually(() => trunkHost.getCarrier())).toBe(true);
+    sw = new Switch();
+    sw.addPort(vb); // trunk
+    sw.addPort(vc, { vlan: 10 });
+    expect(await eventually(() => sw!.counters().every((p) => p.path === 'worker'))).toBe(true);
+    const atTrunk = collect(trunkHost);
+    const atD = collect(vd);
+    const tag = (f: Uint8Array, vid: number) => Uint8Array.from([...f.subarray(0, 12), 0x81, 0x00, vid >> 8, vid & 255, ...f.subarray(12)]);
+    await trunkHost.send(tag(frame(BROADCAST, macOf(1), 1), 20)); // VLAN 20: no access port of it
+    await trunkHost.send(tag(frame(BROADCAST, macOf(1), 2), 10)); // VLAN 10: to vc, untagged
+    expect(await eventually(() => atD.length === 1)).toBe(true);
+    expect(atD[0]).toEqual(frame(BROADCAST, macOf(1), 2));
+    await vd.send(frame(macOf(1), macOf(4), 3)); // from the access port: to the trunk, tagged 10
+    expect(await eventually(() => atTrunk.some((f) => f[6] === 2 && f[11] === 4))).toBe(true);
+    expect(atTrunk.find((f) => f[11] === 4)).toEqual(tag(frame(macOf(1), macOf(4), 3), 10));
+    await sleep(30);
+    expect(atD).toHaveLength(1);
+  });
+
   it('removes a port whose device is deleted, with a notice, and keeps forwarding between the others', async () => {
     const { va, vb, vc, vd } = await wire();
     bed.ns.ip('link', 'add', 've', 'type', 'veth', 'peer', 'name', 'vf');

@@ -140,6 +140,34 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     }
   });
 
+  it('receives 802.1Q-tagged frames with their tag, as they were sent (the kernel moves it to PACKET_AUXDATA)', async () => {
+    const sender = await bed.mgr.open('va', { netns: bed.ns.name, ethertype: 'any' });
+    const any = await bed.mgr.open('vb', { netns: bed.ns.name, ethertype: 'any' });
+    await sender.turnFlagsOn({ up: true });
+    await any.turnFlagsOn({ up: true });
+    expect(await eventually(() => sender.getCarrier())).toBe(true);
+    const tagged = (vid: number, tpid = 0x8100): Uint8Array => {
+      const frame = ethFrame(100, vid, TEST_TYPE);
+      const out = new Uint8Array(104);
+      out.set(frame.subarray(0, 12));
+      out.set([tpid >> 8, tpid & 255, 0x20 | (vid >> 8), vid & 255], 12); // priority 1
+      out.set(frame.subarray(12), 16);
+      return out;
+    };
+    const sent = [tagged(10), tagged(4094), tagged(7, 0x88a8), ethFrame(100, 5, TEST_TYPE)];
+    const received = (async () => {
+      const frames: Uint8Array[] = [];
+      for await (const frame of any.frames({ copy: true })) {
+        if (frame[6] !== 0x02) continue; // not ours
+        frames.push(frame);
+        if (frames.length === sent.length) break;
+      }
+      return frames;
+    })();
+    for (const frame of sent) await sender.send(frame);
+    expect(await received).toEqual(sent);
+  });
+
   it('captures a veth end\'s frames both ways into a pcap file that tcpdump reads', async () => {
     const [a, b] = await bothUp();
     const folder = mkdtempSync(join(tmpdir(), 'netdev-pcap-'));

@@ -6,7 +6,9 @@
  * mmsghdr arrays of recvmmsg/sendmmsg.
  */
 import type { Bell } from '../ring/bell.js';
-import { addressOf, IOVEC_SIZE, MMSGHDR_LEN, MMSGHDR_SIZE, MSGHDR_FLAGS, MSGHDR_IOV, MSGHDR_IOVLEN, watchReadable } from './libc.js';
+import {
+  addressOf, IOVEC_SIZE, MMSGHDR_LEN, MMSGHDR_SIZE, MSGHDR_CONTROL, MSGHDR_CONTROLLEN, MSGHDR_FLAGS, MSGHDR_IOV, MSGHDR_IOVLEN, watchReadable,
+} from './libc.js';
 
 const TWO_32 = 2 ** 32;
 
@@ -89,19 +91,40 @@ export function setIovec(iovecs: Buffer, index: number, [high, low]: [number, nu
   iovecs.writeUInt32LE(0, at + 12);
 }
 
-/** An array of `count` mmsghdrs, each with one iovec; the iovecs' bases are set by the caller. */
+/**
+ * An array of `count` mmsghdrs, each with one iovec (whose bases the caller sets) and, if
+ * `controlBytes` is given, a control buffer of that size for ancillary data.
+ */
 export class MessageVector {
   readonly headers: Buffer;
   readonly iovecs: Buffer;
+  /** Message i's control data is at control[i * controlBytes ..]. */
+  readonly control: Buffer;
 
-  constructor(count: number) {
+  constructor(
+    count: number,
+    readonly controlBytes = 0,
+  ) {
     this.headers = Buffer.alloc(count * MMSGHDR_SIZE);
     this.iovecs = Buffer.alloc(count * IOVEC_SIZE);
+    this.control = Buffer.alloc(count * controlBytes);
     const iovBase = addressOf(this.iovecs);
+    const controlBase = controlBytes > 0 ? addressOf(this.control) : 0n;
     for (let i = 0; i < count; i++) {
       this.headers.writeBigUInt64LE(iovBase + BigInt(i * IOVEC_SIZE), i * MMSGHDR_SIZE + MSGHDR_IOV);
       this.headers.writeBigUInt64LE(1n, i * MMSGHDR_SIZE + MSGHDR_IOVLEN);
+      if (controlBytes > 0) this.headers.writeBigUInt64LE(controlBase + BigInt(i * controlBytes), i * MMSGHDR_SIZE + MSGHDR_CONTROL);
     }
+  }
+
+  /** Before a receive: gives the first `count` messages their whole control buffer again (the kernel shrinks msg_controllen). */
+  resetControl(count: number): void {
+    for (let i = 0; i < count; i++) this.headers.writeUInt32LE(this.controlBytes, i * MMSGHDR_SIZE + MSGHDR_CONTROLLEN);
+  }
+
+  /** Bytes of control data the kernel wrote for message `i`. */
+  controlLength(i: number): number {
+    return this.headers.readUInt32LE(i * MMSGHDR_SIZE + MSGHDR_CONTROLLEN);
   }
 
   /** Bytes moved by message `i` (msg_len). */

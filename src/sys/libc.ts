@@ -42,6 +42,18 @@ export const SO_RCVBUF = 8;
 export const SO_SNDBUF = 7;
 export const SOL_PACKET = 263;
 export const PACKET_IGNORE_OUTGOING = 23;
+/** PACKET_AUXDATA: a struct tpacket_auxdata control message with each frame (its stripped VLAN tag). */
+export const PACKET_AUXDATA = 8;
+/** struct tpacket_auxdata (linux/if_packet.h): tp_status, tp_vlan_tci, tp_vlan_tpid offsets; status bits. */
+export const AUXDATA_STATUS = 0;
+export const AUXDATA_VLAN_TCI = 16;
+export const AUXDATA_VLAN_TPID = 18;
+export const TP_STATUS_VLAN_VALID = 0x10;
+export const TP_STATUS_VLAN_TPID_VALID = 0x40;
+/** struct cmsghdr: header size (cmsg_len, cmsg_level, cmsg_type), then the data. */
+export const CMSG_HEADER = 16;
+export const CMSG_LEVEL = 8;
+export const CMSG_TYPE = 12;
 export const MSG_DONTWAIT = 0x40;
 export const MSG_TRUNC = 0x20;
 export const MSG_NOSIGNAL = 0x4000;
@@ -80,6 +92,8 @@ export const IOVEC_SIZE = 16;
 export const MMSGHDR_SIZE = 64;
 export const MSGHDR_IOV = 16;
 export const MSGHDR_IOVLEN = 24;
+export const MSGHDR_CONTROL = 32;
+export const MSGHDR_CONTROLLEN = 40;
 export const MSGHDR_FLAGS = 48;
 export const MMSGHDR_LEN = 56;
 /** struct sockaddr_ll. */

@@ -14,13 +14,15 @@
  *   kernel refuses (EMSGSIZE, ENETDOWN ...) is counted in txErrors and skipped.
  * - Waiting: when nothing is waiting, a libuv poll handle on the socket (koffi.node.poll, on the
  *   worker's own event loop) rings the worker's bell once it becomes readable.
+ * - 802.1Q tags, which the kernel takes out of received frames, are put back from PACKET_AUXDATA.
  * - Frames this socket sends are not received back (PACKET_IGNORE_OUTGOING).  The receive queue
  *   is drained right after bind: frames of every interface arrive between socket() and bind().
  */
 import { NetdevError } from '../../common/errors.js';
 import type { RingReader } from '../../ring/ring.js';
 import {
-  AF_PACKET, check, ETH_P_802_2, ETH_P_ALL, errnoName, htons, lastErrno, MSG_DONTWAIT, MSG_TRUNC, PACKET_IGNORE_OUTGOING,
+  AF_PACKET, AUXDATA_STATUS, AUXDATA_VLAN_TCI, AUXDATA_VLAN_TPID, CMSG_HEADER, CMSG_LEVEL, CMSG_TYPE, PACKET_AUXDATA,
+  TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID, check, ETH_P_802_2, ETH_P_ALL, errnoName, htons, lastErrno, MSG_DONTWAIT, MSG_TRUNC, PACKET_IGNORE_OUTGOING,
   SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, SOCKADDR_LL_SIZE, SOL_PACKET, SOL_SOCKET, SO_RCVBUF, sys,
 } from '../../sys/libc.js';
 import { addressHalves, FdWaker, MessageVector, setIovec } from '../../sys/fd-io.js';
@@ -31,6 +33,10 @@ import type { SystemIoOptions } from './control.js';
 const BATCH = 32;
 const SLOT = 65536;
 const RCVBUF = 4 * 1024 * 1024;
+/** Control buffer per received frame: one cmsghdr with a struct tpacket_auxdata (CMSG_SPACE(20) = 40). */
+const CONTROL_BYTES = 48;
+const VLAN_TAG = 4;
+const ETH_P_8021Q = 0x8100;
 const EAGAIN = 'EAGAIN';
 
 function protocolOf(ethertype: Ethertype): number {
@@ -40,7 +46,7 @@ function protocolOf(ethertype: Ethertype): number {
 }
 
 class PacketIo implements DeviceIo {
-  private readonly rxVector = new MessageVector(BATCH);
+  private readonly rxVector = new MessageVector(BATCH, CONTROL_BYTES);
   private readonly txVector = new MessageVector(BATCH);
   private readonly staging = Buffer.alloc(BATCH * SLOT);
   /** Length of each frame of the last receiveStaged, padded; -1 for a bad one. */
@@ -76,7 +82,9 @@ class PacketIo implements DeviceIo {
   }
 
   receiveStaged(budget: number): number {
-    const count = sys.recvmmsg(this.fd, this.rxVector.headers, Math.min(budget, BATCH), MSG_DONTWAIT);
+    const want = Math.min(budget, BATCH);
+    this.rxVector.resetControl(want);
+    const count = sys.recvmmsg(this.fd, this.rxVector.headers, want, MSG_DONTWAIT);
     if (count < 0) {
       const code = errnoName(lastErrno());
       if (code === EAGAIN) this.waker.waitReadable();
@@ -85,7 +93,8 @@ class PacketIo implements DeviceIo {
     }
     const { rx, counters } = this.context;
     for (let i = 0; i < count; i++) {
-      const length = this.rxVector.length(i);
+      let length = this.rxVector.length(i);
+      if ((this.rxVector.flags(i) & MSG_TRUNC) === 0) length = this.restoreVlanTag(i, length);
       if ((this.rxVector.flags(i) & MSG_TRUNC) !== 0 || length > rx.maxRecord) {
         counters.rxErrors++;
         this.stagedLengths[i] = -1;
@@ -97,6 +106,25 @@ class PacketIo implements DeviceIo {
       }
     }
     return count;
+  }
+
+  /**
+   * The kernel takes the 802.1Q tag out of a received frame and reports it in PACKET_AUXDATA:
+   * puts it back after the MAC addresses, as it was on the wire.  Returns the frame's length.
+   */
+  private restoreVlanTag(i: number, length: number): number {
+    const control = this.rxVector.control;
+    const at = i * CONTROL_BYTES;
+    if (this.rxVector.controlLength(i) < CMSG_HEADER + AUXDATA_VLAN_TPID + 2) return length;
+    if (control.readInt32LE(at + CMSG_LEVEL) !== SOL_PACKET || control.readInt32LE(at + CMSG_TYPE) !== PACKET_AUXDATA) return length;
+    const status = control.readUInt32LE(at + CMSG_HEADER + AUXDATA_STATUS);
+    if ((status & TP_STATUS_VLAN_VALID) === 0 || length < 12 || length + VLAN_TAG > SLOT) return length;
+    const tpid = (status & TP_STATUS_VLAN_TPID_VALID) !== 0 ? control.readUInt16LE(at + CMSG_HEADER + AUXDATA_VLAN_TPID) : ETH_P_8021Q;
+    const frame = i * SLOT;
+    this.staging.copyWithin(frame + 12 + VLAN_TAG, frame + 12, frame + length);
+    this.staging.writeUInt16BE(tpid, frame + 12);
+    this.staging.writeUInt16BE(control.readUInt16LE(at + CMSG_HEADER + AUXDATA_VLAN_TCI), frame + 14);
+    return length + VLAN_TAG;
   }
 
   get stagedBytes(): Uint8Array {
@@ -176,6 +204,7 @@ export const createIo: CreateIo = (context) => {
   try {
     sys.setsockoptInt(fd, SOL_SOCKET, SO_RCVBUF, RCVBUF);
     check(sys.setsockoptInt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1), 'setsockopt', 'PACKET_IGNORE_OUTGOING', context.name);
+    check(sys.setsockoptInt(fd, SOL_PACKET, PACKET_AUXDATA, 1), 'setsockopt', 'PACKET_AUXDATA', context.name);
     const address = Buffer.alloc(SOCKADDR_LL_SIZE);
     address.writeUInt16LE(AF_PACKET, 0);
     address.writeUInt16LE(protocol, 2);
