@@ -4,6 +4,7 @@
  * the worker's end: when the worker crashes, exits or is stopped, every pending and later call
  * rejects with a NetdevError, and onFailure hears about an unexpected end exactly once.
  */
+import { Bell } from '../ring/bell.js';
 import { Worker } from 'node:worker_threads';
 import { wrapWorker, type Comlink } from '../common/rpc.js';
 import { NetdevError, toNetdevError } from '../common/errors.js';
@@ -18,6 +19,8 @@ export class WorkerClient {
   private readonly ended: Promise<never>;
   private endWith!: (error: NetdevError) => void;
   private endError: NetdevError | null = null;
+  /** The worker's bell. */
+  private bell: Bell | null = null;
   private stopping = false;
 
   /**
@@ -26,6 +29,7 @@ export class WorkerClient {
    */
   static async start(spec: DeviceWorkerSpec, onFailure: (error: NetdevError) => void): Promise<WorkerClient> {
     const client = new WorkerClient(spec.name, onFailure);
+    client.bell = new Bell(spec.bell);
     try {
       await client.call((api) => api.start(spec));
     } catch (error) {
@@ -80,7 +84,9 @@ export class WorkerClient {
   async call<T>(invoke: (api: Comlink.Remote<DeviceWorkerApi>) => Promise<T>, call = 'worker'): Promise<T> {
     if (this.endError) throw this.endError.within(this.name, call);
     try {
-      return await Promise.race([invoke(this.remote), this.ended]);
+      const reply = invoke(this.remote);
+      this.bell?.ring(); // a worker waiting in poll(2) hears the call only through its bell
+      return await Promise.race([reply, this.ended]);
     } catch (error) {
       throw toNetdevError(error, this.name, call);
     }

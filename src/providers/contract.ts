@@ -322,6 +322,8 @@ export interface DeviceIo {
   stagedBytes?: Uint8Array;
   stagedOffset?(i: number): number;
   stagedLength?(i: number): number;
+  /** The descriptor receiveStaged reads: a worker forwarding in a hurry may wait on it with poll(2). */
+  stagedFd?: number;
   /**
    * Optional, for forwarding inside other workers: a new descriptor (close-on-exec) of the
    * device's AF_PACKET socket, on which any thread of the process may call sendmmsg.  The caller

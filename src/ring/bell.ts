@@ -8,11 +8,18 @@
  * after it sees the owner's sleeping flag, bumps the sequence and notifies, so the owner's wait
  * either returns at once ("not-equal") or is woken.  ring() costs one atomic load while the owner
  * is awake, so producers may call it after every publish.
+ *
+ * An owner may also sleep in a blocking poll(2) instead (a worker waiting on a socket): it then
+ * names an eventfd with setKickFd, and a ring also signals that eventfd (through Bell.kick, which
+ * the module with the FFI installs).  The eventfd belongs to whoever rings: the owner never
+ * closes it.
  */
 const SEQ = 0;
 const SLEEPING = 1;
+/** The owner's eventfd + 1, or 0. */
+const KICK_FD = 2;
 
-export const BELL_BYTES = 8;
+export const BELL_BYTES = 12;
 
 export class Bell {
   readonly words: Int32Array;
@@ -23,7 +30,7 @@ export class Bell {
 
   /** Wraps `buffer` (a new one if omitted); pass the same buffer to another thread to share the bell. */
   constructor(readonly buffer: SharedArrayBuffer = new SharedArrayBuffer(BELL_BYTES)) {
-    this.words = new Int32Array(buffer, 0, 2);
+    this.words = new Int32Array(buffer, 0, 3);
   }
 
   /** Wakes the owner if it has announced that it is about to sleep. Any thread may call it. */
@@ -31,8 +38,22 @@ export class Bell {
     if (Atomics.load(this.words, SLEEPING) !== 0) this.ringNow();
   }
 
+  /** Signals an eventfd; set by the module that has the FFI (src/sys/libc.ts). */
+  static kick: ((fd: number) => void) | null = null;
+
   /** Wakes the owner unconditionally (also from the owner's own thread, e.g. a control handler). */
   ringNow(): void {
+    this.notify();
+    const fd = Atomics.load(this.words, KICK_FD) - 1;
+    if (fd >= 0) Bell.kick?.(fd);
+  }
+
+  /** Owner only: from now on a ring also signals eventfd `fd` (-1: no more). */
+  setKickFd(fd: number): void {
+    Atomics.store(this.words, KICK_FD, fd + 1);
+  }
+
+  private notify(): void {
     Atomics.add(this.words, SEQ, 1);
     Atomics.notify(this.words, SEQ);
   }
@@ -79,7 +100,7 @@ export class Bell {
     this.wakeHere = null;
     wake?.(undefined);
     const done = this.onRingHere?.() ?? 0;
-    this.ringNow(); // after the work: it also settles the sleep's pending waitAsync
+    this.notify(); // after the work: it also settles the sleep's pending waitAsync
     return done;
   }
 

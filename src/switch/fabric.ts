@@ -55,6 +55,8 @@ export interface AgentSpec {
   maxAge: number;
   /** Every other port. */
   outputs: OutputSpec[];
+  /** An eventfd the Switch owns: the worker's bell signals it while the worker waits in poll(2). */
+  kickFd: number;
 }
 
 /**

@@ -61,6 +61,8 @@ interface Port {
   readonly counters: PortCounters;
   /** A packet socket of the device that agents send on, or -1. */
   fd: number;
+  /** The eventfd that wakes the port's worker while it waits in poll(2), or -1 (this thread owns it). */
+  kickFd: number;
   /** True once the port's worker forwards its frames itself. */
   agent: boolean;
   /** Frames queued for this port by the batch being forwarded. */
@@ -137,6 +139,7 @@ export class Switch {
       vlan: vlan ?? null,
       counters: { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, drops: 0, floods: 0 },
       fd: -1,
+      kickFd: -1,
       agent: false,
       pending: [],
       loop: null,
@@ -229,8 +232,9 @@ export class Switch {
     }
     await this.updateAgents();
     if (port.removed) return;
+    port.kickFd = sys.eventfd();
     try {
-      const spec = { table: this.table.descriptor, counters: this.shared, index: port.index, vlan: port.vlan, maxAge: this.maxAge, outputs: this.outputsOf(port) };
+      const spec = { table: this.table.descriptor, counters: this.shared, index: port.index, vlan: port.vlan, maxAge: this.maxAge, outputs: this.outputsOf(port), kickFd: port.kickFd };
       await port.dev.workerCall('Switch', (api) => api.attachSwitch(spec));
       port.agent = true;
     } catch {
@@ -243,8 +247,9 @@ export class Switch {
     await this.updateAgents();
     if (port.agent) await port.dev.workerCall('Switch', (api) => api.detachSwitch()).catch(() => {});
     port.agent = false;
-    if (port.fd >= 0) sys.close(port.fd);
+    for (const fd of [port.fd, port.kickFd]) if (fd >= 0) sys.close(fd);
     port.fd = -1;
+    port.kickFd = -1;
     this.reserved.delete(port.index);
   }
 

@@ -4,6 +4,7 @@
  * wrapper reads errno right after its call, on the same thread, and turns a failure into a
  * NetdevError named after the errno.  Layouts are x86-64 / aarch64 Linux (LP64).
  */
+import { Bell } from '../ring/bell.js';
 import koffi from 'koffi';
 import { constants } from 'node:os';
 import { NetdevError } from '../common/errors.js';
@@ -130,6 +131,8 @@ const raw = {
   socket: libc.func('int socket(int domain, int type, int protocol)'),
   close: libc.func('int close(int fd)'),
   fcntl: libc.func('int fcntl(int fd, int cmd, int arg)'),
+  eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
+  write: libc.func('long write(int fd, const void *buf, unsigned long count)'),
   open: libc.func('int open(const char *path, int flags)'),
   ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)'),
   bind: libc.func('int bind(int fd, const void *addr, unsigned int len)'),
@@ -174,6 +177,25 @@ export function check(result: number, call: string, detail: string, device?: str
 export const sys = {
   socket: (domain: number, type: number, protocol: number): number => raw.socket(domain, type, protocol) as number,
   close: (fd: number): number => raw.close(fd) as number,
+  /** A new eventfd, non-blocking and close-on-exec. */
+  eventfd: (): number => raw.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) as number,
+  /** Adds 1 to an eventfd's counter (wakes a poll on it). */
+  signalEventfd: (fd: number): number => Number(raw.write(fd, EVENTFD_ONE, 8)),
+  /** Resets an eventfd's counter. */
+  clearEventfd: (fd: number): number => Number(raw.read(fd, EVENTFD_SCRAP, 8)),
+  /**
+   * poll(2) on two descriptors for readability, blocking up to `timeoutMs`: bit 0 of the result
+   * says the first is readable (or failed), bit 1 the second.  Blocks the calling thread: workers only.
+   */
+  pollTwo: (a: number, b: number, timeoutMs: number): number => {
+    POLL_TWO.fill(0);
+    POLL_TWO_FDS[0] = a;
+    POLL_TWO_FDS[2] = b;
+    POLL_TWO[2] = POLLIN;
+    POLL_TWO[6] = POLLIN;
+    if ((raw.poll(POLL_TWO, 2, timeoutMs) as number) <= 0) return 0;
+    return (POLL_TWO[3] !== 0 ? 1 : 0) | (POLL_TWO[7] !== 0 ? 2 : 0);
+  },
   /** A new descriptor for the same open socket or file, close-on-exec (fcntl F_DUPFD_CLOEXEC). */
   dupCloexec: (fd: number): number => raw.fcntl(fd, F_DUPFD_CLOEXEC, 0) as number,
   open: (path: string, flags: number): number => raw.open(path, flags) as number,
@@ -207,6 +229,13 @@ export const sys = {
 };
 
 const F_DUPFD_CLOEXEC = 1030;
+const EFD_NONBLOCK = 0o4000;
+const EFD_CLOEXEC = 0o2000000;
+const EVENTFD_ONE = new BigUint64Array([1n]);
+const EVENTFD_SCRAP = new BigUint64Array(1);
+/** Two struct pollfd (int fd; short events; short revents), as shorts and as the ints that overlay the fds. */
+const POLL_TWO = new Int16Array(8);
+const POLL_TWO_FDS = new Int32Array(POLL_TWO.buffer);
 export const POLLIN = 0x1;
 export const POLLHUP = 0x10;
 export const O_WRONLY = 1;
@@ -239,3 +268,8 @@ export function sockaddrUn(path: string): Buffer {
 export function htons(value: number): number {
   return ((value & 0xff) << 8) | ((value >> 8) & 0xff);
 }
+
+// A ring of a bell whose owner sleeps in poll(2) signals the owner's eventfd (see Bell).
+Bell.kick = (fd) => {
+  sys.signalEventfd(fd);
+};

@@ -116,6 +116,9 @@ export interface DeviceWorkerApi {
 const RX_BUDGET = 256;
 const TX_BUDGET = 256;
 const YIELD_AFTER_MS = 2;
+/** A forwarding worker waits in poll(2) for up to HOT_WAIT_MS at a time, until HOT_IDLE_WAITS waits in a row found nothing. */
+const HOT_WAIT_MS = 10;
+const HOT_IDLE_WAITS = 10;
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -126,6 +129,8 @@ class IoLoop {
   readonly captures = new Map<number, CaptureTap>();
   /** Set while the device is a Switch port forwarding in this worker. */
   agent: ForwardingAgent | null = null;
+  /** Hot waits in a row that found nothing (see run); any round that moves frames resets it. */
+  private idleHotWaits = HOT_IDLE_WAITS;
 
   constructor(
     private readonly io: DeviceIo,
@@ -150,6 +155,7 @@ class IoLoop {
     this.tx.release();
     this.publish();
     for (const capture of this.captures.values()) capture.received();
+    if (received + sent > 0) this.idleHotWaits = 0;
     return received + sent;
   }
 
@@ -174,6 +180,18 @@ class IoLoop {
           await yieldToEventLoop();
           lastYield = performance.now();
         }
+        continue;
+      }
+      if (this.agent && this.idleHotWaits < HOT_IDLE_WAITS) {
+        // Hot: a forwarding worker that moved frames lately waits in poll(2) on its socket and its
+        // bell's eventfd, and gives its event loop a turn after each wait (control calls ring the bell).
+        bell.prepare(); // a ring now also signals the eventfd
+        const moved = this.stopping ? 0 : this.round();
+        if (moved === 0 && this.agent.waitHot(HOT_WAIT_MS)) this.round();
+        else if (moved === 0) this.idleHotWaits++;
+        bell.cancel();
+        await yieldToEventLoop();
+        lastYield = performance.now();
         continue;
       }
       const seq = bell.prepare();
@@ -259,6 +277,7 @@ const api: DeviceWorkerApi = {
     const device = requireIo();
     if (!canStage(device)) throw netdevError('EOPNOTSUPP', 'the I/O half cannot stage frames for forwarding in its worker');
     loop!.agent = new ForwardingAgent(spec, device, context!);
+    context!.bell.setKickFd(spec.kickFd);
   },
 
   async setSwitchOutputs(outputs) {
@@ -267,6 +286,7 @@ const api: DeviceWorkerApi = {
   },
 
   async detachSwitch() {
+    context?.bell.setKickFd(-1);
     if (loop) loop.agent = null;
   },
 

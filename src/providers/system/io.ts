@@ -127,6 +127,10 @@ class PacketIo implements DeviceIo {
     return length + VLAN_TAG;
   }
 
+  get stagedFd(): number {
+    return this.fd;
+  }
+
   get stagedBytes(): Uint8Array {
     return this.staging;
   }
