@@ -132,6 +132,27 @@ describe.skipIf(!privileged)('Switch over system devices (veth pairs in a namesp
     expect(atD).toHaveLength(1);
   });
 
+  it('stops forwarding in a worker whose port handle closes while the device stays open', async () => {
+    const { va, vb, vc, vd } = await wire();
+    const other = await bed.mgr.open('vb', { netns: bed.ns.name, ethertype: 'any' }); // keeps the device open
+    sw = new Switch();
+    sw.addPort(vb);
+    sw.addPort(vc);
+    expect(await eventually(() => sw!.counters().every((p) => p.path === 'worker'))).toBe(true);
+    const atD = collect(vd);
+    await va.send(frame(BROADCAST, macOf(1), 1));
+    expect(await eventually(() => atD.length === 1)).toBe(true);
+    await vb.close();
+    expect(await eventually(() => sw!.counters().length === 1)).toBe(true);
+    bed.ns.ip('link', 'set', 'vb', 'up'); // the closed handle took vb down with it; the device itself stays open
+    expect(await eventually(() => other.getCarrier())).toBe(true);
+    await sleep(50); // the port's removal reaches its worker
+    await va.send(frame(BROADCAST, macOf(1), 2));
+    await sleep(100);
+    expect(atD).toHaveLength(1);
+    expect(other.isOpen).toBe(true);
+  });
+
   it('removes a port whose device is deleted, with a notice, and keeps forwarding between the others', async () => {
     const { va, vb, vc, vd } = await wire();
     bed.ns.ip('link', 'add', 've', 'type', 'veth', 'peer', 'name', 'vf');

@@ -188,12 +188,15 @@ export class Netdev {
 
   /**
    * @internal For the Switch: a call on the device's worker.  EPIPE for a control-only handle,
-   * the device's failure if it failed, and the worker's error if the call fails.
+   * the device's failure if it failed, and the worker's error if the call fails.  With
+   * `evenIfClosed`, the call is made while the device runs even if this handle has closed (undoing
+   * what the handle set up in the worker).
    */
-  workerCall<T>(call: string, invoke: (api: Remote<DeviceWorkerApi>) => Promise<T>): Promise<T> {
+  workerCall<T>(call: string, invoke: (api: Remote<DeviceWorkerApi>) => Promise<T>, evenIfClosed = false): Promise<T> {
     try {
-      const io = this.requireIo(call);
-      this.requireHealthy(call);
+      const io = evenIfClosed ? this.device.io : this.requireIo(call);
+      if (!io) throw new NetdevError({ code: 'EBADF', device: this.name, call, detail: 'device is closed' });
+      if (!evenIfClosed) this.requireHealthy(call);
       return io.worker.call(invoke, call);
     } catch (error) {
       return Promise.reject(error);

@@ -242,10 +242,14 @@ export class Switch {
     }
   }
 
-  /** After a port is detached: no agent sends to it any more, its own agent stops, its socket closes, its index is free. */
+  /**
+   * After a port is detached: no agent sends to it any more, its own agent stops (even if its
+   * handle has closed while its device runs on), its socket and eventfd close, its index is free.
+   * If the worker cannot be reached it has ended, and nothing rings its bell any more.
+   */
   private async stopAgent(port: Port): Promise<void> {
     await this.updateAgents();
-    if (port.agent) await port.dev.workerCall('Switch', (api) => api.detachSwitch()).catch(() => {});
+    if (port.agent) await port.dev.workerCall('Switch', (api) => api.detachSwitch(), true).catch(() => {});
     port.agent = false;
     for (const fd of [port.fd, port.kickFd]) if (fd >= 0) sys.close(fd);
     port.fd = -1;
