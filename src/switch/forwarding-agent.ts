@@ -16,6 +16,9 @@ import {
 import { MacTable } from './mac-table.js';
 
 const BATCH = 64;
+/** What waitHot saw: the socket is readable; the bell rang. */
+export const HOT_SOCKET = 1;
+export const HOT_BELL = 2;
 /** Sends retried while an output's queue is full before its frames are dropped. */
 const FULL_RETRIES = 64;
 
@@ -69,13 +72,13 @@ export class ForwardingAgent {
 
   /**
    * Blocks this thread in poll(2) until the port's socket is readable, the bell's eventfd is
-   * signalled (cleared here), or `timeoutMs` passes; returns true if the socket is readable.
+   * signalled (cleared here), or `timeoutMs` passes.  Returns HOT_SOCKET and/or HOT_BELL, or 0.
    * Waking from a poll(2) costs far less than a wake through the event loop.
    */
-  waitHot(timeoutMs: number): boolean {
+  waitHot(timeoutMs: number): number {
     const ready = sys.pollTwo(this.io.stagedFd, this.kickFd, timeoutMs);
-    if ((ready & 2) !== 0) sys.clearEventfd(this.kickFd);
-    return (ready & 1) !== 0;
+    if ((ready & HOT_BELL) !== 0) sys.clearEventfd(this.kickFd);
+    return ready;
   }
 
   /** Receives and forwards up to `budget` frames; returns how many it took from the device. */

@@ -5,7 +5,8 @@
  * and control calls from the main thread (comlink messages) are served while it sleeps.  A busy
  * loop yields to the event loop every few milliseconds so control calls are never starved.
  * While the device is a Switch port whose I/O half can stage frames, a ForwardingAgent takes the
- * place of receive(): it forwards each batch itself (see src/switch/forwarding-agent.ts).
+ * place of receive(): it forwards each batch itself (see src/switch/forwarding-agent.ts), and
+ * after traffic the loop waits hot, in poll(2), for a while before it sleeps (see run()).
  *
  * If the I/O half throws, the error is rethrown outside any promise: the worker dies and the main
  * thread puts the device in an error state (a crashed worker harms no other device).
@@ -18,7 +19,7 @@ import { RingFollower, RingReader, RingWriter, type RingDescriptor } from '../ri
 import { CAPTURE_RECORD_HEADER, CAPTURE_RX, CAPTURE_TX, type CaptureSpec } from '../ring/capture-format.js';
 import { CounterBatch, DeviceShared } from '../ring/device-shared.js';
 import type { CreateIo, DeviceIo, Ethertype, IoContext } from '../providers/contract.js';
-import { canStage, ForwardingAgent } from '../switch/forwarding-agent.js';
+import { canStage, ForwardingAgent, HOT_SOCKET } from '../switch/forwarding-agent.js';
 import type { AgentSpec, OutputSpec } from '../switch/fabric.js';
 
 /** Everything the main thread hands a new device worker. */
@@ -184,14 +185,18 @@ class IoLoop {
       }
       if (this.agent && this.idleHotWaits < HOT_IDLE_WAITS) {
         // Hot: a forwarding worker that moved frames lately waits in poll(2) on its socket and its
-        // bell's eventfd, and gives its event loop a turn after each wait (control calls ring the bell).
+        // bell's eventfd.  Its event loop gets a turn when the bell rang (a control call, or
+        // frames to send), when a wait timed out, and every YIELD_AFTER_MS.
         bell.prepare(); // a ring now also signals the eventfd
         const moved = this.stopping ? 0 : this.round();
-        if (moved === 0 && this.agent.waitHot(HOT_WAIT_MS)) this.round();
-        else if (moved === 0) this.idleHotWaits++;
+        const woke = moved === 0 ? this.agent.waitHot(HOT_WAIT_MS) : 0;
         bell.cancel();
-        await yieldToEventLoop();
-        lastYield = performance.now();
+        if ((woke & HOT_SOCKET) !== 0) this.round();
+        if (moved === 0 && woke === 0) this.idleHotWaits++;
+        if ((moved === 0 && (woke & HOT_SOCKET) === 0) || performance.now() - lastYield > YIELD_AFTER_MS) {
+          await yieldToEventLoop();
+          lastYield = performance.now();
+        }
         continue;
       }
       const seq = bell.prepare();
