@@ -60,6 +60,16 @@ describe('MacTable (shared memory)', () => {
     for (const i of [0, 1]) for (let n = 0; n < 3000; n += 97) expect(table.lookup(0, mac(i * 1_000_000 + n), 0, 1, 1)).toBe(i);
   });
 
+  it('never hangs on a lock a dead writer left taken: learning gives up, lookups go on', () => {
+    const table = new MacTable(64);
+    table.learn(0, mac(1), 0, 1, 0);
+    Atomics.store(new Int32Array(table.descriptor.buffer), 0, 1); // the lock word, as a terminated writer leaves it
+    expect(table.learn(0, mac(2), 0, 2, 0)).toBe(false);
+    table.forgetPort(1); // skipped, not stuck
+    expect(table.lookup(0, mac(1), 0, 0, 1)).toBe(1);
+    expect(table.learn(0, mac(1), 0, 1, 0)).toBe(true); // known on that port: no lock needed
+  });
+
   it('refuses a size that is not a power of two', () => {
     expect(() => new MacTable(1000)).toThrow(RangeError);
   });

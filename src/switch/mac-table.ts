@@ -3,7 +3,8 @@
  * main thread.  Keys are (VLAN, MAC); values a port index and when the MAC was last seen.
  *
  * Open addressing with linear probing.  Writers (any thread) take a spin lock held for a few
- * stores; readers take no lock: each slot has a sequence number, odd while the slot is written,
+ * stores (and give up after a bounded spin: the MAC is learned from a later frame); readers take
+ * no lock: each slot has a sequence number, odd while the slot is written,
  * and a read that sees it change reads again.  A reader racing a deletion (which shifts entries
  * back) may miss an entry and flood one frame: what a learning switch does for an unknown
  * destination anyway.  Times are ticks of TICK_MS since the table's epoch.
@@ -16,6 +17,8 @@ const HEADER = 4;
 const STRIDE = 5; // seq, key1, key2, port, seen
 const USED = 1 << 28;
 export const TICK_MS = 16;
+/** Attempts at the lock before a writer gives up (a few milliseconds). */
+const LOCK_SPINS = 1_000_000;
 
 /** What a MAC table shares between threads (pass it in a worker message). */
 export interface MacTableDescriptor {
@@ -73,7 +76,7 @@ export class MacTable {
 
   /**
    * Records that MAC `bytes[at..at+6]` in `vlan` was seen on `port` at `now`.  Lock-free when
-   * the MAC is known on that port; returns false if the table is full.
+   * the MAC is known on that port; returns false if the table is full (or its lock stuck).
    */
   learn(vlan: number, bytes: Uint8Array, at: number, port: number, now: number): boolean {
     const k1 = key1(vlan, bytes, at);
@@ -82,7 +85,7 @@ export class MacTable {
       if (this.foundSeen !== now) Atomics.store(this.words, this.foundSlot + 4, now);
       return true;
     }
-    this.lock();
+    if (!this.tryLock()) return false; // busy far too long (a writer died holding it): learn from a later frame
     try {
       let slot = this.home(k1, k2);
       for (;;) {
@@ -114,7 +117,7 @@ export class MacTable {
   }
 
   private deleteWhere(doomed: (port: number, seen: number) => boolean): void {
-    this.lock();
+    if (!this.tryLock()) return;
     try {
       // A deletion shifts later entries back, possibly across the wrap to slots already passed: repeat until a pass deletes nothing.
       for (let deleted = 1; deleted > 0; ) {
@@ -183,8 +186,15 @@ export class MacTable {
     Atomics.add(w, slot, 1);
   }
 
-  private lock(): void {
-    while (Atomics.compareExchange(this.words, LOCK, 0, 1) !== 0);
+  /**
+   * Takes the writers' lock, spinning a bounded time: a writer holds it for a few stores, but one
+   * terminated while holding it never lets go, and no thread (the main thread least) may then hang.
+   */
+  private tryLock(): boolean {
+    for (let spins = 0; spins < LOCK_SPINS; spins++) {
+      if (Atomics.compareExchange(this.words, LOCK, 0, 1) === 0) return true;
+    }
+    return false;
   }
 
   private home(k1: number, k2: number): number {
