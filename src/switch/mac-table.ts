@@ -16,7 +16,7 @@ const EPOCH = 2;
 const HEADER = 4;
 const STRIDE = 5; // seq, key1, key2, port, seen
 const USED = 1 << 28;
-export const TICK_MS = 16;
+const TICK_MS = 16;
 /** Attempts at the lock before a writer gives up (a few milliseconds). */
 const LOCK_SPINS = 1_000_000;
 
