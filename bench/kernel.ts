@@ -11,7 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import { NetdevManager, Switch, type Netdev } from '../dist/index.js';
 import { forward } from '../dist/cli/traffic.js';
-import { buildPrograms, lastNumber, runIn, startIn } from './programs.js';
+import { buildPrograms, lastNumber, runIn, senderResult, startIn } from './programs.js';
 
 const NETNS = `ndbench${process.pid}`;
 const TYPE = 0x88b5;
@@ -47,8 +47,7 @@ function tearDown(): void {
 
 /** Runs the C sender for `count` frames; resolves with [sent, seconds]. */
 async function send(count: number): Promise<[number, number]> {
-  const [sent, seconds] = (await runIn(NETNS, 'sender', 's0', String(count), '64').output).trim().split(/\s+/).map(Number);
-  return [sent!, seconds!];
+  return senderResult(await runIn(NETNS, 'sender', 's0', String(count), '64').output);
 }
 
 /** Waits until `counted()` has been still for IDLE_MS after the first frame; then closes `device` (unless told not to). */

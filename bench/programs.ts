@@ -73,6 +73,12 @@ export function startIn(netns: string, command: string, ...args: string[]): Prom
   return waitFor(runIn(netns, command, ...args), 'ready');
 }
 
+/** What the C sender printed: [frames sent, seconds it took]. */
+export function senderResult(output: string): [number, number] {
+  const [sent, seconds] = output.trim().split(/\s+/).map(Number);
+  return [sent!, seconds!];
+}
+
 /** The last line a program printed, as a number (the receiver's and forwarders' counts). */
 export function lastNumber(output: string): number {
   return Number(output.trim().split('\n').pop());

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { NetdevManager, Switch } from '../dist/index.js';
-import { buildPrograms, lastNumber, runIn, runQuietIn, startIn, waitFor, type Running } from './programs.js';
+import { buildPrograms, lastNumber, runIn, runQuietIn, senderResult, startIn, waitFor, type Running } from './programs.js';
 import { startOvs } from './ovs.js';
 
 const exec = promisify(execFile);
@@ -151,9 +151,9 @@ async function frames(pairs: [number, number][], count: number): Promise<{ frame
   let sent = 0;
   let seconds = 0;
   for (const sender of senders) {
-    const [n, s] = (await sender.output).trim().split(/\s+/).map(Number);
-    sent += n!;
-    seconds = Math.max(seconds, s!);
+    const [n, s] = senderResult(await sender.output);
+    sent += n;
+    seconds = Math.max(seconds, s);
   }
   let delivered = 0;
   for (const receiver of receivers) delivered += lastNumber(await receiver.output);

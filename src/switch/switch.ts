@@ -19,7 +19,7 @@
  * is a new frame made; otherwise frames are forwarded as they are, with no allocation per frame.
  */
 import type { Netdev } from '../main/netdev.js';
-import { sys } from '../sys/libc.js';
+import { ETH_P_8021Q, sys } from '../sys/libc.js';
 import {
   FILTERED, FLOODS, forwardingCounters, inputCounter, MAX_PORTS, outputCounter, RX_BYTES, RX_FRAMES, sentByAgent, TX_BYTES, TX_DROPS,
   TX_FRAMES, vidAt, type OutputSpec,
@@ -72,14 +72,12 @@ interface Port {
   removed: boolean;
 }
 
-const TPID = 0x8100;
-
 /** `frame` with an 802.1Q tag for `vid` inserted after the MAC addresses. */
 function tagged(frame: Uint8Array, vid: number): Uint8Array {
   const out = new Uint8Array(frame.length + 4);
   out.set(frame.subarray(0, 12), 0);
-  out[12] = TPID >> 8;
-  out[13] = TPID & 0xff;
+  out[12] = ETH_P_8021Q >> 8;
+  out[13] = ETH_P_8021Q & 0xff;
   out[14] = (vid >> 8) & 0x0f;
   out[15] = vid & 0xff;
   out.set(frame.subarray(12), 16);

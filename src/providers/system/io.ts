@@ -22,7 +22,7 @@ import { NetdevError } from '../../common/errors.js';
 import type { RingReader } from '../../ring/ring.js';
 import {
   AF_PACKET, AUXDATA_STATUS, AUXDATA_VLAN_TCI, AUXDATA_VLAN_TPID, CMSG_HEADER, CMSG_LEVEL, CMSG_TYPE, PACKET_AUXDATA,
-  TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID, check, ETH_P_802_2, ETH_P_ALL, errnoName, htons, lastErrno, MSG_DONTWAIT, MSG_TRUNC, PACKET_IGNORE_OUTGOING,
+  TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID, check, ETH_P_802_2, ETH_P_8021Q, ETH_P_ALL, errnoName, htons, lastErrno, MSG_DONTWAIT, MSG_TRUNC, PACKET_IGNORE_OUTGOING,
   SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, SOCKADDR_LL_SIZE, SOL_PACKET, SOL_SOCKET, SO_RCVBUF, sys,
 } from '../../sys/libc.js';
 import { addressHalves, FdWaker, MessageVector, setIovec } from '../../sys/fd-io.js';
@@ -36,7 +36,6 @@ const RCVBUF = 4 * 1024 * 1024;
 /** Control buffer per received frame: one cmsghdr with a struct tpacket_auxdata (CMSG_SPACE(20) = 40). */
 const CONTROL_BYTES = 48;
 const VLAN_TAG = 4;
-const ETH_P_8021Q = 0x8100;
 const EAGAIN = 'EAGAIN';
 
 function protocolOf(ethertype: Ethertype): number {
@@ -93,9 +92,9 @@ class PacketIo implements DeviceIo {
     }
     const { rx, counters } = this.context;
     for (let i = 0; i < count; i++) {
-      let length = this.rxVector.length(i);
-      if ((this.rxVector.flags(i) & MSG_TRUNC) === 0) length = this.restoreVlanTag(i, length);
-      if ((this.rxVector.flags(i) & MSG_TRUNC) !== 0 || length > rx.maxRecord) {
+      const truncated = (this.rxVector.flags(i) & MSG_TRUNC) !== 0;
+      const length = truncated ? 0 : this.restoreVlanTag(i, this.rxVector.length(i));
+      if (truncated || length > rx.maxRecord) {
         counters.rxErrors++;
         this.stagedLengths[i] = -1;
       } else if (length < MIN_FRAME) {
