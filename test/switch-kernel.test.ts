@@ -73,7 +73,7 @@ describe.skipIf(!privileged)('Switch over system devices (veth pairs in a namesp
     expect(bed.ns.link('vc').stats64!.tx.packets - txBefore).toBe(2000);
     const [pb, pc] = sw.counters();
     expect(pb!.counters).toMatchObject({ rxFrames: 2001, floods: 1, txFrames: 1 });
-    expect(pc!.counters).toMatchObject({ rxFrames: 1, floods: 0, txFrames: 2001, drops: 0 });
+    expect(pc!.counters).toMatchObject({ rxFrames: 1, floods: 0, txFrames: 2001, txDropped: 0, rxDropped: 0 });
     expect(sw.learned).toBe(2);
     await sw.close();
     sw = undefined;

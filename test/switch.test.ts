@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { NetdevManager, Switch, type Netdev } from '../dist/index.js';
-import { eventually, sleep } from './helpers.js';
+import { NetdevManager, Switch, type Netdev, type NetdevError } from '../dist/index.js';
+import { eventually, sleep, thrown } from './helpers.js';
 
 let mgr: NetdevManager;
 let sw: Switch;
@@ -116,7 +116,16 @@ describe('Switch', () => {
     expect(seqIn(h3!.got[0]!)).toBe(2);
     await sleep(50);
     expect([h1!.got.length, h2!.got.length]).toEqual([0, 1]);
-    expect(() => sw.addPort(h1!.dev, { vlan: 5000 })).toThrow(RangeError);
+  });
+
+  it('refuses bad input with a NetdevError naming the device and the call, and keeps forwarding', async () => {
+    const { hosts: [h1, h2], ports: [s1] } = await topology([undefined, undefined]);
+    const refused = (fn: () => unknown) => thrown(fn) as NetdevError;
+    expect(refused(() => sw.addPort(h1!.dev, { vlan: 5000 }))).toMatchObject({ name: 'NetdevError', code: 'EINVAL', device: 'dummy:h1', call: 'addPort' });
+    expect(refused(() => sw.addPort(s1!))).toMatchObject({ name: 'NetdevError', code: 'EEXIST', device: 'dummy:s1', call: 'addPort' });
+    expect(refused(() => new Switch({ agingSeconds: -1 }))).toMatchObject({ name: 'NetdevError', code: 'EINVAL', call: 'Switch' });
+    await h1!.dev.send(frame(1, 0, 1));
+    expect(await eventually(() => h2!.got.length === 1)).toBe(true);
   });
 
   it('removes a port while running, and one whose device goes away, with a notice; the rest keep forwarding', async () => {

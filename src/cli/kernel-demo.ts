@@ -141,7 +141,7 @@ export async function runKernelDemo(options: KernelDemoOptions): Promise<number>
     out('');
     out('port   rx frames   rx bytes   tx frames   tx bytes   drops   floods');
     for (const { name, counters: c } of sw.counters()) {
-      out(`${name.padEnd(6)} ${String(c.rxFrames).padStart(9)} ${String(c.rxBytes).padStart(10)} ${String(c.txFrames).padStart(11)} ${String(c.txBytes).padStart(10)} ${String(c.drops).padStart(7)} ${String(c.floods).padStart(8)}`);
+      out(`${name.padEnd(6)} ${String(c.rxFrames).padStart(9)} ${String(c.rxBytes).padStart(10)} ${String(c.txFrames).padStart(11)} ${String(c.txBytes).padStart(10)} ${String(c.rxDropped + c.txDropped).padStart(7)} ${String(c.floods).padStart(8)}`);
     }
     out('');
     out(`burst: ${options.frames} frames of ${options.size} bytes sent from h1, ${received} arrived at h2 ` +

@@ -34,7 +34,7 @@ function rates(before: Sample[], after: Sample[], seconds: number) {
       rxMbps: +((per('rxBytes') * 8) / 1e6).toFixed(2),
       txFps: Math.round(per('txFrames')),
       txMbps: +((per('txBytes') * 8) / 1e6).toFixed(2),
-      drops: counters.drops,
+      drops: counters.rxDropped + counters.txDropped,
       floods: counters.floods,
     };
   });

@@ -203,6 +203,14 @@ export class Netdev {
     }
   }
 
+  /**
+   * @internal For the Switch: frames the device received that its reader never got, as counted
+   * now (its RX ring was full); 0 for a control-only handle.
+   */
+  get receiveDrops(): number {
+    return this.device.io?.rx.droppedCount() ?? 0;
+  }
+
   /** Discards every received frame waiting in the device, and in the RX ring unless an iterator is reading it. */
   async drain(): Promise<void> {
     const io = this.requireIo('drain');

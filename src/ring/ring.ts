@@ -112,6 +112,8 @@ export class RingWriter extends RingEnd {
   private cachedTail: number;
   private pendingDrops = 0;
   private readonly consumerBell: Bell;
+  /** Records committed by this writer since it was created. */
+  committed = 0;
 
   constructor(descriptor: RingDescriptor) {
     super(descriptor);
@@ -147,6 +149,7 @@ export class RingWriter extends RingEnd {
   commit(length: number): void {
     this.words[(this.reserved - RECORD_HEADER) >> 2] = length;
     this.head = (this.head + RECORD_HEADER + align4(length)) & INDEX_MASK;
+    this.committed++;
   }
 
   /**

@@ -5,6 +5,11 @@
  * per batch: no thread hand-off, no copy.  Frames it cannot send as they are (an output without a
  * socket, or a VLAN tag to add or remove) are copied to the RX ring, where the Switch on the main
  * thread forwards them to those outputs only.  Frames keep their order per output.
+ *
+ * Congestion: an output whose device queue is full (sendmmsg says ENOBUFS or EAGAIN) drops the
+ * rest of the batch meant for it, counted as its drops; the agent never waits for an output, so
+ * the others go on at their own pace.  A frame the RX ring has no room for is counted as dropped
+ * for each output that needed the main thread.
  */
 import type { DeviceIo, IoContext } from '../providers/contract.js';
 import { addressHalves, MessageVector, setIovec } from '../sys/fd-io.js';
@@ -19,8 +24,6 @@ const BATCH = 64;
 /** What waitHot saw: the socket is readable; the bell rang. */
 export const HOT_SOCKET = 1;
 export const HOT_BELL = 2;
-/** Sends retried while an output's queue is full before its frames are dropped. */
-const FULL_RETRIES = 64;
 
 interface Output {
   spec: OutputSpec;
@@ -47,6 +50,8 @@ export class ForwardingAgent {
   private byIndex: (Output | undefined)[] = [];
   private readonly stagingAddress: [number, number];
   readonly kickFd: number;
+  /** The outputs the frame being forwarded needs the main thread for. */
+  private readonly viaMain: Output[] = [];
 
   constructor(
     spec: AgentSpec,
@@ -99,22 +104,25 @@ export class ForwardingAgent {
       const vid = vidAt(bytes, at, length);
       const vlan = this.vlan ?? vid;
       if ((bytes[at + 6]! & 1) === 0) table.learn(vlan, bytes, at + 6, this.index, now);
-      let needsMainThread = false;
       const port = (bytes[at]! & 1) === 0 ? table.lookup(vlan, bytes, at, now, this.maxAge) : -1;
       const known = port >= 0 ? (port === this.index ? null : this.byIndex[port]) : undefined;
       if (known === null) {
         counters[row + FILTERED]++;
         continue;
       }
+      const viaMain = this.viaMain;
       if (known !== undefined) {
-        needsMainThread = !this.queue(known, at, length, vid);
+        if (!this.queue(known, at, length, vid)) viaMain.push(known);
       } else {
         counters[row + FLOODS]++;
         for (const output of this.outputs) {
-          if ((output.spec.vlan === null || output.spec.vlan === vlan) && !this.queue(output, at, length, vid)) needsMainThread = true;
+          if ((output.spec.vlan === null || output.spec.vlan === vlan) && !this.queue(output, at, length, vid)) viaMain.push(output);
         }
       }
-      if (needsMainThread) up += this.passUp(bytes, at, length);
+      if (viaMain.length > 0) {
+        up += this.passUp(bytes, at, length, viaMain);
+        viaMain.length = 0;
+      }
     }
     for (const output of this.outputs) if (output.queued > 0) this.flush(output);
     if (up > 0) this.context.rx.publish();
@@ -129,13 +137,16 @@ export class ForwardingAgent {
     return true;
   }
 
-  /** Sends what is queued for `output`: retried while its queue is full, then dropped and counted. */
+  /**
+   * Sends what is queued for `output`.  When its device queue is full (ENOBUFS, EAGAIN) the rest
+   * is dropped; a frame refused for good (EMSGSIZE, ENETDOWN ...) is dropped alone.  Both counted.
+   */
   private flush(output: Output): void {
     const { vector, spec } = output;
     const { counters } = this;
     const base = outputCounter(this.index, spec.index, 0);
     let done = 0;
-    for (let retries = 0; done < output.queued; ) {
+    while (done < output.queued) {
       const headers = done === 0 ? vector.headers : vector.headers.subarray(done * MMSGHDR_SIZE);
       const sent = sys.sendmmsg(spec.fd, headers, output.queued - done, MSG_DONTWAIT);
       if (sent > 0) {
@@ -147,20 +158,23 @@ export class ForwardingAgent {
         continue;
       }
       const code = errnoName(lastErrno());
-      if ((code === 'ENOBUFS' || code === 'EAGAIN' || code === 'EINTR') && ++retries < FULL_RETRIES) continue;
-      // Refused for good (or still full): count this frame and go on with the next.
-      counters[base + TX_DROPS]++;
-      done++;
+      if (code === 'EINTR') continue;
+      const dropped = code === 'ENOBUFS' || code === 'EAGAIN' ? output.queued - done : 1;
+      counters[base + TX_DROPS] += dropped;
+      done += dropped;
     }
     output.queued = 0;
   }
 
-  /** Copies a frame to the RX ring for the main thread; returns 1, or 0 if the ring is full (counted). */
-  private passUp(bytes: Uint8Array, at: number, length: number): number {
+  /**
+   * Copies a frame to the RX ring for the main thread, which sends it to `outputs`; returns 1, or
+   * 0 if the ring is full (the frame is then counted as dropped for each of them).
+   */
+  private passUp(bytes: Uint8Array, at: number, length: number, outputs: readonly Output[]): number {
     const { rx } = this.context;
     const to = rx.reserve(length);
     if (to < 0) {
-      rx.countDrops(1);
+      for (const output of outputs) this.counters[outputCounter(this.index, output.spec.index, TX_DROPS)]++;
       return 0;
     }
     rx.bytes.set(bytes.subarray(at, at + length), to);

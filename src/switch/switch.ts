@@ -10,14 +10,21 @@
  * straight out of the other ports' sockets, with no hop through the main thread.  Every other
  * port, and any frame an agent cannot send as it is (an output without a socket, a VLAN tag to
  * add or remove), goes through the main thread: a loop per port takes a batch from batches(),
- * and each output gets its frames with one sendBatch.  The main thread also keeps the ports,
+ * and each output gets its frames with one trySendBatch.  The main thread also keeps the ports,
  * aging and counters.
+ *
+ * Congestion: every output has one egress queue, and a frame that finds it full is dropped and
+ * counted against that output (txDropped), on both paths: on the main thread the queue is the
+ * output device's TX ring, in a worker it is the kernel's queue of the output's device (sendmmsg
+ * says ENOBUFS or EAGAIN).  No input ever waits for an output, so one slow port never slows
+ * traffic between two others, and no frame is held after its input's RX ring space is released.
  *
  * VLANs: a port with an access VLAN (1-4094) carries untagged frames of that VLAN; a port without
  * one is a trunk: its frames keep their 802.1Q tag (untagged ones are VLAN 0).  A frame going
  * from an access port to a trunk is tagged; from a trunk to an access port, untagged.  Only then
  * is a new frame made; otherwise frames are forwarded as they are, with no allocation per frame.
  */
+import { NetdevError } from '../common/errors.js';
 import type { Netdev } from '../main/netdev.js';
 import { ETH_P_8021Q, sys } from '../sys/libc.js';
 import {
@@ -42,14 +49,20 @@ export interface PortOptions {
 
 /** Per-port counters. */
 export interface PortCounters {
+  /** Frames (and their bytes) the Switch received on this port. */
   rxFrames: number;
   rxBytes: number;
+  /** Frames (and their bytes) the Switch sent out of this port. */
   txFrames: number;
   txBytes: number;
-  /** Frames dropped: filtered (destination behind the input port), or refused by the output device. */
-  drops: number;
   /** Frames received on this port that were flooded. */
   floods: number;
+  /** Frames received on this port and not forwarded, by rule: their destination is behind this port. */
+  filtered: number;
+  /** Frames this port's device received that never reached the Switch (its RX ring was full). */
+  rxDropped: number;
+  /** Frames for this port that were dropped: its egress queue was full, or its device refused them. */
+  txDropped: number;
 }
 
 interface Port {
@@ -57,15 +70,22 @@ interface Port {
   /** Index in the MAC table and the shared counters. */
   readonly index: number;
   readonly vlan: number | null;
-  /** Frames forwarded on the main thread (the agents' are in shared memory). */
-  readonly counters: PortCounters;
   /** A packet socket of the device that agents send on, or -1. */
   fd: number;
   /** The eventfd that wakes the port's worker while it waits in poll(2), or -1 (this thread owns it). */
   kickFd: number;
   /** True once the port's worker forwards its frames itself. */
   agent: boolean;
-  /** Frames queued for this port by the batch being forwarded. */
+  /** Set while the port's worker is being made to forward; its loop waits for it before forwarding a batch. */
+  attaching: Promise<void> | null;
+  /**
+   * Frames this port's loop has taken from its device, and how many of the first ones the worker
+   * put in the RX ring before its agent started (null: no agent): every later frame is one the
+   * agent passed up, already counted, learned and sent wherever the agent could.
+   */
+  taken: number;
+  agentFrom: number | null;
+  /** Frames queued for this port by the batch being forwarded (filled and sent in one synchronous step). */
   readonly pending: Uint8Array[];
   loop: Promise<void> | null;
   iterator: AsyncIterableIterator<Uint8Array[]> | null;
@@ -94,6 +114,10 @@ function untagged(frame: Uint8Array): Uint8Array {
 
 /** Entries of the MAC table (a power of two). */
 const TABLE_SIZE = 8192;
+/** A port's loop that forwards without a pause gives the event loop a turn this often. */
+const YIELD_AFTER_MS = 2;
+
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export class Switch {
   private readonly ports = new Map<Netdev, Port>();
@@ -101,7 +125,9 @@ export class Switch {
   private readonly slots: (Port | undefined)[] = new Array<Port | undefined>(MAX_PORTS);
   private readonly reserved = new Set<number>();
   private readonly table = new MacTable(TABLE_SIZE);
+  /** Counters of the agents (each row written by one port's worker) and of the main thread (same layout). */
   private readonly shared = forwardingCounters();
+  private readonly mainCounters = forwardingCounters();
   private readonly maxAge: number;
   private readonly notice: (message: string) => void;
   private readonly ager: NodeJS.Timeout;
@@ -110,7 +136,7 @@ export class Switch {
 
   constructor(options: SwitchOptions = {}) {
     const aging = options.agingSeconds ?? 300;
-    if (!(aging > 0)) throw new RangeError(`agingSeconds must be positive, not ${aging}`);
+    if (typeof aging !== 'number' || !(aging > 0)) throw new NetdevError({ code: 'EINVAL', call: 'Switch', detail: `agingSeconds must be a positive number, not ${String(aging)}` });
     this.maxAge = MacTable.ticks(aging * 1000);
     this.notice = options.onNotice ?? (() => {});
     // Forget aged entries now and then (lookups ignore them anyway); the timer never keeps the process alive.
@@ -120,25 +146,28 @@ export class Switch {
 
   /**
    * Adds `dev` as a port and starts forwarding its frames; a port that can forward in its
-   * worker starts doing so a moment later.  RangeError for a bad VLAN, a port added twice, or
-   * more than 64 ports.
+   * worker starts doing so a moment later.  NetdevError EINVAL for a bad VLAN, EEXIST for a port
+   * added twice, ENOSPC beyond 64 ports.
    */
   addPort(dev: Netdev, options: PortOptions = {}): void {
     const { vlan } = options;
-    if (vlan !== undefined && !(Number.isInteger(vlan) && vlan >= 1 && vlan <= 4094)) throw new RangeError(`vlan must be 1-4094, not ${vlan}`);
-    if (this.ports.has(dev)) throw new RangeError(`${dev.name} is already a port`);
+    const refuse = (code: string, detail: string) => new NetdevError({ code, device: dev.name, call: 'addPort', detail });
+    if (vlan !== undefined && !(Number.isInteger(vlan) && vlan >= 1 && vlan <= 4094)) throw refuse('EINVAL', `vlan must be 1-4094, not ${String(vlan)}`);
+    if (this.ports.has(dev)) throw refuse('EEXIST', 'already a port of this Switch');
     let index = 0;
     while (index < MAX_PORTS && (this.slots[index] || this.reserved.has(index))) index++;
-    if (index === MAX_PORTS) throw new RangeError(`a Switch has at most ${MAX_PORTS} ports`);
+    if (index === MAX_PORTS) throw refuse('ENOSPC', `a Switch has at most ${MAX_PORTS} ports`);
     this.clearCounters(index);
     const port: Port = {
       dev,
       index,
       vlan: vlan ?? null,
-      counters: { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, drops: 0, floods: 0 },
       fd: -1,
       kickFd: -1,
       agent: false,
+      attaching: null,
+      taken: 0,
+      agentFrom: null,
       pending: [],
       loop: null,
       iterator: null,
@@ -178,29 +207,32 @@ export class Switch {
   }
 
   private countersOf(port: Port): PortCounters {
-    const c = { ...port.counters };
-    const s = this.shared;
-    const row = inputCounter(port.index, 0);
-    c.rxFrames += s[row + RX_FRAMES]!;
-    c.rxBytes += s[row + RX_BYTES]!;
-    c.floods += s[row + FLOODS]!;
-    c.drops += s[row + FILTERED]!;
-    for (let input = 0; input < MAX_PORTS; input++) {
-      const at = outputCounter(input, port.index, 0);
-      c.txFrames += s[at + TX_FRAMES]!;
-      c.txBytes += s[at + TX_BYTES]!;
-      c.drops += s[at + TX_DROPS]!;
+    const c: PortCounters = { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, floods: 0, filtered: 0, rxDropped: port.dev.receiveDrops, txDropped: 0 };
+    for (const s of [this.shared, this.mainCounters]) {
+      const row = inputCounter(port.index, 0);
+      c.rxFrames += s[row + RX_FRAMES]!;
+      c.rxBytes += s[row + RX_BYTES]!;
+      c.floods += s[row + FLOODS]!;
+      c.filtered += s[row + FILTERED]!;
+      for (let input = 0; input < MAX_PORTS; input++) {
+        const at = outputCounter(input, port.index, 0);
+        c.txFrames += s[at + TX_FRAMES]!;
+        c.txBytes += s[at + TX_BYTES]!;
+        c.txDropped += s[at + TX_DROPS]!;
+      }
     }
     return c;
   }
 
-  /** Zeroes the shared counters of port index `index` (before the index is given to a new port). */
+  /** Zeroes the counters of port index `index` (before the index is given to a new port). */
   private clearCounters(index: number): void {
-    const row = inputCounter(index, 0);
-    this.shared.fill(0, row, inputCounter(index + 1, 0));
-    for (let input = 0; input < MAX_PORTS; input++) {
-      const at = outputCounter(input, index, 0);
-      this.shared.fill(0, at, at + 3);
+    for (const s of [this.shared, this.mainCounters]) {
+      const row = inputCounter(index, 0);
+      s.fill(0, row, inputCounter(index + 1, 0));
+      for (let input = 0; input < MAX_PORTS; input++) {
+        const at = outputCounter(input, index, 0);
+        s.fill(0, at, at + 3);
+      }
     }
   }
 
@@ -231,13 +263,19 @@ export class Switch {
     await this.updateAgents();
     if (port.removed) return;
     port.kickFd = sys.eventfd();
-    try {
-      const spec = { table: this.table.descriptor, counters: this.shared, index: port.index, vlan: port.vlan, maxAge: this.maxAge, outputs: this.outputsOf(port), kickFd: port.kickFd };
-      await port.dev.workerCall('Switch', (api) => api.attachSwitch(spec));
-      port.agent = true;
-    } catch {
-      // forwarding stays on the main thread
-    }
+    const spec = { table: this.table.descriptor, counters: this.shared, index: port.index, vlan: port.vlan, maxAge: this.maxAge, outputs: this.outputsOf(port), kickFd: port.kickFd };
+    const attach = port.dev.workerCall('Switch', (api) => api.attachSwitch(spec));
+    port.attaching = attach.then(
+      (from) => {
+        port.agentFrom = from;
+        port.agent = true;
+      },
+      (error: unknown) => {
+        if (!port.removed) this.notice(`port ${port.dev.name} forwards on the main thread: its worker cannot: ${(error as Error).message}`);
+      },
+    );
+    await port.attaching;
+    port.attaching = null;
   }
 
   /**
@@ -270,10 +308,17 @@ export class Switch {
   private async forward(port: Port): Promise<void> {
     try {
       port.iterator = port.dev.batches();
+      let lastYield = performance.now();
       for await (const batch of port.iterator) {
+        // A batch taken while the worker starts forwarding may hold frames its agent passed up:
+        // which ones is known once the worker has said where its agent started.
+        if (port.attaching) await port.attaching;
         if (port.removed) break;
-        this.switchBatch(port, batch);
-        await this.flush(port);
+        this.forwardBatch(port, batch);
+        if (performance.now() - lastYield > YIELD_AFTER_MS) {
+          await yieldToEventLoop(); // the batch is sent: holding its views over the pause is harmless
+          lastYield = performance.now();
+        }
       }
       if (!port.removed) this.notice(`port ${port.dev.name} removed: its device closed`);
     } catch (error) {
@@ -284,36 +329,40 @@ export class Switch {
   }
 
   /**
-   * Learns and queues every frame of `batch` to its output ports' pending lists.  A port whose
-   * agent forwards hands up only frames some output needs from this thread: the agent counted
-   * and learned them, and sent them wherever it could.
+   * Learns and queues every frame of `batch` to its output ports' pending lists, then copies each
+   * output's frames into its TX ring, in the same synchronous step: no frame of the batch (a view
+   * into the input's RX ring) is referenced once this returns.  Frames that an agent passed up
+   * were counted and learned by it, and go only where it could not send them.
    */
-  private switchBatch(input: Port, batch: Uint8Array[]): void {
+  private forwardBatch(input: Port, batch: Uint8Array[]): void {
     const { table } = this;
     const now = table.now();
-    const fromAgent = input.agent;
-    const counters = input.counters;
+    const row = inputCounter(input.index, 0);
+    const counters = this.mainCounters;
     for (const frame of batch) {
+      const fromAgent = input.agentFrom !== null && input.taken >= input.agentFrom;
+      input.taken++;
       const vid = vidAt(frame, 0, frame.length);
       const vlan = input.vlan ?? vid;
       if (!fromAgent) {
-        counters.rxFrames++;
-        counters.rxBytes += frame.length;
+        counters[row + RX_FRAMES]++;
+        counters[row + RX_BYTES] += frame.length;
         if ((frame[6]! & 1) === 0) table.learn(vlan, frame, 6, input.index, now);
       }
       const index = (frame[0]! & 1) === 0 ? table.lookup(vlan, frame, 0, now, this.maxAge) : -1;
       const owner = index >= 0 ? this.slots[index] : undefined;
       if (owner === input) {
-        if (!fromAgent) counters.drops++;
+        if (!fromAgent) counters[row + FILTERED]++;
       } else if (owner) {
         this.queue(input, owner, frame, vlan, vid, fromAgent);
       } else {
-        if (!fromAgent) counters.floods++;
+        if (!fromAgent) counters[row + FLOODS]++;
         for (const output of this.ports.values()) {
           if (output !== input && (output.vlan === null || output.vlan === vlan)) this.queue(input, output, frame, vlan, vid, fromAgent);
         }
       }
     }
+    for (const output of this.ports.values()) if (output.pending.length > 0) this.flush(input, output);
   }
 
   /**
@@ -328,18 +377,38 @@ export class Switch {
     output.pending.push(out);
   }
 
-  /** Sends every output port its pending frames (one sendBatch each, in order). */
-  private async flush(input: Port): Promise<void> {
-    for (const output of this.ports.values()) {
-      if (output === input || output.pending.length === 0) continue;
-      const frames = output.pending.splice(0);
-      try {
-        await output.dev.sendBatch(frames);
-        output.counters.txFrames += frames.length;
-        for (const frame of frames) output.counters.txBytes += frame.length;
-      } catch {
-        output.counters.drops += frames.length;
+  /**
+   * Copies `output`'s pending frames from `input` into its TX ring (its egress queue), in order;
+   * those that do not fit, and any the device refuses, are dropped and counted.
+   */
+  private flush(input: Port, output: Port): void {
+    const frames = output.pending;
+    const at = outputCounter(input.index, output.index, 0);
+    const counters = this.mainCounters;
+    let queued = -1;
+    try {
+      queued = output.dev.trySendBatch(frames);
+    } catch {
+      // A frame is longer than the output takes, or its device has failed: frame by frame.
+    }
+    for (let i = 0; i < frames.length; i++) {
+      const frame = frames[i]!;
+      if (queued >= 0 ? i < queued : trySendOrRefuse(output.dev, frame)) {
+        counters[at + TX_FRAMES]++;
+        counters[at + TX_BYTES] += frame.length;
+      } else {
+        counters[at + TX_DROPS]++;
       }
     }
+    frames.length = 0;
+  }
+}
+
+/** dev.trySend(frame), with false for a frame the device refuses. */
+function trySendOrRefuse(dev: Netdev, frame: Uint8Array): boolean {
+  try {
+    return dev.trySend(frame);
+  } catch {
+    return false;
   }
 }

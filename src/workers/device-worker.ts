@@ -104,8 +104,12 @@ export interface DeviceWorkerApi {
   stopCapture(id: number): Promise<void>;
   /** A new descriptor of the device's packet socket for other workers to send on (DeviceIo.packetFd); EOPNOTSUPP without one. */
   packetFd(): Promise<number>;
-  /** Makes this worker forward its received frames itself, as a Switch port; EOPNOTSUPP if the I/O half cannot stage frames. */
-  attachSwitch(spec: AgentSpec): Promise<void>;
+  /**
+   * Makes this worker forward its received frames itself, as a Switch port; EOPNOTSUPP if the I/O
+   * half cannot stage frames.  Resolves with the number of frames the worker had put in the RX
+   * ring before: every later one is a frame the agent passed up.
+   */
+  attachSwitch(spec: AgentSpec): Promise<number>;
   /** Gives the forwarding agent a new set of other ports. */
   setSwitchOutputs(outputs: OutputSpec[]): Promise<void>;
   /** Ends forwarding in this worker: received frames go to the RX ring again. */
@@ -283,6 +287,7 @@ const api: DeviceWorkerApi = {
     if (!canStage(device)) throw netdevError('EOPNOTSUPP', 'the I/O half cannot stage frames for forwarding in its worker');
     loop!.agent = new ForwardingAgent(spec, device, context!);
     context!.bell.setKickFd(spec.kickFd);
+    return context!.rx.committed; // between rounds, so all of them are published
   },
 
   async setSwitchOutputs(outputs) {
