@@ -15,7 +15,7 @@ import { eventually, sleep } from './helpers.js';
 import { FrameChecker, hostMac, TEST_ETHERTYPE, testFrame, UNKNOWN_MAC, lengthFor } from './integrity.js';
 import type { TestNetns } from './netns-harness.js';
 
-export type PortKind = 'dummy' | 'veth';
+export type PortKind = 'dummy' | 'veth' | 'unix';
 
 export interface HostSpec {
   kind: PortKind;
@@ -44,6 +44,8 @@ export interface Host {
   readonly reading: Promise<void>;
   /** The VLAN the host's frames belong to. */
   readonly vlan: number;
+  /** While set, the host's reader waits for it before it reads on (a stopped receiver). */
+  hold: Promise<void> | null;
 }
 
 type Stats = Awaited<ReturnType<Netdev['getStats']>>;
@@ -73,20 +75,26 @@ export class SwitchRig {
   /** Counters of ports no longer on the Switch, kept from their last reading. */
   private readonly gone = new Map<number, PortCounters>();
 
+  /**
+   * @param ns the namespace of veth hosts
+   * @param dir a folder for the sockets of unix hosts
+   */
   constructor(
     private readonly mgr: NetdevManager,
     private readonly ns: TestNetns | null = null,
+    private readonly dir: string | null = null,
   ) {
     this.sw = new Switch({ onNotice: (line) => this.notices.push(line) });
   }
 
   /** Wires host `n` to a new switch port and starts its reader. */
   async add(n: number, spec: HostSpec): Promise<Host> {
-    const { dev, port } = spec.kind === 'dummy' ? await this.dummyPair(n, spec) : await this.vethPair(n, spec);
+    const pairs = { dummy: () => this.dummyPair(n, spec), veth: () => this.vethPair(n, spec), unix: () => this.unixPair(n, spec) };
+    const { dev, port } = await pairs[spec.kind]();
     this.sw.addPort(port, spec.vlan === undefined ? {} : { vlan: spec.vlan });
     const vlan = spec.vlan ?? spec.hostVid ?? 0;
     const checker = new FrameChecker((sender) => this.tagAt(spec, this.hosts.get(sender)?.vlan ?? -1));
-    const host: Host = { n, spec, dev, port, checker, sent: 0, strays: 0, vlan, reading: Promise.resolve() };
+    const host: Host = { n, spec, dev, port, checker, sent: 0, strays: 0, vlan, reading: Promise.resolve(), hold: null };
     (host as { reading: Promise<void> }).reading = this.read(host);
     this.hosts.set(n, host);
     return host;
@@ -124,6 +132,33 @@ export class SwitchRig {
     return { dev, port };
   }
 
+  /**
+   * A host that listens on a unix socket, and a switch port that connects to it (the same
+   * socket named two ways, so that the two ends are two devices of this process).
+   */
+  private async unixPair(n: number, spec: HostSpec): Promise<{ dev: Netdev; port: Netdev }> {
+    const options = spec.ringSize === undefined ? {} : { ringSize: spec.ringSize };
+    const dev = await this.mgr.open(`unix:${this.dir!}/h${n}.sock`, { ...options, config: { mode: 'listen' } });
+    const port = await this.mgr.open(`unix:${this.dir!}/./h${n}.sock`, { ...options, config: { mode: 'connect' } });
+    for (const d of [dev, port]) await d.turnFlagsOn({ up: true });
+    expect(await eventually(async () => (await dev.getCarrier()) && (await port.getCarrier()))).toBe(true);
+    return { dev, port };
+  }
+
+  /** Stops host `n`'s reader (frames wait behind it) until resume(n). */
+  pause(n: number): void {
+    const host = this.hosts.get(n)!;
+    host.hold = new Promise((resolve) => (this.resumes.set(n, resolve)));
+  }
+
+  /** Lets host `n`'s reader go on. */
+  resume(n: number): void {
+    this.hosts.get(n)!.hold = null;
+    this.resumes.get(n)?.();
+  }
+
+  private readonly resumes = new Map<number, () => void>();
+
   private async read(host: Host): Promise<void> {
     try {
       for await (const batch of host.dev.batches()) {
@@ -135,6 +170,7 @@ export class SwitchRig {
           host.checker.check(frame);
         }
         if (host.spec.slowMs) await sleep(host.spec.slowMs);
+        if (host.hold) await host.hold;
       }
     } catch {
       // the host's device went away (a test deleting it); its checker keeps what it got
@@ -144,7 +180,8 @@ export class SwitchRig {
   /** Waits until every port works as the kind of port it is (system ports forward in their workers). */
   async ready(): Promise<void> {
     const kinds = new Map([...this.hosts.values()].map((h) => [h.port.name, h.spec.kind]));
-    expect(await eventually(() => this.sw.counters().every((p) => p.path === (kinds.get(p.name) === 'veth' ? 'worker' : 'main')))).toBe(true);
+    await this.sw.ready();
+    expect(this.sw.counters().map((p) => p.path)).toEqual(this.sw.counters().map((p) => (kinds.get(p.name) === 'veth' ? 'worker' : 'main')));
   }
 
   /**
@@ -176,10 +213,15 @@ export class SwitchRig {
     return frame;
   }
 
-  /** Sends `count` frames from host `n`, sizes from `min` to `max` (untagged), waiting while its ring is full. */
-  async send(n: number, count: number, min = 60, max = 1514): Promise<void> {
+  /**
+   * Sends `count` frames from host `n`, sizes from `min` to `max` (untagged), waiting while its
+   * ring is full; with `perMs`, no more than that many frames a millisecond.
+   */
+  async send(n: number, count: number, min = 60, max = 1514, perMs = Infinity): Promise<void> {
     const host = this.hosts.get(n)!;
+    const start = performance.now();
     for (let i = 0; i < count; i++) {
+      if (i >= perMs * (performance.now() - start)) await sleep(1);
       await host.dev.send(this.frameFrom(n, lengthFor(host.sent * 7 + n, min, max)));
     }
   }
@@ -237,6 +279,7 @@ export class SwitchRig {
     const base = this.base!;
     const rows = [];
     for (const host of this.hosts.values()) {
+      if (!base.received.has(host.n)) continue; // added during the phase: checked, not accounted
       let expected = 0;
       for (const [sender, outputs] of this.targets) {
         if (!outputs.includes(host.n)) continue;
@@ -257,7 +300,10 @@ export class SwitchRig {
    */
   async settle(ms = 20_000): Promise<Awaited<ReturnType<SwitchRig['account']>>> {
     const balanced = async () => (await this.account()).every((row) => row.expected === row.accounted);
-    if (!(await eventually(balanced, ms))) expect(await this.account()).toEqual('a balanced account');
+    if (!(await eventually(balanced, ms))) {
+      const stats = await Promise.all([...this.hosts.values()].map(async (h) => [h.n, await this.statsOf(h.dev), await this.statsOf(h.port)]));
+      expect({ account: await this.account(), switch: this.sw.counters(), stats, perSender: [...this.hosts.values()].map((h) => [h.n, [...h.checker.received]]) }).toEqual('a balanced account');
+    }
     const last = new Map<number, number>();
     for (const n of this.targets.keys()) {
       last.set(n, this.hosts.get(n)!.sent);
@@ -270,9 +316,23 @@ export class SwitchRig {
     return account;
   }
 
+  /**
+   * Takes host `n`'s port off the Switch (or, with `deleted`, notes that its device is gone):
+   * from then on it is out of the account, but what it received is still checked.
+   */
+  async retire(n: number, how: 'remove' | 'deleted'): Promise<void> {
+    const host = this.hosts.get(n)!;
+    if (how === 'remove') await this.sw.removePort(host.port);
+    this.hosts.delete(n);
+    this.retired.push(host);
+    for (const outputs of this.targets.values()) if (outputs.includes(n)) outputs.splice(outputs.indexOf(n), 1);
+  }
+
+  private readonly retired: Host[] = [];
+
   /** Every host's integrity: no corrupted, reordered or stray frame. */
   expectIntact(): void {
-    for (const host of this.hosts.values()) {
+    for (const host of [...this.hosts.values(), ...this.retired]) {
       expect({ host: host.n, corrupted: host.checker.corrupted, reordered: host.checker.reordered, strays: host.strays }).toEqual({ host: host.n, corrupted: [], reordered: 0, strays: 0 });
     }
   }

@@ -128,6 +128,23 @@ describe('Switch', () => {
     expect(await eventually(() => h2!.got.length === 1)).toBe(true);
   });
 
+  it('says so when a port whose device shares a packet socket cannot forward in its worker, and forwards to it on the main thread', async () => {
+    mgr.register({
+      type: 'share',
+      prefix: 'share:',
+      ioModule: new URL('./fixtures/share-only-io.mjs', import.meta.url),
+      validateName() {},
+      create: () => ({ getConfig: () => ({}), setConfig() {}, updateFlags: () => 0, destroy() {} }),
+    });
+    const { hosts: [h1] } = await topology([undefined]);
+    const shared = await mgr.open('share:x');
+    sw.addPort(shared);
+    expect(await eventually(() => notices.some((n) => n.startsWith('port share:x forwards on the main thread') && n.includes('EOPNOTSUPP')))).toBe(true);
+    expect(sw.counters().find((p) => p.name === 'share:x')!.path).toBe('main');
+    await h1!.dev.send(frame(1, 0, 1));
+    expect(await eventually(async () => (await shared.workerCall('test', (api) => api.control('sent', null))) === 1)).toBe(true);
+  });
+
   it('removes a port while running, and one whose device goes away, with a notice; the rest keep forwarding', async () => {
     const { hosts: [h1, h2, h3], ports: [, s2, s3] } = await topology([undefined, undefined, undefined]);
     await sw.removePort(s3!);

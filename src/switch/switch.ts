@@ -179,6 +179,15 @@ export class Switch {
     this.reconfigure(() => this.startAgent(port));
   }
 
+  /**
+   * Resolves once every port change made so far has reached the ports' workers: from then on, a
+   * port added earlier gets its share of what worker ports forward (until then, frames that
+   * workers forward may miss it), and a port removed earlier gets nothing more.
+   */
+  async ready(): Promise<void> {
+    await this.reconfiguring;
+  }
+
   /** Stops forwarding from `dev`, forgets what was learned on it, and resolves once its loop has ended. */
   async removePort(dev: Netdev): Promise<void> {
     const port = this.ports.get(dev);
@@ -255,13 +264,10 @@ export class Switch {
   /** Shares the port's packet socket with the other agents and starts its own agent, where the provider can. */
   private async startAgent(port: Port): Promise<void> {
     if (port.removed) return;
-    try {
-      port.fd = await port.dev.workerCall('Switch', (api) => api.packetFd());
-    } catch {
-      return; // no packet socket: this port is reached through the main thread
-    }
-    await this.updateAgents();
-    if (port.removed) return;
+    // Without a packet socket to share, the port is reached through the main thread.
+    port.fd = await port.dev.workerCall('Switch', (api) => api.packetFd()).catch(() => -1);
+    await this.updateAgents(); // either way the other agents must know of it
+    if (port.removed || port.fd < 0) return;
     port.kickFd = sys.eventfd();
     const spec = { table: this.table.descriptor, counters: this.shared, index: port.index, vlan: port.vlan, maxAge: this.maxAge, outputs: this.outputsOf(port), kickFd: port.kickFd };
     const attach = port.dev.workerCall('Switch', (api) => api.attachSwitch(spec));
