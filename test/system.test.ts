@@ -1,10 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NetdevError, NetdevManager, readPcap, type Netdev } from '../dist/index.js';
-import { ethFrame, eventually, rejection, seqOf } from './helpers.js';
+import { ethFrame, eventually, rejection, requireTool, seqOf, tempDir } from './helpers.js';
 import { freshEachTest, privileged, requirePrivilege } from './netns-harness.js';
 
 const TEST_TYPE = 0x88b5; // IEEE local experimental: nothing else in the namespace sends it
@@ -168,10 +167,9 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     expect(await received).toEqual(sent);
   });
 
-  it('captures a veth end\'s frames both ways into a pcap file that tcpdump reads', async () => {
+  it('captures a veth end\'s frames both ways into a pcap file that tcpdump reads', async (test) => {
     const [a, b] = await bothUp();
-    const folder = mkdtempSync(join(tmpdir(), 'netdev-pcap-'));
-    const path = join(folder, 'va.pcap');
+    const path = join(tempDir('pcap'), 'va.pcap');
     const capture = await a.capture(path);
     await a.send(ethFrame(200, 1, TEST_TYPE));
     await b.send(ethFrame(100, 2, TEST_TYPE));
@@ -179,10 +177,10 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     await capture.close();
     const frames = [...readPcap(readFileSync(path), path)];
     expect(frames.map((r) => [seqOf(r.frame), r.frame.length])).toEqual([[1, 200], [2, 100]]);
+    requireTool(test, 'tcpdump', 'tcpdump');
     const tcpdump = execFileSync('tcpdump', ['-e', '-nn', '-r', path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     expect(tcpdump).toContain('ethertype Unknown (0x88b5), length 200');
     expect(tcpdump).toContain('ethertype Unknown (0x88b5), length 100');
-    rmSync(folder, { recursive: true });
   });
 
   it('counts what it sends in the kernel statistics that ip reports', async () => {
