@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NetdevError, NetdevManager, readPcap, type Netdev } from '../dist/index.js';
@@ -98,6 +98,29 @@ describe('capture', () => {
     expect(records(second).map((r) => seqOf(r.frame))).toEqual([1]);
     const bad = await rejection(b.capture('/nonexistent/dir/x.pcap'));
     expect([bad.code, bad.device, bad.call]).toEqual(['ENOENT', 'dummy:b', 'capture']);
+  });
+
+  it('refuses bad options with EINVAL naming the option, before it creates the file', async () => {
+    const [a] = await wire();
+    const path = join(dir, 'never.pcap');
+    for (const [options, option] of [
+      [{ direction: 'in' }, 'direction'],
+      [{ nanoseconds: 'yes' }, 'nanoseconds'],
+      [{ limit: 0 }, 'limit'],
+      [{ limit: 2.5 }, 'limit'],
+      [{ limit: Infinity }, 'limit'],
+      [{ limit: '10' }, 'limit'],
+    ] as const) {
+      const error = await rejection(a.capture(path, options as never));
+      expect(error).toBeInstanceOf(NetdevError);
+      expect([error.code, error.device, error.call]).toEqual(['EINVAL', 'dummy:a', 'capture']);
+      expect(error.message).toContain(option);
+    }
+    expect(existsSync(path)).toBe(false);
+    const capture = await a.capture(path, { direction: 'tx', nanoseconds: false, limit: 1 }); // the device still captures
+    await a.send(ethFrame(64, 5));
+    await capture.done;
+    expect(records(path).map((r) => seqOf(r.frame))).toEqual([5]);
   });
 });
 
