@@ -62,6 +62,18 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     expect(mtu.call).toBe('setMtu');
   });
 
+  it('refuses an MTU the ioctl cannot carry with EINVAL naming the range, leaving the MTU as it was', async () => {
+    const dev = await open('va', 'none');
+    for (const mtu of [2 ** 31, -1, 2 ** 53]) {
+      const error = await rejection(dev.setMtu(mtu));
+      expect(error).toBeInstanceOf(NetdevError);
+      expect([error.code, error.device, error.call]).toEqual(['EINVAL', 'va', 'setMtu']);
+      expect(error.message).toContain('0 to 2147483647');
+    }
+    expect(bed.ns.link('va').mtu).toBe(1500);
+    expect(await dev.getMtu()).toBe(1500);
+  });
+
   it('restores flags a handle changed when it closes', async () => {
     const keeper = await open('va', 'none');
     const changer = await open('va', 'none');
@@ -295,13 +307,18 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
 
   it('says EPERM, naming device and call, to a process without the capabilities', () => {
     const child = spawnSync('ip', ['netns', 'exec', bed.ns.name, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
-      '--inh-caps=-all', '--bounding-set=-all', process.execPath, new URL('./fixtures/unprivileged-child.mjs', import.meta.url).pathname], { encoding: 'utf8' });
+      '--inh-caps=-all', '--bounding-set=-all', process.execPath, new URL('./fixtures/unprivileged-child.mjs', import.meta.url).pathname, bed.ns.name], { encoding: 'utf8' });
     expect(child.stderr).toBe('');
     const result = JSON.parse(child.stdout) as Record<string, { code: string; device: string; call: string; message: string } | number>;
     expect(result.mtu).toBe(1500);
     expect(result.setMtu).toMatchObject({ code: 'EPERM', device: 'va', call: 'setMtu' });
     expect((result.setMtu as { message: string }).message).toContain('CAP_NET_ADMIN');
     expect(result.openForIo).toMatchObject({ code: 'EPERM', device: 'va' });
+    // Entering a namespace (setns) needs CAP_SYS_ADMIN, and the message says so, not the others.
+    const inNetns = result.openInNetns as { code: string; message: string };
+    expect(inNetns.code).toBe('EPERM');
+    expect(inNetns.message).toContain('CAP_SYS_ADMIN');
+    expect(inNetns.message).not.toMatch(/CAP_NET_(ADMIN|RAW)/);
     expect(bed.ns.link('va').mtu).toBe(1500);
   });
 
