@@ -86,6 +86,36 @@ describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run'
     expect(tcpdump.split('\n').filter((line) => /^\d\d:\d\d:/.test(line))).toHaveLength(3); // one timestamped line per frame
   });
 
+  it('ends a capture whose device is deleted cleanly: says why, prints its summary, leaves a readable file', async (test) => {
+    bed.ns.ip('link', 'set', 'va', 'up');
+    bed.ns.ip('link', 'set', 'vb', 'up');
+    const file = join(tempDir('cli'), 'deleted.pcap');
+    const child = spawn(process.execPath, [CLI, 'capture', 'va', '-w', file, '--netns', bed.ns.name, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = once(child, 'exit');
+    let errors = '';
+    child.stderr.on('data', (chunk: Buffer) => (errors += chunk));
+    const lines = outputLines(child);
+    expect(await eventually(() => lines.some((l) => l.includes('capturing')))).toBe(true);
+    const vb = await bed.mgr.open('vb', { netns: bed.ns.name, ethertype: 0x88b5 });
+    expect(await eventually(() => vb.getCarrier())).toBe(true);
+    for (let seq = 0; seq < 3; seq++) await vb.send(ethFrame(100, seq, 0x88b5));
+    const ours = () => [...readPcap(readFileSync(file), file)].filter((r) => r.frame[12] === 0x88 && r.frame[13] === 0xb5).map((r) => seqOf(r.frame));
+    // Written with whole-record writes: wait until all three are in the file (a read mid-write may see a cut record).
+    expect(await eventually(() => { try { return ours().length === 3; } catch { return false; } })).toBe(true);
+    bed.ns.ip('link', 'del', 'va');
+    const [code] = await exited;
+    expect(errors).toBe('');
+    expect(code).toBe(1);
+    const summary = JSON.parse(lines.pop()!) as { device: string; frames: number; dropped: number; ended: string };
+    expect(summary).toMatchObject({ device: 'va', file, dropped: 0 });
+    expect(summary.ended).toMatch(/va was deleted \(ENODEV\)/);
+    expect(ours()).toEqual([0, 1, 2]);
+    expect([...readPcap(readFileSync(file), file)]).toHaveLength(summary.frames);
+    requireTool(test, 'tcpdump', 'tcpdump');
+    const tcpdump = execFileSync('tcpdump', ['-nn', '-e', '-r', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    expect(tcpdump.split('\n').filter((line) => /^\d\d:\d\d:/.test(line))).toHaveLength(summary.frames);
+  });
+
   it('runs a switch with a live table, and restores the ports\' flags on Ctrl-C', async () => {
     bed.ns.ip('link', 'add', 'vc', 'type', 'veth', 'peer', 'name', 'vd');
     const child = spawn(process.execPath, [CLI, 'switch', 'vb', 'vc', '--netns', bed.ns.name, '--json', '--interval', '100'], { stdio: ['ignore', 'pipe', 'inherit'] });

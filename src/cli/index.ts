@@ -15,7 +15,8 @@ commands:
   list                 devices with type, MAC, MTU, flags and carrier
   show DEV             every attribute of DEV (unsupported ones said so)
   monitor [DEV...]     a line per change of the devices (all if none named), until Ctrl-C
-  capture DEV -w FILE  write DEV's frames to a pcap file, until Ctrl-C
+  capture DEV -w FILE  write DEV's frames to a pcap file, until Ctrl-C, -c N frames, or DEV
+                       fails (deleted: says why, status 1); the file is complete either way
   switch DEV DEV...    a learning switch between the devices, with a live per-port table
            --vlan DEV=ID  access VLAN of a port (others are trunks)
            -c N         stop after N frames
