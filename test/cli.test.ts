@@ -140,6 +140,23 @@ describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run'
     expect(bed.ns.link('vc').flags).not.toContain('UP');
   });
 
+  it('stops a switch quietly when its output\'s reader goes away (| head), restoring the ports\' flags', async () => {
+    bed.ns.ip('link', 'add', 'vc', 'type', 'veth', 'peer', 'name', 'vd');
+    const child = spawn(process.execPath, [CLI, 'switch', 'vb', 'vc', '--netns', bed.ns.name, '--interval', '50'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = once(child, 'exit');
+    let errors = '';
+    child.stderr.on('data', (chunk: Buffer) => (errors += chunk));
+    const lines = outputLines(child);
+    expect(await eventually(() => lines.length >= 2)).toBe(true); // as `head -2` reads, then goes
+    expect(bed.ns.link('vb').flags).toEqual(expect.arrayContaining(['UP', 'PROMISC']));
+    child.stdout.destroy();
+    const [code, signal] = await exited;
+    expect(errors).toBe('');
+    expect([code, signal]).toEqual([0, null]);
+    for (const port of ['vb', 'vc']) expect(bed.ns.link(port).flags).not.toEqual(expect.arrayContaining(['UP']));
+    expect(bed.ns.link('vb').flags).not.toContain('PROMISC');
+  });
+
   it('runs the kernel demo: connectivity through the switch, a burst, and nothing left behind', () => {
     // The demo's namespaces are named nddemo<pid>...; other test files make and remove their own meanwhile.
     const demoNamespaces = (): string[] => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').filter((line) => line.startsWith('nddemo'));

@@ -7,6 +7,7 @@ import { runDemo } from './demo.js';
 import { runKernelDemo } from './kernel-demo.js';
 import { runVsysd } from './vsysd.js';
 import { captureDevice, listDevices, monitorDevices, showDevice } from './inspect.js';
+import { printLine } from './output.js';
 import { runSwitchCommand } from './switch-command.js';
 
 const USAGE = `usage: netdev <command> [options]
@@ -46,7 +47,7 @@ function positiveInt(text: string | undefined, fallback: number, name: string, m
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (!command || command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(`${USAGE}\n`);
+    printLine(USAGE);
     return command ? 0 : 2;
   }
   if (command === 'demo') {
@@ -55,21 +56,21 @@ async function main(argv: string[]): Promise<number> {
       options: { frames: { type: 'string' }, size: { type: 'string' }, dummy: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
     });
     if (values.help) {
-      process.stdout.write(`${USAGE}\n`);
+      printLine(USAGE);
       return 0;
     }
     if (process.getuid?.() === 0 && !values.dummy) {
       return runKernelDemo({
         frames: positiveInt(values.frames, 100_000, 'frames', 1, 100_000_000),
         size: positiveInt(values.size, 64, 'size', 60, 1514),
-        out: (line) => process.stdout.write(`${line}\n`),
+        out: printLine,
       });
     }
-    if (!values.dummy) process.stdout.write('(not root: in-process devices instead of namespaces)\n');
+    if (!values.dummy) printLine('(not root: in-process devices instead of namespaces)');
     return runDemo({
       frames: positiveInt(values.frames, 200_000, 'frames', 1, 100_000_000),
       size: positiveInt(values.size, 64, 'size', 60, 1514),
-      out: (line) => process.stdout.write(`${line}\n`),
+      out: printLine,
     });
   }
   if (command === 'list' || command === 'show' || command === 'monitor' || command === 'capture') {
@@ -86,10 +87,10 @@ async function main(argv: string[]): Promise<number> {
       },
     });
     if (values.help) {
-      process.stdout.write(`${USAGE}\n`);
+      printLine(USAGE);
       return 0;
     }
-    const options = { netns: values.netns, json: values.json === true, out: (line: string) => process.stdout.write(`${line}\n`) };
+    const options = { netns: values.netns, json: values.json === true, out: printLine };
     if (command === 'list') return listDevices(options);
     if (command === 'show') {
       if (positionals.length !== 1) throw new Error('show takes one device name');
@@ -118,7 +119,7 @@ async function main(argv: string[]): Promise<number> {
       },
     });
     if (values.help) {
-      process.stdout.write(`${USAGE}\n`);
+      printLine(USAGE);
       return 0;
     }
     const vlans = new Map<string, number>();
@@ -133,16 +134,16 @@ async function main(argv: string[]): Promise<number> {
       json: values.json === true,
       intervalMs: positiveInt(values.interval, 1000, 'interval', 50, 3_600_000),
       tty: process.stdout.isTTY === true,
-      out: (text) => process.stdout.write(`${text}\n`),
+      out: printLine,
     });
   }
   if (command === 'vsysd') {
     const { values } = parseArgs({ args: rest, options: { dir: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
     if (values.help) {
-      process.stdout.write(`${USAGE}\n`);
+      printLine(USAGE);
       return 0;
     }
-    await runVsysd(values.dir ?? '/vsys', (line) => process.stdout.write(`${line}\n`));
+    await runVsysd(values.dir ?? '/vsys', printLine);
     return 0; // its poll handles keep the process serving until a signal ends it
 
   }

@@ -6,6 +6,7 @@
 import { NetdevError } from '../common/errors.js';
 import { NetdevManager } from '../main/manager.js';
 import type { Netdev } from '../main/netdev.js';
+import { untilStopped } from './output.js';
 
 export interface InspectOptions {
   netns?: string | undefined;
@@ -111,9 +112,9 @@ export async function monitorDevices(names: string[], options: InspectOptions): 
     monitor.add(dev);
     handles.set(dev.netns === undefined ? dev.name : `${dev.netns}/${dev.name}`, dev);
   }
-  const stop = () => void mgr.close().then(() => process.exit(0));
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  void untilStopped()
+    .then(() => mgr.close())
+    .then(() => process.exit(0));
   // The notifier does not keep a process alive by itself: this command waits for notices until a signal.
   const keepAlive = setInterval(() => {}, 1 << 30);
   options.out(options.json ? JSON.stringify({ watching: [...handles.keys()] }) : `watching ${[...handles.keys()].join(', ')}`);
@@ -148,11 +149,7 @@ export async function captureDevice(name: string, file: string, limit: number | 
         failure = error as Error;
       }
     })();
-    const interrupted = new Promise<void>((resolve) => {
-      process.once('SIGINT', resolve);
-      process.once('SIGTERM', resolve);
-    });
-    await Promise.race([capture.done, interrupted, consuming]);
+    await Promise.race([capture.done, untilStopped(), consuming]);
     await capture.close();
     const ended = failure && (failure instanceof NetdevError ? `${failure.detail ?? failure.message} (${failure.code})` : failure.message);
     const result = { device: name, file, frames: capture.frames, dropped: capture.dropped, ...(ended ? { ended } : {}) };

@@ -5,6 +5,7 @@
  * with --json).  SIGINT/SIGTERM stop it cleanly: ports removed, flags restored, exit status 0.
  */
 import { NetdevManager } from '../main/manager.js';
+import { untilStopped } from './output.js';
 import { Switch, type PortCounters } from '../switch/switch.js';
 
 export interface SwitchCommandOptions {
@@ -74,10 +75,7 @@ export async function runSwitchCommand(names: string[], options: SwitchCommandOp
       options.out((options.tty && drawn ? `\x1b[${drawn}A\x1b[J` : '') + lines.join('\n'));
       drawn = lines.length;
     }, options.intervalMs);
-    await new Promise<void>((resolve) => {
-      process.once('SIGINT', resolve);
-      process.once('SIGTERM', resolve);
-    });
+    await untilStopped();
     clearInterval(timer);
     return 0;
   } finally {
