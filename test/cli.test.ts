@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -155,6 +155,22 @@ describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run'
     expect([code, signal]).toEqual([0, null]);
     for (const port of ['vb', 'vc']) expect(bed.ns.link(port).flags).not.toEqual(expect.arrayContaining(['UP']));
     expect(bed.ns.link('vb').flags).not.toContain('PROMISC');
+  });
+
+  it('refuses a switch port named twice, and a --vlan for a device that is not a port, before touching any device', () => {
+    bed.ns.ip('link', 'add', 'vc', 'type', 'veth', 'peer', 'name', 'vd');
+    for (const [args, message] of [
+      [['vb', 'vb'], /vb is named twice/],
+      [['vb', 'vc', 'vb'], /vb is named twice/],
+      [['vb', 'vc', '--vlan', 'vd=5'], /--vlan vd=5: vd is not a port of this switch/],
+      [['vb', 'vc', '--vlan', 'vb=5', '--vlan', 'vb=6'], /--vlan vb=6: vb has a VLAN already/],
+    ] as const) {
+      const run = spawnSync(process.execPath, [CLI, 'switch', ...args, '--netns', bed.ns.name], { encoding: 'utf8', timeout: 10_000 });
+      expect(run.status).toBe(1);
+      expect(run.stderr).toMatch(message);
+      expect(run.stdout).toBe('');
+    }
+    for (const port of ['vb', 'vc']) expect(bed.ns.link(port).flags).not.toEqual(expect.arrayContaining(['UP']));
   });
 
   it('runs the kernel demo: connectivity through the switch, a burst, and nothing left behind', () => {

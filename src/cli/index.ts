@@ -126,6 +126,7 @@ async function main(argv: string[]): Promise<number> {
     for (const spec of values.vlan ?? []) {
       const match = /^(.+)=(\d{1,4})$/.exec(spec);
       if (!match) throw new Error(`--vlan takes DEV=ID, not ${spec}`);
+      if (vlans.has(match[1]!)) throw new Error(`--vlan ${spec}: ${match[1]} has a VLAN already`);
       vlans.set(match[1]!, positiveInt(match[2], 0, 'vlan', 1, 4094));
     }
     return runSwitchCommand(positionals, {

@@ -44,6 +44,11 @@ function rates(before: Sample[], after: Sample[], seconds: number) {
 /** Runs the switch until a signal; resolves with the exit status. */
 export async function runSwitchCommand(names: string[], options: SwitchCommandOptions): Promise<number> {
   if (names.length < 2) throw new Error('switch takes at least two devices');
+  const twice = names.find((name, i) => names.indexOf(name) !== i);
+  if (twice !== undefined) throw new Error(`switch: ${twice} is named twice (a device is one port)`);
+  for (const [name, vlan] of options.vlans) {
+    if (!names.includes(name)) throw new Error(`--vlan ${name}=${vlan}: ${name} is not a port of this switch (ports: ${names.join(', ')})`);
+  }
   const mgr = new NetdevManager();
   const sw = new Switch({ onNotice: (line) => options.out(options.json ? JSON.stringify({ notice: line }) : `notice: ${line}`) });
   try {
