@@ -173,6 +173,16 @@ describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run'
     for (const port of ['vb', 'vc']) expect(bed.ns.link(port).flags).not.toEqual(expect.arrayContaining(['UP']));
   });
 
+  it('says a namespace does not exist, with a non-zero status, for every command that takes --netns', () => {
+    const missing = `${bed.ns.name}typo`;
+    for (const args of [['list'], ['show', 'va'], ['monitor'], ['capture', 'va', '-w', '/dev/null'], ['switch', 'va', 'vb']]) {
+      const run = spawnSync(process.execPath, [CLI, ...args, '--netns', missing], { encoding: 'utf8', timeout: 10_000 });
+      expect(run.status).toBe(1);
+      expect(run.stderr).toBe(`netdev: network namespace ${missing} does not exist (no /var/run/netns/${missing})\n`);
+      expect(run.stdout).toBe('');
+    }
+  });
+
   it('runs the kernel demo: connectivity through the switch, a burst, and nothing left behind', () => {
     // The demo's namespaces are named nddemo<pid>...; other test files make and remove their own meanwhile.
     const demoNamespaces = (): string[] => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').filter((line) => line.startsWith('nddemo'));

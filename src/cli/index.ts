@@ -2,7 +2,9 @@
 /**
  * The `netdev` command line.  Subcommands: demo.  `netdev --help` and `netdev demo --help` say more.
  */
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { netnsPath } from '../sys/netns.js';
 import { runDemo } from './demo.js';
 import { runKernelDemo } from './kernel-demo.js';
 import { runVsysd } from './vsysd.js';
@@ -42,6 +44,13 @@ function positiveInt(text: string | undefined, fallback: number, name: string, m
   const value = Number(text);
   if (!Number.isInteger(value) || value < min || value > max) throw new Error(`--${name} must be an integer from ${min} to ${max}`);
   return value;
+}
+
+/** Refuses a --netns naming a namespace that does not exist (the library would just find no devices in it). */
+function requireNetns(spec: string | undefined): void {
+  if (spec === undefined) return;
+  const path = netnsPath(spec);
+  if (!existsSync(path)) throw new Error(`network namespace ${spec} does not exist (no ${path})`);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -90,6 +99,7 @@ async function main(argv: string[]): Promise<number> {
       printLine(USAGE);
       return 0;
     }
+    requireNetns(values.netns);
     const options = { netns: values.netns, json: values.json === true, out: printLine };
     if (command === 'list') return listDevices(options);
     if (command === 'show') {
@@ -122,6 +132,7 @@ async function main(argv: string[]): Promise<number> {
       printLine(USAGE);
       return 0;
     }
+    requireNetns(values.netns);
     const vlans = new Map<string, number>();
     for (const spec of values.vlan ?? []) {
       const match = /^(.+)=(\d{1,4})$/.exec(spec);
