@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 /**
- * The `netdev` command line.  Subcommands: demo.  `netdev --help` and `netdev demo --help` say more.
+ * The `netdev` command line: list, show, monitor and capture (inspect.ts), switch
+ * (switch-command.ts), demo (kernel-demo.ts as root, demo.ts otherwise) and vsysd (vsysd.ts).
+ * Arguments are checked, and a --netns must exist, before any device is opened; a failure is one
+ * line on stderr and status 1.  `netdev --help` lists the commands and their options.
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -15,29 +18,35 @@ import { runSwitchCommand } from './switch-command.js';
 const USAGE = `usage: netdev <command> [options]
 
 commands:
-  list                 devices with type, MAC, MTU, flags and carrier
-  show DEV             every attribute of DEV (unsupported ones said so)
+  list                 the devices, with type, MAC, MTU, flags and carrier
+  show DEV             every attribute of DEV (those it has none of, or does not support, said so)
   monitor [DEV...]     a line per change of the devices (all if none named), until Ctrl-C
-  capture DEV -w FILE  write DEV's frames to a pcap file, until Ctrl-C, -c N frames, or DEV
-                       fails (deleted: says why, status 1); the file is complete either way
-  switch DEV DEV...    a learning switch between the devices, with a live per-port table
-           --vlan DEV=ID  access VLAN of a port (others are trunks)
-           -c N         stop after N frames
-           --direction  rx, tx or both (default)
-           --netns NS   the network namespace (an ip netns name or a path)
-           --json       JSON output (monitor: one object per line)
+  capture DEV -w FILE  DEV's frames to a pcap file, until Ctrl-C, -c N frames, or DEV fails
+                       (deleted: says why, status 1); the file is complete either way
+           -c N           stop after N frames
+           --direction D  rx, tx or both (default)
+  switch DEV DEV...    a learning switch between the devices (each named once; brought up and
+                       promiscuous, restored when it stops) with a live per-port table, until
+                       Ctrl-C or until the reader of its output goes away (| head)
+           --vlan DEV=ID  access VLAN 1-4094 of port DEV, once per port (the others are trunks)
+           --interval MS  how often the table is redrawn, 50 to 3600000 (default 1000)
+  list, show, monitor, capture and switch also take:
+           --netns NS     the network namespace (an ip netns name or a path); it must exist
+           --json         JSON output (monitor and switch: one object per line)
 
-  demo     as root: two hosts in namespaces of its own, on veth pairs to the learning switch; ping,
-           a burst, the switch's table, then everything removed.  Otherwise the same over
-           in-process devices
-           --dummy      use in-process devices even as root
-           --frames N   frames to send (default 200000)
-           --size B     frame size in bytes, 60-1514 (default 64)
+  demo     as root: two hosts in network namespaces of its own, on veth pairs to the learning
+           switch: ping (a UDP echo of its own where ping is not installed), a burst, the
+           switch's table, then everything removed.  Otherwise two hosts and a forwarding loop
+           over in-process dummy devices: a burst, each device's counters and the rate
+           --dummy        use in-process devices even as root
+           --frames N     frames to send (default 100000 as root, 200000 in-process)
+           --size B       frame size in bytes, 60-1514 (default 64)
 
-  vsysd    serve vsys requests (vif_up, vif_down, promisc) for pltap devices off PlanetLab
-           --dir DIR    where to create the FIFOs (default /vsys)
+  vsysd    as root: serve vsys requests (vif_up, vif_down, promisc) for pltap devices off
+           PlanetLab, until SIGINT or SIGTERM
+           --dir DIR      where to create the FIFOs (default /vsys)
 
-  netdev <command> --help shows a command's options.`;
+--help (or -h) on any command prints this text.`;
 
 function positiveInt(text: string | undefined, fallback: number, name: string, min: number, max: number): number {
   if (text === undefined) return fallback;
