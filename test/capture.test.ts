@@ -1,10 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NetdevError, NetdevManager, readPcap, type Netdev } from '../dist/index.js';
-import { ethFrame, eventually, rejection, seqOf } from './helpers.js';
+import { ethFrame, eventually, rejection, requireTool, seqOf } from './helpers.js';
 
 let mgr: NetdevManager;
 let dir: string;
@@ -36,7 +36,7 @@ async function traffic(a: Netdev, b: Netdev): Promise<void> {
 const records = (path: string) => [...readPcap(readFileSync(path), path)];
 
 describe('capture', () => {
-  it('writes a pcap file of what the device sends and receives, that tcpdump and tshark read', async () => {
+  it('writes a pcap file of what the device sends and receives, that tcpdump and tshark read', async (test) => {
     const [a, b] = await wire();
     const path = join(dir, 'both.pcap');
     const started = Date.now();
@@ -53,14 +53,16 @@ describe('capture', () => {
       expect(Number(timeNs / 1_000_000n)).toBeGreaterThanOrEqual(started - 1);
       expect(Number(timeNs / 1_000_000n)).toBeLessThanOrEqual(Date.now() + 1);
     }
+    requireTool(test, 'tcpdump', 'tcpdump');
     const tcpdump = execFileSync('tcpdump', ['-e', '-nn', '-r', path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     expect(tcpdump.trim().split('\n')).toHaveLength(8);
     expect(tcpdump).toContain('ethertype IPv4 (0x0800), length 104');
+    requireTool(test, 'tshark', 'tshark');
     const tshark = execFileSync('tshark', ['-r', path, '-T', 'fields', '-e', 'frame.len'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     expect(tshark.trim().split('\n').map(Number).sort((x, y) => x - y)).toEqual([60, 60, 60, 100, 101, 102, 103, 104]);
   });
 
-  it('captures one direction, with nanosecond timestamps if asked', async () => {
+  it('captures one direction, with nanosecond timestamps if asked', async (test) => {
     const [a, b] = await wire();
     const rxPath = join(dir, 'rx.pcap');
     const capture = await a.capture(rxPath, { direction: 'rx', nanoseconds: true });
@@ -68,8 +70,6 @@ describe('capture', () => {
     await capture.close();
     expect(records(rxPath).map((r) => seqOf(r.frame))).toEqual([10, 11, 12]);
     expect(readFileSync(rxPath).readUInt32LE(0)).toBe(0xa1b23c4d);
-    const tcpdump = execFileSync('tcpdump', ['-nn', '--nano', '-r', rxPath], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-    expect(tcpdump.trim().split('\n')).toHaveLength(3);
 
     const txPath = join(dir, 'tx.pcap');
     const tx = await b.capture(txPath, { direction: 'tx' });
@@ -80,6 +80,9 @@ describe('capture', () => {
     await tx.close();
     expect([tx.frames, tx.dropped]).toEqual([1, 0]);
     expect(records(txPath).map((r) => seqOf(r.frame))).toEqual([42]);
+    requireTool(test, 'tcpdump', 'tcpdump');
+    const tcpdump = execFileSync('tcpdump', ['-nn', '--nano', '-r', rxPath], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    expect(tcpdump.trim().split('\n')).toHaveLength(3);
   });
 
   it('runs several captures of one device at once, ends them with the device, and reports a bad path', async () => {
@@ -95,6 +98,29 @@ describe('capture', () => {
     expect(records(second).map((r) => seqOf(r.frame))).toEqual([1]);
     const bad = await rejection(b.capture('/nonexistent/dir/x.pcap'));
     expect([bad.code, bad.device, bad.call]).toEqual(['ENOENT', 'dummy:b', 'capture']);
+  });
+
+  it('refuses bad options with EINVAL naming the option, before it creates the file', async () => {
+    const [a] = await wire();
+    const path = join(dir, 'never.pcap');
+    for (const [options, option] of [
+      [{ direction: 'in' }, 'direction'],
+      [{ nanoseconds: 'yes' }, 'nanoseconds'],
+      [{ limit: 0 }, 'limit'],
+      [{ limit: 2.5 }, 'limit'],
+      [{ limit: Infinity }, 'limit'],
+      [{ limit: '10' }, 'limit'],
+    ] as const) {
+      const error = await rejection(a.capture(path, options as never));
+      expect(error).toBeInstanceOf(NetdevError);
+      expect([error.code, error.device, error.call]).toEqual(['EINVAL', 'dummy:a', 'capture']);
+      expect(error.message).toContain(option);
+    }
+    expect(existsSync(path)).toBe(false);
+    const capture = await a.capture(path, { direction: 'tx', nanoseconds: false, limit: 1 }); // the device still captures
+    await a.send(ethFrame(64, 5));
+    await capture.done;
+    expect(records(path).map((r) => seqOf(r.frame))).toEqual([5]);
   });
 });
 

@@ -1,7 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { onTestFinished } from 'vitest';
+import { delimiter, join } from 'node:path';
+import { onTestFinished, type TestContext } from 'vitest';
 import type { NetdevError, NetdevManager } from '../dist/index.js';
 
 /** An Ethernet frame of `length` bytes: broadcast destination, ethertype `type`, a 32-bit sequence number at offset 14. */
@@ -64,4 +64,32 @@ export function tempDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), `netdev-${prefix}-`));
   onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/** Whether an executable `program` is on PATH (as execFile and `ip netns exec` look it up). */
+export function onPath(program: string): boolean {
+  return (process.env.PATH ?? '').split(delimiter).some((dir) => {
+    try {
+      const file = join(dir, program);
+      accessSync(file, constants.X_OK);
+      return statSync(file).isFile();
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * Skips the calling test from here on, saying loudly which program is missing and which Debian
+ * package has it, when `program` is not on PATH; in CI (`CI=true`), where every test must run, it
+ * fails the test instead.  Call it just before the test first runs the program; the run's summary
+ * line (test/summary-reporter.ts) lists the reason again.
+ */
+export function requireTool(test: TestContext, program: string, debianPackage: string): void {
+  if (onPath(program)) return;
+  const reason = `needs ${program}, which is not on PATH (Debian: apt-get install ${debianPackage})`;
+  const message = `SKIPPED "${test.task.name}": ${reason}`;
+  if (process.env.CI === 'true') throw new Error(`${message}, and CI must run it`);
+  console.warn(`\n*** ${message} ***\n`);
+  test.skip(reason);
 }

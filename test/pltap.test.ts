@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NetdevError, NetdevManager } from '../dist/index.js';
 import { JobPool } from '../dist/main/job-pool.js';
-import { ethFrame, eventually, rejection, seqOf, tempDir } from './helpers.js';
+import { ethFrame, eventually, rejection, requireTool, seqOf, tempDir } from './helpers.js';
 import { privileged, requirePrivilege, TestNetns } from './netns-harness.js';
 
 const TEST_TYPE = 0x88b5;
@@ -62,7 +62,7 @@ describe.skipIf(!privileged)('pltap devices with the vsysd backend, in a network
     expect(await dev.getEtheraddr()).toBe(ns.link(tapname).address);
   });
 
-  it('records flag changes and frames before it is finalized, and applies and sends them after', async () => {
+  it('records flag changes and frames before it is finalized, and applies and sends them after', async (test) => {
     const dev = await mgr.open('pltap:p0', { netns: ns.name, ethertype: TEST_TYPE });
     const tapname = await mgr.command('netdev-pltap/get-tapname', 'pltap:p0');
     await dev.turnFlagsOn({ promisc: true });
@@ -70,6 +70,7 @@ describe.skipIf(!privileged)('pltap devices with the vsysd backend, in a network
     await dev.setConfig({ local_ip: 'localhost' });
     expect(await dev.getConfig()).toEqual({ local_ip: '127.0.0.1' }); // a name, resolved
     expect(ns.link(tapname).flags).not.toContain('PROMISC');
+    requireTool(test, 'python3', 'python3');
     const reader = spawn('ip', ['netns', 'exec', ns.name, 'python3', RAW_SOCKET, 'recv', tapname, '1']);
     const exited = once(reader, 'exit');
     let errors = '';
@@ -94,9 +95,10 @@ describe.skipIf(!privileged)('pltap devices with the vsysd backend, in a network
     expect(await eventually(() => !ns.link(tapname).flags.includes('UP'))).toBe(true);
   });
 
-  it('moves frames both ways, adding and stripping the packet-info header', async () => {
+  it('moves frames both ways, adding and stripping the packet-info header', async (test) => {
     const { dev, tapname } = await finalizedTap(TEST_TYPE);
     const sent = [ethFrame(100, 1, TEST_TYPE), ethFrame(1514, 2, TEST_TYPE)];
+    requireTool(test, 'python3', 'python3');
     const reader = spawn('ip', ['netns', 'exec', ns.name, 'python3', RAW_SOCKET, 'recv', tapname, String(sent.length)]);
     const exited = once(reader, 'exit');
     let output = '';

@@ -1,10 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NetdevError, NetdevManager, readPcap, type Netdev } from '../dist/index.js';
-import { ethFrame, eventually, rejection, seqOf } from './helpers.js';
+import { ethFrame, eventually, rejection, requireTool, seqOf, tempDir } from './helpers.js';
 import { freshEachTest, privileged, requirePrivilege } from './netns-harness.js';
 
 const TEST_TYPE = 0x88b5; // IEEE local experimental: nothing else in the namespace sends it
@@ -61,6 +60,18 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     expect(mtu.code).toBe('EINVAL');
     expect(mtu.device).toBe('va');
     expect(mtu.call).toBe('setMtu');
+  });
+
+  it('refuses an MTU the ioctl cannot carry with EINVAL naming the range, leaving the MTU as it was', async () => {
+    const dev = await open('va', 'none');
+    for (const mtu of [2 ** 31, -1, 2 ** 53]) {
+      const error = await rejection(dev.setMtu(mtu));
+      expect(error).toBeInstanceOf(NetdevError);
+      expect([error.code, error.device, error.call]).toEqual(['EINVAL', 'va', 'setMtu']);
+      expect(error.message).toContain('0 to 2147483647');
+    }
+    expect(bed.ns.link('va').mtu).toBe(1500);
+    expect(await dev.getMtu()).toBe(1500);
   });
 
   it('restores flags a handle changed when it closes', async () => {
@@ -168,10 +179,9 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     expect(await received).toEqual(sent);
   });
 
-  it('captures a veth end\'s frames both ways into a pcap file that tcpdump reads', async () => {
+  it('captures a veth end\'s frames both ways into a pcap file that tcpdump reads', async (test) => {
     const [a, b] = await bothUp();
-    const folder = mkdtempSync(join(tmpdir(), 'netdev-pcap-'));
-    const path = join(folder, 'va.pcap');
+    const path = join(tempDir('pcap'), 'va.pcap');
     const capture = await a.capture(path);
     await a.send(ethFrame(200, 1, TEST_TYPE));
     await b.send(ethFrame(100, 2, TEST_TYPE));
@@ -179,10 +189,10 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     await capture.close();
     const frames = [...readPcap(readFileSync(path), path)];
     expect(frames.map((r) => [seqOf(r.frame), r.frame.length])).toEqual([[1, 200], [2, 100]]);
+    requireTool(test, 'tcpdump', 'tcpdump');
     const tcpdump = execFileSync('tcpdump', ['-e', '-nn', '-r', path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     expect(tcpdump).toContain('ethertype Unknown (0x88b5), length 200');
     expect(tcpdump).toContain('ethertype Unknown (0x88b5), length 100');
-    rmSync(folder, { recursive: true });
   });
 
   it('counts what it sends in the kernel statistics that ip reports', async () => {
@@ -297,13 +307,18 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
 
   it('says EPERM, naming device and call, to a process without the capabilities', () => {
     const child = spawnSync('ip', ['netns', 'exec', bed.ns.name, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
-      '--inh-caps=-all', '--bounding-set=-all', process.execPath, new URL('./fixtures/unprivileged-child.mjs', import.meta.url).pathname], { encoding: 'utf8' });
+      '--inh-caps=-all', '--bounding-set=-all', process.execPath, new URL('./fixtures/unprivileged-child.mjs', import.meta.url).pathname, bed.ns.name], { encoding: 'utf8' });
     expect(child.stderr).toBe('');
     const result = JSON.parse(child.stdout) as Record<string, { code: string; device: string; call: string; message: string } | number>;
     expect(result.mtu).toBe(1500);
     expect(result.setMtu).toMatchObject({ code: 'EPERM', device: 'va', call: 'setMtu' });
     expect((result.setMtu as { message: string }).message).toContain('CAP_NET_ADMIN');
     expect(result.openForIo).toMatchObject({ code: 'EPERM', device: 'va' });
+    // Entering a namespace (setns) needs CAP_SYS_ADMIN, and the message says so, not the others.
+    const inNetns = result.openInNetns as { code: string; message: string };
+    expect(inNetns.code).toBe('EPERM');
+    expect(inNetns.message).toContain('CAP_SYS_ADMIN');
+    expect(inNetns.message).not.toMatch(/CAP_NET_(ADMIN|RAW)/);
     expect(bed.ns.link('va').mtu).toBe(1500);
   });
 

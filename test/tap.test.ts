@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import { ethFrame, rejection, seqOf } from './helpers.js';
+import { ethFrame, rejection, requireTool, seqOf } from './helpers.js';
 import { freshEachTest, privileged, requirePrivilege } from './netns-harness.js';
 
 const TEST_TYPE = 0x88b5;
@@ -39,10 +39,11 @@ describe.skipIf(!privileged)('tap devices in a network namespace of the test run
     expect(link.flags).toContain('UP');
   });
 
-  it('writes frames that a plain socket on the kernel side reads, byte for byte', async () => {
+  it('writes frames that a plain socket on the kernel side reads, byte for byte', async (test) => {
     const tap = await bed.mgr.open('tap:t0', { netns: bed.ns.name, ethertype: TEST_TYPE });
     await tap.turnFlagsOn({ up: true });
     const frames = [ethFrame(60, 1, TEST_TYPE), ethFrame(200, 2, TEST_TYPE), ethFrame(1514, 3, TEST_TYPE)];
+    requireTool(test, 'python3', 'python3');
     const reader = spawn('ip', ['netns', 'exec', bed.ns.name, 'python3', RAW_SOCKET, 'recv', 't0', String(frames.length)]);
     let output = '';
     reader.stdout.on('data', (chunk: Buffer) => (output += chunk));
@@ -53,11 +54,12 @@ describe.skipIf(!privileged)('tap devices in a network namespace of the test run
     expect(lines).toEqual(frames.map((frame) => Buffer.from(frame).toString('hex')));
   });
 
-  it('receives, padded, the frames the kernel sends through the tap', async () => {
+  it('receives, padded, the frames the kernel sends through the tap', async (test) => {
     const tap = await bed.mgr.open('tap:t0', { netns: bed.ns.name, ethertype: TEST_TYPE });
     await tap.turnFlagsOn({ up: true });
     const frames = [ethFrame(20, 1, TEST_TYPE), ethFrame(1000, 2, TEST_TYPE)];
     const receiving = tap.frames({ copy: true });
+    requireTool(test, 'python3', 'python3');
     execFileSync('ip', ['netns', 'exec', bed.ns.name, 'python3', RAW_SOCKET, 'send', 't0', ...frames.map((f) => Buffer.from(f).toString('hex'))]);
     const first = (await receiving.next()).value as Uint8Array;
     expect(first.length).toBe(60);

@@ -4,10 +4,10 @@
  *
  *   host1 [dummy:h1] ==wire== [dummy:fw1] forwarder [dummy:fw2] ==wire== [dummy:h2] host2
  *
- * host1 sends a burst of frames, the forwarder moves them between its two ports through the
- * worker/ring machinery, host2 receives and checks them.  Prints what a monitor saw, each
- * device's counters, and the rate.  Kernel devices (veth pairs in network namespaces) join the
- * demo when the Linux providers land.
+ * host1 sends a burst of frames, the forwarder (the forwarding loop of traffic.ts) moves them
+ * between its two ports through the worker/ring machinery, host2 receives and checks them.
+ * Prints what a monitor saw, each device's counters, and the rate.  As root, `netdev demo` runs
+ * the kernel demo instead (kernel-demo.ts: veth pairs in network namespaces, the learning switch).
  */
 import { NetdevManager } from '../main/manager.js';
 import type { Netdev } from '../main/netdev.js';

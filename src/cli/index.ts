@@ -1,39 +1,52 @@
 #!/usr/bin/env node
 /**
- * The `netdev` command line.  Subcommands: demo.  `netdev --help` and `netdev demo --help` say more.
+ * The `netdev` command line: list, show, monitor and capture (inspect.ts), switch
+ * (switch-command.ts), demo (kernel-demo.ts as root, demo.ts otherwise) and vsysd (vsysd.ts).
+ * Arguments are checked, and a --netns must exist, before any device is opened; a failure is one
+ * line on stderr and status 1.  `netdev --help` lists the commands and their options.
  */
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { netnsPath } from '../sys/netns.js';
 import { runDemo } from './demo.js';
 import { runKernelDemo } from './kernel-demo.js';
 import { runVsysd } from './vsysd.js';
 import { captureDevice, listDevices, monitorDevices, showDevice } from './inspect.js';
+import { printLine } from './output.js';
 import { runSwitchCommand } from './switch-command.js';
 
 const USAGE = `usage: netdev <command> [options]
 
 commands:
-  list                 devices with type, MAC, MTU, flags and carrier
-  show DEV             every attribute of DEV (unsupported ones said so)
+  list                 the devices, with type, MAC, MTU, flags and carrier
+  show DEV             every attribute of DEV (those it has none of, or does not support, said so)
   monitor [DEV...]     a line per change of the devices (all if none named), until Ctrl-C
-  capture DEV -w FILE  write DEV's frames to a pcap file, until Ctrl-C
-  switch DEV DEV...    a learning switch between the devices, with a live per-port table
-           --vlan DEV=ID  access VLAN of a port (others are trunks)
-           -c N         stop after N frames
-           --direction  rx, tx or both (default)
-           --netns NS   the network namespace (an ip netns name or a path)
-           --json       JSON output (monitor: one object per line)
+  capture DEV -w FILE  DEV's frames to a pcap file, until Ctrl-C, -c N frames, or DEV fails
+                       (deleted: says why, status 1); the file is complete either way
+           -c N           stop after N frames
+           --direction D  rx, tx or both (default)
+  switch DEV DEV...    a learning switch between the devices (each named once; brought up and
+                       promiscuous, restored when it stops) with a live per-port table, until
+                       Ctrl-C or until the reader of its output goes away (| head)
+           --vlan DEV=ID  access VLAN 1-4094 of port DEV, once per port (the others are trunks)
+           --interval MS  how often the table is redrawn, 50 to 3600000 (default 1000)
+  list, show, monitor, capture and switch also take:
+           --netns NS     the network namespace (an ip netns name or a path); it must exist
+           --json         JSON output (monitor and switch: one object per line)
 
-  demo     as root: two hosts in namespaces of its own, on veth pairs to the learning switch; ping,
-           a burst, the switch's table, then everything removed.  Otherwise the same over
-           in-process devices
-           --dummy      use in-process devices even as root
-           --frames N   frames to send (default 200000)
-           --size B     frame size in bytes, 60-1514 (default 64)
+  demo     as root: two hosts in network namespaces of its own, on veth pairs to the learning
+           switch: ping (a UDP echo of its own where ping is not installed), a burst, the
+           switch's table, then everything removed.  Otherwise two hosts and a forwarding loop
+           over in-process dummy devices: a burst, each device's counters and the rate
+           --dummy        use in-process devices even as root
+           --frames N     frames to send (default 100000 as root, 200000 in-process)
+           --size B       frame size in bytes, 60-1514 (default 64)
 
-  vsysd    serve vsys requests (vif_up, vif_down, promisc) for pltap devices off PlanetLab
-           --dir DIR    where to create the FIFOs (default /vsys)
+  vsysd    as root: serve vsys requests (vif_up, vif_down, promisc) for pltap devices off
+           PlanetLab, until SIGINT or SIGTERM
+           --dir DIR      where to create the FIFOs (default /vsys)
 
-  netdev <command> --help shows a command's options.`;
+--help (or -h) on any command prints this text.`;
 
 function positiveInt(text: string | undefined, fallback: number, name: string, min: number, max: number): number {
   if (text === undefined) return fallback;
@@ -42,10 +55,17 @@ function positiveInt(text: string | undefined, fallback: number, name: string, m
   return value;
 }
 
+/** Refuses a --netns naming a namespace that does not exist (the library would just find no devices in it). */
+function requireNetns(spec: string | undefined): void {
+  if (spec === undefined) return;
+  const path = netnsPath(spec);
+  if (!existsSync(path)) throw new Error(`network namespace ${spec} does not exist (no ${path})`);
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (!command || command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(`${USAGE}\n`);
+    printLine(USAGE);
     return command ? 0 : 2;
   }
   if (command === 'demo') {
@@ -54,21 +74,21 @@ async function main(argv: string[]): Promise<number> {
       options: { frames: { type: 'string' }, size: { type: 'string' }, dummy: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
     });
     if (values.help) {
-      process.stdout.write(`${USAGE}\n`);
+      printLine(USAGE);
       return 0;
     }
     if (process.getuid?.() === 0 && !values.dummy) {
       return runKernelDemo({
         frames: positiveInt(values.frames, 100_000, 'frames', 1, 100_000_000),
         size: positiveInt(values.size, 64, 'size', 60, 1514),
-        out: (line) => process.stdout.write(`${line}\n`),
+        out: printLine,
       });
     }
-    if (!values.dummy) process.stdout.write('(not root: in-process devices instead of namespaces)\n');
+    if (!values.dummy) printLine('(not root: in-process devices instead of namespaces)');
     return runDemo({
       frames: positiveInt(values.frames, 200_000, 'frames', 1, 100_000_000),
       size: positiveInt(values.size, 64, 'size', 60, 1514),
-      out: (line) => process.stdout.write(`${line}\n`),
+      out: printLine,
     });
   }
   if (command === 'list' || command === 'show' || command === 'monitor' || command === 'capture') {
@@ -85,10 +105,11 @@ async function main(argv: string[]): Promise<number> {
       },
     });
     if (values.help) {
-      process.stdout.write(`${USAGE}\n`);
+      printLine(USAGE);
       return 0;
     }
-    const options = { netns: values.netns, json: values.json === true, out: (line: string) => process.stdout.write(`${line}\n`) };
+    requireNetns(values.netns);
+    const options = { netns: values.netns, json: values.json === true, out: printLine };
     if (command === 'list') return listDevices(options);
     if (command === 'show') {
       if (positionals.length !== 1) throw new Error('show takes one device name');
@@ -117,13 +138,15 @@ async function main(argv: string[]): Promise<number> {
       },
     });
     if (values.help) {
-      process.stdout.write(`${USAGE}\n`);
+      printLine(USAGE);
       return 0;
     }
+    requireNetns(values.netns);
     const vlans = new Map<string, number>();
     for (const spec of values.vlan ?? []) {
       const match = /^(.+)=(\d{1,4})$/.exec(spec);
       if (!match) throw new Error(`--vlan takes DEV=ID, not ${spec}`);
+      if (vlans.has(match[1]!)) throw new Error(`--vlan ${spec}: ${match[1]} has a VLAN already`);
       vlans.set(match[1]!, positiveInt(match[2], 0, 'vlan', 1, 4094));
     }
     return runSwitchCommand(positionals, {
@@ -132,16 +155,16 @@ async function main(argv: string[]): Promise<number> {
       json: values.json === true,
       intervalMs: positiveInt(values.interval, 1000, 'interval', 50, 3_600_000),
       tty: process.stdout.isTTY === true,
-      out: (text) => process.stdout.write(`${text}\n`),
+      out: printLine,
     });
   }
   if (command === 'vsysd') {
     const { values } = parseArgs({ args: rest, options: { dir: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
     if (values.help) {
-      process.stdout.write(`${USAGE}\n`);
+      printLine(USAGE);
       return 0;
     }
-    await runVsysd(values.dir ?? '/vsys', (line) => process.stdout.write(`${line}\n`));
+    await runVsysd(values.dir ?? '/vsys', printLine);
     return 0; // its poll handles keep the process serving until a signal ends it
 
   }

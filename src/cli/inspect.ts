@@ -6,6 +6,7 @@
 import { NetdevError } from '../common/errors.js';
 import { NetdevManager } from '../main/manager.js';
 import type { Netdev } from '../main/netdev.js';
+import { untilStopped } from './output.js';
 
 export interface InspectOptions {
   netns?: string | undefined;
@@ -111,9 +112,9 @@ export async function monitorDevices(names: string[], options: InspectOptions): 
     monitor.add(dev);
     handles.set(dev.netns === undefined ? dev.name : `${dev.netns}/${dev.name}`, dev);
   }
-  const stop = () => void mgr.close().then(() => process.exit(0));
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  void untilStopped()
+    .then(() => mgr.close())
+    .then(() => process.exit(0));
   // The notifier does not keep a process alive by itself: this command waits for notices until a signal.
   const keepAlive = setInterval(() => {}, 1 << 30);
   options.out(options.json ? JSON.stringify({ watching: [...handles.keys()] }) : `watching ${[...handles.keys()].join(', ')}`);
@@ -128,8 +129,10 @@ export async function monitorDevices(names: string[], options: InspectOptions): 
 
 /**
  * `netdev capture DEV -w FILE [-c N]`: writes DEV's frames to a pcap file until N have been
- * written, or until interrupted.  The received frames are read and discarded meanwhile, so that
- * the RX ring never fills (frames it drops are never captured).
+ * written, until interrupted (status 0), or until the device fails, e.g. is deleted (status 1,
+ * saying why).  Either way the file is closed complete and the summary printed.  The received
+ * frames are read and discarded meanwhile, so that the RX ring never fills (frames it drops are
+ * never captured).
  */
 export async function captureDevice(name: string, file: string, limit: number | undefined, direction: 'rx' | 'tx' | 'both', options: InspectOptions): Promise<number> {
   const mgr = new NetdevManager();
@@ -137,20 +140,27 @@ export async function captureDevice(name: string, file: string, limit: number | 
     const dev = await mgr.open(name, { netns: options.netns });
     const capture = await dev.capture(file, { direction, ...(limit === undefined ? {} : { limit }) });
     options.out(options.json ? JSON.stringify({ capturing: name, file }) : `capturing ${name} to ${file}`);
+    // Ends with an error when the device fails; otherwise only when the handle closes, below.
+    let failure: Error | undefined;
     const consuming = (async () => {
-      for await (const batch of dev.batches()) void batch;
+      try {
+        for await (const batch of dev.batches()) void batch;
+      } catch (error) {
+        failure = error as Error;
+      }
     })();
-    const interrupted = new Promise<void>((resolve) => {
-      process.once('SIGINT', resolve);
-      process.once('SIGTERM', resolve);
-    });
-    await Promise.race([capture.done, interrupted]);
+    await Promise.race([capture.done, untilStopped(), consuming]);
     await capture.close();
-    const result = { device: name, file, frames: capture.frames, dropped: capture.dropped };
-    options.out(options.json ? JSON.stringify(result) : `${capture.frames} frames of ${name} written to ${file} (${capture.dropped} dropped)`);
+    const ended = failure && (failure instanceof NetdevError ? `${failure.detail ?? failure.message} (${failure.code})` : failure.message);
+    const result = { device: name, file, frames: capture.frames, dropped: capture.dropped, ...(ended ? { ended } : {}) };
+    if (options.json) options.out(JSON.stringify(result));
+    else {
+      if (ended) options.out(`capture of ${name} ended: ${ended}`);
+      options.out(`${capture.frames} frames of ${name} written to ${file} (${capture.dropped} dropped)`);
+    }
     await dev.close();
     await consuming;
-    return 0;
+    return ended ? 1 : 0;
   } finally {
     await mgr.close();
   }

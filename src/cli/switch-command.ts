@@ -5,6 +5,7 @@
  * with --json).  SIGINT/SIGTERM stop it cleanly: ports removed, flags restored, exit status 0.
  */
 import { NetdevManager } from '../main/manager.js';
+import { untilStopped } from './output.js';
 import { Switch, type PortCounters } from '../switch/switch.js';
 
 export interface SwitchCommandOptions {
@@ -43,6 +44,11 @@ function rates(before: Sample[], after: Sample[], seconds: number) {
 /** Runs the switch until a signal; resolves with the exit status. */
 export async function runSwitchCommand(names: string[], options: SwitchCommandOptions): Promise<number> {
   if (names.length < 2) throw new Error('switch takes at least two devices');
+  const twice = names.find((name, i) => names.indexOf(name) !== i);
+  if (twice !== undefined) throw new Error(`switch: ${twice} is named twice (a device is one port)`);
+  for (const [name, vlan] of options.vlans) {
+    if (!names.includes(name)) throw new Error(`--vlan ${name}=${vlan}: ${name} is not a port of this switch (ports: ${names.join(', ')})`);
+  }
   const mgr = new NetdevManager();
   const sw = new Switch({ onNotice: (line) => options.out(options.json ? JSON.stringify({ notice: line }) : `notice: ${line}`) });
   try {
@@ -74,10 +80,7 @@ export async function runSwitchCommand(names: string[], options: SwitchCommandOp
       options.out((options.tty && drawn ? `\x1b[${drawn}A\x1b[J` : '') + lines.join('\n'));
       drawn = lines.length;
     }, options.intervalMs);
-    await new Promise<void>((resolve) => {
-      process.once('SIGINT', resolve);
-      process.once('SIGTERM', resolve);
-    });
+    await untilStopped();
     clearInterval(timer);
     return 0;
   } finally {

@@ -6,7 +6,7 @@
  * left and closes the file; closing the device closes its capture.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { toNetdevError } from '../common/errors.js';
+import { NetdevError, toNetdevError } from '../common/errors.js';
 import { PCAP_RECORD_HEADER_SIZE, pcapFileHeader, writeRecordHeader } from '../common/pcap.js';
 import { Bell } from '../ring/bell.js';
 import { createRing, RingReader } from '../ring/ring.js';
@@ -57,15 +57,11 @@ export class Capture {
 
   /** @internal Opens `path`, writes the pcap header and starts the worker's copying. */
   static async start(worker: WorkerClient, device: string, path: string, options: CaptureOptions, onClose: () => void): Promise<Capture> {
-    const direction = options.direction ?? 'both';
-    if (!['rx', 'tx', 'both'].includes(direction)) {
-      throw toNetdevError(new Error(`direction must be 'rx', 'tx' or 'both', not ${JSON.stringify(direction)}`), device, 'capture');
-    }
-    const nanoseconds = options.nanoseconds === true;
-    const { limit } = options;
-    if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) {
-      throw toNetdevError(new Error(`limit must be a positive integer, not ${limit}`), device, 'capture');
-    }
+    const invalid = (detail: string) => new NetdevError({ code: 'EINVAL', device, call: 'capture', detail });
+    const { direction = 'both', nanoseconds = false, limit } = options;
+    if (!['rx', 'tx', 'both'].includes(direction)) throw invalid(`option direction must be 'rx', 'tx' or 'both', not ${JSON.stringify(direction)}`);
+    if (typeof nanoseconds !== 'boolean') throw invalid(`option nanoseconds must be true or false, not ${JSON.stringify(nanoseconds)}`);
+    if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) throw invalid(`option limit must be a positive integer, not ${String(limit)}`);
     let file: FileHandle;
     try {
       file = await open(path, 'w');

@@ -163,10 +163,14 @@ export function lastErrno(): number {
   return koffi.errno();
 }
 
-/** The NetdevError for errno `value` (read it before any other call), naming the call and what failed. */
-export function errnoError(value: number, call: string, detail: string, device?: string): NetdevError {
+/**
+ * The NetdevError for errno `value` (read it before any other call), naming the call and what
+ * failed; an EPERM names the capabilities the call needs (`needs`: CAP_NET_ADMIN / CAP_NET_RAW,
+ * those of the socket and ioctl calls, unless told otherwise).
+ */
+export function errnoError(value: number, call: string, detail: string, device?: string, needs = 'CAP_NET_ADMIN / CAP_NET_RAW'): NetdevError {
   const code = errnoName(value);
-  return new NetdevError({ code, device, call, detail: `${detail}: ${code}${code === 'EPERM' ? ' (needs CAP_NET_ADMIN / CAP_NET_RAW)' : ''}` });
+  return new NetdevError({ code, device, call, detail: `${detail}: ${code}${code === 'EPERM' ? ` (needs ${needs})` : ''}` });
 }
 
 /** Throws a NetdevError for errno if `result` is negative; returns `result` otherwise. */

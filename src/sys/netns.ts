@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { netdevError } from '../common/errors.js';
-import { check, CLONE_NEWNET, O_CLOEXEC, O_RDONLY, sys } from './libc.js';
+import { check, CLONE_NEWNET, errnoError, lastErrno, O_CLOEXEC, O_RDONLY, sys } from './libc.js';
 
 const NETNS_DIR = '/var/run/netns';
 const NAME_PATTERN = /^[^/\s\0]{1,255}$/;
@@ -17,6 +17,11 @@ export function netnsPath(spec: string): string {
   if (spec.startsWith('/') && !spec.includes('\0')) return spec;
   if (NAME_PATTERN.test(spec) && spec !== '.' && spec !== '..') return `${NETNS_DIR}/${spec}`;
   throw netdevError('EINVAL', `invalid network namespace ${JSON.stringify(spec)} (a name under ${NETNS_DIR} or an absolute path)`);
+}
+
+/** Moves this thread into the namespace `fd` refers to; EPERM names CAP_SYS_ADMIN, which setns(2) needs. */
+function setns(fd: number, detail: string): void {
+  if (sys.setns(fd, CLONE_NEWNET) < 0) throw errnoError(lastErrno(), 'setns', detail, undefined, 'CAP_SYS_ADMIN');
 }
 
 let homeFd = -1;
@@ -54,7 +59,7 @@ export class Netns {
 
   /** Moves this thread into the namespace for good. */
   enter(): void {
-    check(sys.setns(this.fd, CLONE_NEWNET), 'setns', `cannot enter network namespace ${this.spec}`);
+    setns(this.fd, `cannot enter network namespace ${this.spec}`);
   }
 
   /** Runs `fn` (synchronous) with this thread inside the namespace, then comes back. */
@@ -64,7 +69,7 @@ export class Netns {
     try {
       return fn();
     } finally {
-      check(sys.setns(back, CLONE_NEWNET), 'setns', 'cannot return to the original network namespace');
+      setns(back, 'cannot return to the original network namespace');
     }
   }
 

@@ -244,6 +244,8 @@ export class SystemDevice implements ProviderDevice {
   }
 
   setMtu(mtu: number): void {
+    // ifr_mtu is a C int: a value outside it could not even reach the kernel's own range check.
+    if (mtu < 0 || mtu > 0x7fff_ffff) throw netdevError('EINVAL', `MTU must be from 0 to 2147483647 (the ioctl's C int), not ${mtu}`);
     this.ioctl(SIOCSIFMTU, 'SIOCSIFMTU', (ifr) => ifr.writeInt32LE(mtu, IFREQ_UNION));
     this.context.shared.mtu = mtu;
     this.changedHere();
