@@ -5,7 +5,9 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NetdevManager } from '../dist/index.js';
+import type { Netdev } from '../dist/index.js';
 import { ethFrame, eventually, rejection, seqOf } from './helpers.js';
+import { checkedFrame } from './fixtures/checked-frame.mjs';
 
 const PEER = new URL('./fixtures/unix-peer.mjs', import.meta.url).pathname;
 
@@ -31,6 +33,48 @@ function peer(...args: string[]): ChildProcess {
 
 async function ready(child: ChildProcess): Promise<void> {
   await new Promise<void>((resolve) => child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('ready') && resolve()));
+}
+
+/** What a `unix-peer.mjs recv` process saw. */
+interface ReaderReport {
+  received: number;
+  gaps: number;
+  last: number;
+  bad: string;
+}
+
+/** Starts a reader process (unix-peer.mjs recv); `ready` resolves once it is connected, `report` once it ended. */
+function reader(path: string, ...options: string[]): { child: ChildProcess; ready: Promise<void>; report: Promise<ReaderReport> } {
+  const child = peer('recv', path, String(LENGTH), ...options);
+  let output = '';
+  const ready = new Promise<void>((resolve) => child.stdout!.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+    if (output.includes('ready\n')) resolve();
+  }));
+  const report = once(child, 'exit').then(([code]) => {
+    if (code !== 0) throw new Error(`reader exited with ${code}: ${output}`);
+    return JSON.parse(output.trim().split('\n').at(-1)!) as ReaderReport;
+  });
+  report.catch(() => {}); // awaited by the test, unless it failed before
+  return { child, ready, report };
+}
+
+const FRAMES = 5000;
+const LENGTH = 200;
+
+/** Sends FRAMES checked frames with `await send()`; before frame n, waits while `allowed(n)` is false. */
+async function sendAll(hub: Netdev, allowed: (seq: number) => boolean | Promise<boolean> = () => true): Promise<void> {
+  for (let seq = 0; seq < FRAMES; seq++) {
+    while (!(await allowed(seq)));
+    await hub.send(checkedFrame(seq, LENGTH));
+  }
+}
+
+/** Waits until the hub's worker has transmitted `packets` frames; returns [txPackets, txDropped]. */
+async function transmitted(hub: Netdev, packets: number): Promise<[number | null, number | null]> {
+  await eventually(async () => (await hub.getStats()).txPackets === packets, 20_000);
+  const stats = await hub.getStats();
+  return [stats.txPackets, stats.txDropped];
 }
 
 describe('unix devices', () => {
@@ -104,6 +148,78 @@ describe('unix devices', () => {
     }
   });
 
+  it('in listen mode, give one slow reader in another process backpressure: 5000 frames arrive in order, intact', async () => {
+    const path = join(dir, 'sock');
+    const hub = await mgr.open(`unix:${path}`, { config: { mode: 'listen' } });
+    const slow = reader(path, 'ring=16384', 'slow=1');
+    await slow.ready;
+    expect(await eventually(() => hub.getCarrier())).toBe(true);
+    await sendAll(hub);
+    expect(await transmitted(hub, FRAMES)).toEqual([FRAMES, 0]);
+    await hub.close(); // the reader reads to the end and reports
+    expect(await slow.report).toEqual({ received: FRAMES, gaps: 0, last: FRAMES - 1, bad: '' });
+  });
+
+  it('in listen mode, wait for the slowest of two peers by default: both get every frame', async () => {
+    const path = join(dir, 'sock');
+    const hub = await mgr.open(`unix:${path}`, { config: { mode: 'listen' } });
+    expect((await hub.getConfig()).overflow).toBe('wait');
+    const fast = reader(path);
+    const slow = reader(path, 'ring=16384', 'slow=1');
+    await Promise.all([fast.ready, slow.ready]);
+    await sendAll(hub);
+    expect(await transmitted(hub, FRAMES)).toEqual([FRAMES, 0]);
+    await hub.close();
+    const all = { received: FRAMES, gaps: 0, last: FRAMES - 1, bad: '' };
+    expect([await fast.report, await slow.report]).toEqual([all, all]);
+  });
+
+  it('in listen mode, drop a peer that goes away without blocking the others', async () => {
+    const path = join(dir, 'sock');
+    const hub = await mgr.open(`unix:${path}`, { config: { mode: 'listen' } });
+    const fast = reader(path);
+    const stalled = reader(path, 'ring=16384', 'slow=1000');
+    await Promise.all([fast.ready, stalled.ready]);
+    let sent = 0;
+    const sending = sendAll(hub, (seq) => (sent = seq) >= 0);
+    // The stalled reader holds the hub up (its socket and ring are full, frames pile up in the TX ring); then it dies.
+    expect(await eventually(async () => sent - (await hub.getStats()).txPackets! > 1000)).toBe(true);
+    stalled.child.kill('SIGKILL');
+    await sending;
+    expect(await transmitted(hub, FRAMES)).toEqual([FRAMES, 0]);
+    await hub.close();
+    expect(await fast.report).toEqual({ received: FRAMES, gaps: 0, last: FRAMES - 1, bad: '' });
+  });
+
+  it('with overflow=drop, let a hub drop and count the frames a slow peer misses, while a fast one gets all', async () => {
+    const path = join(dir, 'sock');
+    const hub = await mgr.open(`unix:${path}`, { config: { mode: 'listen', overflow: 'drop' } });
+    const fast = reader(path, 'ack=16');
+    const slow = reader(path, 'ring=16384', 'slow=5');
+    await Promise.all([fast.ready, slow.ready]);
+    // The fast reader acknowledges every 16 frames; the hub keeps at most 64 unacknowledged, so the
+    // fast reader's socket never fills and every drop is one the slow reader missed.
+    let acked = 0;
+    let ackArrived = (): void => {};
+    const acks = (async () => {
+      for await (const frame of hub.frames()) {
+        if (frame[12] === 0x88 && frame[13] === 0xb6) acked = Math.max(acked, seqOf(frame));
+        ackArrived();
+      }
+    })();
+    await sendAll(hub, (seq) => seq - acked < 64 || new Promise<boolean>((resolve) => (ackArrived = () => resolve(false))));
+    const [packets, dropped] = await transmitted(hub, FRAMES);
+    await hub.close();
+    await acks;
+    const [fastSaw, slowSaw] = [await fast.report, await slow.report];
+    expect(packets).toBe(FRAMES); // every frame reached at least one peer
+    expect(fastSaw).toEqual({ received: FRAMES, gaps: 0, last: FRAMES - 1, bad: '' });
+    expect(slowSaw.bad).toBe(''); // intact, in order, no frame twice
+    expect(slowSaw.received).toBeLessThan(FRAMES);
+    expect(slowSaw.gaps).toBeGreaterThan(0);
+    expect(slowSaw.received + dropped!).toBe(FRAMES);
+  });
+
   it('refuses to replace a file that is not a socket, and checks its config', async () => {
     const path = join(dir, 'plain');
     writeFileSync(path, 'keep me');
@@ -113,12 +229,14 @@ describe('unix devices', () => {
     expect(existsSync(path)).toBe(true);
     const dev = await mgr.open(`unix:${join(dir, 'x')}`, { ethertype: 'none' });
     expect(await dev.getEtheraddr()).toMatch(/^02:55(:[0-9a-f]{2}){4}$/);
-    expect(await dev.getConfig()).toEqual({ mode: 'connect', mtu: '1500' });
+    expect(await dev.getConfig()).toEqual({ mode: 'connect', mtu: '1500', overflow: 'wait' });
     await dev.setConfig({ mtu: 9000, mac: '02:00:00:00:00:05' });
     expect([await dev.getMtu(), await dev.getEtheraddr()]).toEqual([9000, '02:00:00:00:00:05']);
-    const bads: Record<string, string | number>[] = [{ mode: 'both' }, { mtu: 10 }, { mac: '01:00:00:00:00:01' }, { colour: 'red' }];
+    const bads: Record<string, string | number>[] = [{ mode: 'both' }, { mtu: 10 }, { mac: '01:00:00:00:00:01' }, { overflow: 'block' }, { colour: 'red' }];
     for (const bad of bads) {
-      expect((await rejection(dev.setConfig(bad))).code).toBe('EINVAL');
+      const error = await rejection(dev.setConfig(bad));
+      expect(error.code).toBe('EINVAL');
+      expect(error.message).toContain(`'${Object.keys(bad)[0]}'`);
     }
     expect((await rejection(dev.getIfindex())).code).toBe('EOPNOTSUPP');
     expect(await dev.getCarrier()).toBe(false);

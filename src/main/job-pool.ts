@@ -7,6 +7,7 @@ import { Piscina } from 'piscina';
 import { NetdevError } from '../common/errors.js';
 import type { ProgramOptions, ProgramResult } from '../providers/contract.js';
 import type { RunProgramTask, TaskOutcome, VsysTask } from '../workers/pool-tasks.js';
+import { workerExecArgv } from './worker-exec-argv.js';
 
 const TASKS_URL = new URL('../workers/pool-tasks.js', import.meta.url).href;
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -15,7 +16,7 @@ export class JobPool {
   private pool: Piscina | null = null;
 
   private get threads(): Piscina {
-    this.pool ??= new Piscina({ filename: TASKS_URL, minThreads: 0, maxThreads: 2, idleTimeout: 1000 });
+    this.pool ??= new Piscina({ filename: TASKS_URL, minThreads: 0, maxThreads: 2, idleTimeout: 1000, execArgv: workerExecArgv() });
     return this.pool;
   }
 

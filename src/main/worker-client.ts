@@ -9,6 +9,7 @@ import { Worker } from 'node:worker_threads';
 import { wrapWorker, type Comlink } from '../common/rpc.js';
 import { NetdevError, toNetdevError } from '../common/errors.js';
 import type { DeviceWorkerApi, DeviceWorkerSpec } from '../workers/device-worker.js';
+import { workerExecArgv } from './worker-exec-argv.js';
 
 const WORKER_URL = new URL('../workers/device-worker.js', import.meta.url);
 const STOP_GRACE_MS = 2000;
@@ -43,7 +44,7 @@ export class WorkerClient {
     private readonly name: string,
     onFailure: (error: NetdevError) => void,
   ) {
-    this.worker = new Worker(WORKER_URL);
+    this.worker = new Worker(WORKER_URL, { execArgv: workerExecArgv() });
     this.remote = wrapWorker<DeviceWorkerApi>(this.worker);
     this.ended = new Promise<never>((_, reject) => {
       this.endWith = (error) => {

@@ -1,8 +1,10 @@
 /**
  * The unix provider (prefix 'unix:', e.g. 'unix:/run/sw.sock'): a device whose wire is an AF_UNIX
  * SOCK_SEQPACKET socket to other processes (the seed's reason for an abstract netdev layer).
- * Config mode=listen|connect (default connect; fixed once the device does I/O), mtu (68-65535,
- * default 1500) and mac (default a locally administered address derived from the path).  Flags
+ * Config mode=listen|connect (default connect), overflow=wait|drop (what a peer whose queue is
+ * full does to a frame: holds it up, or misses it; default wait; both fixed once the device does
+ * I/O), mtu (68-65535, default 1500) and mac (default a locally administered address derived from
+ * the path).  Flags
  * live in the process; carrier is on while at least one peer is connected, and its changes reach
  * monitors (the control half keeps one call pending in the worker that answers on a change).
  * Statistics are counted from real traffic.  Everything else is EOPNOTSUPP.
@@ -23,6 +25,7 @@ function validateName(suffix: string): void {
 
 class UnixDevice implements ProviderDevice {
   private mode: 'listen' | 'connect' = 'connect';
+  private overflow: 'wait' | 'drop' = 'wait';
   private mac: Uint8Array;
   private macConfigured = false;
   private flags = 0;
@@ -38,13 +41,14 @@ class UnixDevice implements ProviderDevice {
   }
 
   getConfig(): Config {
-    const config: Config = { mode: this.mode, mtu: String(this.context.shared.mtu) };
+    const config: Config = { mode: this.mode, mtu: String(this.context.shared.mtu), overflow: this.overflow };
     if (this.macConfigured) config.mac = formatMac(this.mac);
     return config;
   }
 
   setConfig(changes: Config): void {
     let mode: 'listen' | 'connect' | undefined;
+    let overflow: 'wait' | 'drop' | undefined;
     let mtu: number | undefined;
     let mac: Uint8Array | undefined;
     for (const [key, value] of Object.entries(changes)) {
@@ -52,6 +56,10 @@ class UnixDevice implements ProviderDevice {
         if (value !== 'listen' && value !== 'connect') throw netdevError('EINVAL', `config key 'mode' must be listen or connect, not ${JSON.stringify(value)}`);
         if (this.io && value !== this.mode) throw netdevError('EBUSY', "config key 'mode' cannot change while the device does I/O");
         mode = value;
+      } else if (key === 'overflow') {
+        if (value !== 'wait' && value !== 'drop') throw netdevError('EINVAL', `config key 'overflow' must be wait or drop, not ${JSON.stringify(value)}`);
+        if (this.io && value !== this.overflow) throw netdevError('EBUSY', "config key 'overflow' cannot change while the device does I/O");
+        overflow = value;
       } else if (key === 'mtu') {
         mtu = Number(value);
         const max = Math.min(65535, this.maxFrame - 18);
@@ -64,10 +72,11 @@ class UnixDevice implements ProviderDevice {
         }
         if (isGroupMac(mac)) throw netdevError('EINVAL', "config key 'mac' cannot be a multicast address");
       } else {
-        throw netdevError('EINVAL', `unknown config key '${key}' (unix devices know: mode, mtu, mac)`);
+        throw netdevError('EINVAL', `unknown config key '${key}' (unix devices know: mode, overflow, mtu, mac)`);
       }
     }
     if (mode) this.mode = mode;
+    if (overflow) this.overflow = overflow;
     if (mtu !== undefined) this.context.shared.mtu = mtu;
     if (mac) {
       this.mac = mac;
@@ -99,7 +108,7 @@ class UnixDevice implements ProviderDevice {
   }
 
   ioOptions(): UnixIoOptions {
-    return { path: this.context.suffix, mode: this.mode };
+    return { path: this.context.suffix, mode: this.mode, overflow: this.overflow };
   }
 
   async ioStarted(io: IoControl): Promise<void> {

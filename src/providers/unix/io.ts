@@ -3,11 +3,15 @@
  * messages, one frame per message, between this device and other processes.
  *
  * - listen: binds the socket path (a stale socket there is replaced; any other file is refused)
- *   and accepts any number of peers.  A frame sent goes to every peer (a peer whose queue is full
- *   misses it: counted in txDropped); frames from every peer are received.
+ *   and accepts any number of peers.  A frame sent goes to every peer; frames from every peer are
+ *   received.
  * - connect: connects to the path, and when the peer goes away (or is not there yet) tries again
- *   after 100 ms, doubling up to 2 s, without spinning.  A full socket queue is backpressure;
- *   frames sent while disconnected are dropped and counted (txDropped), never queued.
+ *   after 100 ms, doubling up to 2 s, without spinning.
+ * A peer whose socket queue is full is backpressure (overflow 'wait'): the frame stays in the TX
+ * ring until every connected peer took it, and the peers that already have it are remembered so
+ * none gets it twice.  With overflow 'drop', that peer misses the frame instead (one txDropped per
+ * peer that missed it).  A peer that went away (EPIPE, ECONNRESET) is dropped and holds up no one.
+ * Frames sent while no peer is connected are dropped and counted (txDropped), never queued.
  * Each message is read straight into the RX ring and written straight from the TX ring (iovecs
  * into the shared memory).  Unlike a wire, the peer is a process that can wait: a full RX ring
  * leaves frames in the socket (backpressure), looked at again every millisecond until there is room.  The 'carrier' control answers whether a peer is connected, and
@@ -20,10 +24,11 @@ import { AF_UNIX, check, errnoError, errnoName, IOVEC_SIZE, lastErrno, SOCK_CLOE
 import { addressHalves, FdWaker, setIovec } from '../../sys/fd-io.js';
 import { MIN_FRAME, type CreateIo, type DeviceIo, type IoContext } from '../contract.js';
 
-/** What the unix I/O half needs: the socket path and the mode. */
+/** What the unix I/O half needs: the socket path, the mode, and what a peer with a full queue does to a frame. */
 export interface UnixIoOptions {
   path: string;
   mode: 'listen' | 'connect';
+  overflow: 'wait' | 'drop';
 }
 
 const LARGEST_FRAME = 65536;
@@ -37,6 +42,8 @@ interface Peer {
 
 class UnixIo implements DeviceIo {
   private readonly peers: Peer[] = [];
+  /** The peers that already have the frame at the TX ring's head, while it waits for the others. */
+  private readonly haveHead = new Set<Peer>();
   private listener: { fd: number; waker: FdWaker } | null = null;
   private readonly iovec = Buffer.alloc(IOVEC_SIZE);
   private readonly scrap = Buffer.alloc(LARGEST_FRAME);
@@ -165,44 +172,52 @@ class UnixIo implements DeviceIo {
 
   transmit(tx: RingReader, budget: number): number {
     const base = (this.txBase ??= addressHalves(tx.bytes));
-    const { counters } = this.context;
     let taken = 0;
     for (let length; taken < budget && (length = tx.next()) >= 0; taken++) {
-      if (this.peers.length === 0) {
-        counters.txDropped++;
-        continue;
-      }
       setIovec(this.iovec, 0, base, tx.offset, length);
-      if (this.options.mode === 'connect') {
-        const peer = this.peers[0]!;
-        if (sys.writev(peer.fd, this.iovec, 1) >= 0) {
-          counters.txPackets++;
-          counters.txBytes += length;
-          continue;
-        }
-        const code = errnoName(lastErrno());
-        if (code === 'EAGAIN' || code === 'EINTR') {
-          tx.unread(); // backpressure: wait until the peer's queue has room
-          peer.waker.waitWritable();
-          break;
-        }
-        this.dropPeer(peer); // EPIPE, ECONNRESET: the peer has gone
-        counters.txDropped++;
-        continue;
-      }
-      let delivered = false;
-      for (const peer of [...this.peers]) {
-        if (sys.writev(peer.fd, this.iovec, 1) >= 0) delivered = true;
-        else if (errnoName(lastErrno()) !== 'EAGAIN') this.dropPeer(peer);
-      }
-      if (delivered) {
-        counters.txPackets++;
-        counters.txBytes += length;
-      } else {
-        counters.txDropped++;
+      if (!this.deliver(length)) {
+        tx.unread(); // backpressure: it stays at the head until every peer has room for it
+        break;
       }
     }
     return taken;
+  }
+
+  /**
+   * Writes the frame of `length` bytes in this.iovec to every peer that does not have it yet and
+   * counts it; returns false if it must wait for a peer whose queue is full (overflow 'wait': that
+   * peer's waker then rings when it can take more).
+   */
+  private deliver(length: number): boolean {
+    const { counters } = this.context;
+    let waiting = false;
+    let missed = 0;
+    for (const peer of [...this.peers]) {
+      if (this.haveHead.has(peer)) continue;
+      if (sys.writev(peer.fd, this.iovec, 1) >= 0) {
+        this.haveHead.add(peer);
+        continue;
+      }
+      const code = errnoName(lastErrno());
+      if (code !== 'EAGAIN' && code !== 'EINTR') {
+        this.dropPeer(peer); // EPIPE, ECONNRESET: the peer has gone
+      } else if (this.options.overflow === 'drop') {
+        missed++;
+      } else {
+        peer.waker.waitWritable();
+        waiting = true;
+      }
+    }
+    if (waiting) return false;
+    if (this.haveHead.size > 0) {
+      counters.txPackets++;
+      counters.txBytes += length;
+    } else if (missed === 0) {
+      missed = 1; // no peer was connected (or every one went away): dropped once
+    }
+    counters.txDropped += missed;
+    this.haveHead.clear();
+    return true;
   }
 
   drain(): void {
