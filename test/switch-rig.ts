@@ -330,6 +330,13 @@ export class SwitchRig {
 
   private readonly retired: Host[] = [];
 
+  /** Frames found corrupted, reordered or stray at every host so far. */
+  damaged(): number {
+    let n = 0;
+    for (const host of [...this.hosts.values(), ...this.retired]) n += host.checker.corrupted.length + host.checker.reordered + host.strays;
+    return n;
+  }
+
   /** Every host's integrity: no corrupted, reordered or stray frame. */
   expectIntact(): void {
     for (const host of [...this.hosts.values(), ...this.retired]) {

@@ -42,6 +42,7 @@ afterAll(() => {
 /** Settles the phase, checks every host's frames, and adds them to the totals. */
 async function finish(r: SwitchRig): Promise<Awaited<ReturnType<SwitchRig['settle']>>> {
   const account = await r.settle();
+  totals.corrupted += r.damaged();
   r.expectIntact();
   tally(account);
   return account;
@@ -146,23 +147,48 @@ describe.skipIf(!privileged)('Switch under load, veth ports (worker path) in a n
     await finish(r);
   });
 
-  it('a stopped output costs only its own frames: the two other ports keep every frame', async () => {
-    const r = await rigOf([{ kind: 'veth' }, { kind: 'veth' }, { kind: 'veth' }]);
-    // s3 sends through a 1 Mbit/s queue of 8 KB: the Switch's frames to h3 overflow it (ENOBUFS)
-    execFileSync('ip', ['netns', 'exec', ns!.name, 'tc', 'qdisc', 'add', 'dev', 's3', 'root', 'tbf', 'rate', '1mbit', 'burst', '4k', 'limit', '8k']);
+  it('two stopped outputs cost only their own frames: the two other ports keep every frame', async () => {
+    const r = await rigOf([1, 2, 3, 4].map(() => ({ kind: 'veth' as const })));
+    // s3 and s4 send through 1 Mbit/s queues of 8 KB: the Switch's frames to h3 and h4 overflow them
+    for (const dev of ['s3', 's4']) execFileSync('ip', ['netns', 'exec', ns!.name, 'tc', 'qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', '1mbit', 'burst', '4k', 'limit', '8k']);
     await r.phase([1], 'flood');
     await r.send(1, 20_000, 60, 600, 40);
     await finish(r);
     expect(portOf(r, 's1')).toMatchObject({ rxFrames: 20_001, rxDropped: 0 });
     expect(portOf(r, 's2')).toMatchObject({ txFrames: 20_001, txDropped: 0 });
-    // What tc counted on s3's queue: what it sent is what the Switch sent there; what it dropped
-    // the Switch counted too (with the frames the socket refused before they reached the queue).
-    const qdisc = JSON.parse(execFileSync('ip', ['netns', 'exec', ns!.name, 'tc', '-s', '-j', 'qdisc', 'show', 'dev', 's3'], { encoding: 'utf8' })) as { kind: string; packets: number; drops: number }[];
-    const tbf = qdisc.find((q) => q.kind === 'tbf')!;
-    const s3 = portOf(r, 's3');
-    expect(tbf.drops).toBeGreaterThan(0);
-    expect(s3.txFrames).toBe(tbf.packets);
-    expect(s3.txDropped).toBeGreaterThanOrEqual(tbf.drops);
+    // What tc counted on each stopped port's queue: what it sent is what the Switch sent there;
+    // what it dropped the Switch counted too (with the frames the socket refused before the queue).
+    for (const dev of ['s3', 's4']) {
+      const qdisc = JSON.parse(execFileSync('ip', ['netns', 'exec', ns!.name, 'tc', '-s', '-j', 'qdisc', 'show', 'dev', dev], { encoding: 'utf8' })) as { kind: string; packets: number; drops: number }[];
+      const tbf = qdisc.find((q) => q.kind === 'tbf')!;
+      const port = portOf(r, dev);
+      expect(tbf.drops).toBeGreaterThan(0);
+      expect(port.txFrames).toBe(tbf.packets);
+      expect(port.txDropped).toBeGreaterThanOrEqual(tbf.drops);
+    }
+  });
+
+  it('8 ports, four unicast flows at once', async () => {
+    const r = await rigOf(Array.from({ length: 8 }, () => ({ kind: 'veth' as const })));
+    await r.phase([1, 2, 3, 4, 5, 6, 7, 8], 'flood'); // every host makes itself known
+    await Promise.all([1, 2, 3, 4, 5, 6, 7, 8].map((n) => r.send(n, 1)));
+    await finish(r);
+    await r.phase([1, 3, 5, 7], (n) => n + 1);
+    await Promise.all([1, 3, 5, 7].map((n) => r.send(n, 4000, 60, 1514)));
+    const account = await finish(r);
+    for (const n of [1, 3, 5, 7]) expect(row(account, n).received).toBe(0);
+  });
+
+  it('ports added and removed while frames flow', async () => {
+    const r = await rigOf([1, 2, 3].map(() => ({ kind: 'veth' as const })));
+    await r.phase([1], 'flood');
+    const sending = r.send(1, 20_000, 60, 1514, 40);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await r.add(4, { kind: 'veth' });
+    await r.retire(3, 'remove');
+    await sending;
+    await finish(r);
+    expect(r.hosts.get(4)!.checker.from(1)).toBeGreaterThan(0);
   });
 
   it('a port whose device is deleted mid-traffic is removed; the others lose nothing uncounted', async () => {
