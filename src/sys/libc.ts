@@ -71,6 +71,7 @@ export const IFF_TAP = 0x0002;
 export const IFF_NO_PI = 0x1000;
 
 export const SIOCADDRT = 0x890b;
+export const SIOCGIFNAME = 0x8910;
 export const SIOCGIFFLAGS = 0x8913;
 export const SIOCSIFFLAGS = 0x8914;
 export const SIOCGIFADDR = 0x8915;
