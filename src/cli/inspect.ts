@@ -145,7 +145,10 @@ export async function monitorDevices(names: string[], options: InspectOptions): 
   const notifier = new LinkNotifier(netns);
   let rewatching = Promise.resolve();
   const unsubscribe = notifier.subscribe((change) => {
-    const comeBack = change === null ? [...systemNames.keys()] : change.kind === 'link' && !change.deleted && change.name !== undefined && systemNames.has(change.name) ? [change.name] : [];
+    const comeBack =
+      change.kind === 'resync' ? [...systemNames.keys()]
+      : change.kind === 'link' && !change.deleted && change.name !== undefined && systemNames.has(change.name) ? [change.name]
+      : [];
     for (const name of comeBack) {
       rewatching = rewatching
         .then(() => rewatch(systemNames.get(name)!, name))

@@ -9,8 +9,8 @@
  */
 import { formatIPv4, formatMac, prefixToNetmask } from '../../common/addresses.js';
 import { NetdevError, netdevError } from '../../common/errors.js';
-import { LinkNotifiers, type LinkNotifier } from '../../main/link-notifier.js';
-import type { AddressMessage, LinkMessage } from '../../sys/netlink.js';
+import { LinkNotifiers, type LinkNotifier, type RouteChange } from '../../main/link-notifier.js';
+import type { LinkMessage } from '../../sys/netlink.js';
 import { NETDEV_PROMISC, NETDEV_UP } from '../../ring/device-shared.js';
 import {
   AF_INET, ARP_DEV, ARP_HA, ARP_PA, ARPHRD_ETHER, ARPREQ_SIZE, check, ECMD_ADVERTISING, ECMD_AUTONEG, ECMD_DUPLEX, ECMD_PORT,
@@ -161,7 +161,7 @@ export class SystemDevice implements ProviderDevice {
    */
   open(): void {
     this.unsubscribe = this.notifier.subscribe((change) => {
-      if (change === null || change.ifindex === this.ifindex) this.kernelChanged(change);
+      if (change.kind === 'resync' || change.ifindex === this.ifindex) this.kernelChanged(change);
     });
     try {
       this.ifindex = ifreqIoctl(this.socket.fd, this.ifname, SIOCGIFINDEX, 'SIOCGIFINDEX').readInt32LE(IFREQ_UNION);
@@ -174,16 +174,29 @@ export class SystemDevice implements ProviderDevice {
     }
   }
 
-  /** A change the notifier reported for this device (null: anything may have changed). */
-  private kernelChanged(change: LinkMessage | AddressMessage | null): void {
+  /** A change the notifier reported for this device, or a resync (anything may have changed, this device may be gone). */
+  private kernelChanged(change: RouteChange): void {
     this.cache.clear();
-    if (change?.kind === 'link' && change.deleted) {
-      this.lostDevice();
-      return;
+    let link: LinkMessage | undefined;
+    if (change.kind === 'resync') {
+      if (change.links === null) {
+        try {
+          this.currentName(); // the links could not be listed: asks the kernel itself whether this device is gone
+        } catch {
+          // lostDevice() has run if it is gone
+        }
+      } else {
+        link = change.links.get(this.ifindex);
+        if (!link) this.lostDevice();
+      }
+    } else if (change.kind === 'link') {
+      if (change.deleted) this.lostDevice();
+      link = change;
     }
-    if (change?.kind === 'link') {
-      if (change.mtu !== undefined) this.context.shared.mtu = change.mtu;
-      this.context.shared.flags = (change.flags & IFF_UP ? NETDEV_UP : 0) | (change.flags & IFF_PROMISC ? NETDEV_PROMISC : 0);
+    if (this.gone) return;
+    if (link) {
+      if (link.mtu !== undefined) this.context.shared.mtu = link.mtu;
+      this.context.shared.flags = (link.flags & IFF_UP ? NETDEV_UP : 0) | (link.flags & IFF_PROMISC ? NETDEV_PROMISC : 0);
     }
     this.context.changed();
   }
