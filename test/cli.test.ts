@@ -65,6 +65,27 @@ describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run'
     expect(code).toBe(0);
   });
 
+  it('goes on reporting a device deleted and re-created under its name', async () => {
+    bed.ns.ip('link', 'add', 'rc0', 'type', 'veth', 'peer', 'name', 'rc1');
+    const child = spawn(process.execPath, [CLI, 'monitor', 'rc0', '--netns', bed.ns.name, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = once(child, 'exit');
+    const lines = outputLines(child);
+    type Notice = { device?: string; mtu?: unknown; ifindex?: unknown; flags?: { up: boolean } | string };
+    const notices = () => lines.map((line) => JSON.parse(line) as Notice).filter((notice) => notice.device === `${bed.ns.name}/rc0`);
+    expect(await eventually(() => lines.length >= 1)).toBe(true);
+    bed.ns.ip('link', 'del', 'rc0');
+    expect(await eventually(() => notices().some((n) => n.mtu === 'error ENODEV'))).toBe(true);
+    bed.ns.ip('link', 'add', 'rc0', 'mtu', '1400', 'type', 'veth', 'peer', 'name', 'rc1');
+    const { ifindex } = bed.ns.link('rc0');
+    const ofNewDevice = (n: Notice) => n.mtu === 1400 && n.ifindex === ifindex;
+    expect(await eventually(() => notices().some(ofNewDevice))).toBe(true);
+    bed.ns.ip('link', 'set', 'rc0', 'up');
+    expect(await eventually(() => notices().some((n) => ofNewDevice(n) && typeof n.flags === 'object' && n.flags.up))).toBe(true);
+    child.kill('SIGTERM');
+    const [code] = await exited;
+    expect(code).toBe(0);
+  });
+
   it('captures a given number of frames to a pcap file that tcpdump reads', async (test) => {
     bed.ns.ip('link', 'set', 'va', 'up');
     bed.ns.ip('link', 'set', 'vb', 'up');
@@ -108,7 +129,7 @@ describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run'
     expect(code).toBe(1);
     const summary = JSON.parse(lines.pop()!) as { device: string; frames: number; dropped: number; ended: string };
     expect(summary).toMatchObject({ device: 'va', file, dropped: 0 });
-    expect(summary.ended).toMatch(/va was deleted \(ENODEV\)/);
+    expect(summary.ended).toMatch(/^va \(ifindex \d+\) was deleted .*\(ENODEV\)$/);
     expect(ours()).toEqual([0, 1, 2]);
     expect([...readPcap(readFileSync(file), file)]).toHaveLength(summary.frames);
     requireTool(test, 'tcpdump', 'tcpdump');
@@ -181,6 +202,24 @@ describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run'
       expect(run.stderr).toBe(`netdev: network namespace ${missing} does not exist (no /var/run/netns/${missing})\n`);
       expect(run.stdout).toBe('');
     }
+  });
+
+  it('restores the flags of a port renamed while the switch runs', async () => {
+    bed.ns.ip('link', 'add', 'p2', 'type', 'veth', 'peer', 'name', 'p3');
+    const child = spawn(process.execPath, [CLI, 'switch', 'vb', 'p2', '--netns', bed.ns.name, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = once(child, 'exit');
+    const lines = outputLines(child);
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk));
+    expect(await eventually(() => lines.some((l) => l.includes('switching')))).toBe(true);
+    expect(bed.ns.link('p2').flags).toEqual(expect.arrayContaining(['UP', 'PROMISC']));
+    bed.ns.ip('link', 'set', 'p2', 'name', 'q2');
+    child.kill('SIGINT');
+    const [code] = await exited;
+    expect(code).toBe(0);
+    expect(stderr).not.toContain('cannot restore flags');
+    expect(bed.ns.link('q2').flags).not.toContain('UP');
+    expect(bed.ns.link('q2').flags).not.toContain('PROMISC');
   });
 
   it('runs the kernel demo: connectivity through the switch, a burst, and nothing left behind', () => {

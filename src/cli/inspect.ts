@@ -4,8 +4,10 @@
  * prints a table, or with --json one JSON document (monitor: one JSON object per line).
  */
 import { NetdevError } from '../common/errors.js';
+import { LinkNotifier } from '../main/link-notifier.js';
 import { NetdevManager } from '../main/manager.js';
 import type { Netdev } from '../main/netdev.js';
+import { Netns } from '../sys/netns.js';
 import { untilStopped } from './output.js';
 
 export interface InspectOptions {
@@ -101,29 +103,71 @@ export async function showDevice(name: string, options: InspectOptions): Promise
   }
 }
 
-/** `netdev monitor [DEV...]`: prints a line per change notice until interrupted (all devices if none named). */
+/**
+ * `netdev monitor [DEV...]`: prints a line per change notice until interrupted (all devices if
+ * none named).  A system device deleted and later re-created under its name is another device:
+ * the rtnetlink notifier of the namespace tells when the name is back, and the new device is
+ * opened and watched in the old one's place (a line reports it).
+ */
 export async function monitorDevices(names: string[], options: InspectOptions): Promise<void> {
   const mgr = new NetdevManager();
   const monitor = mgr.monitor();
   const watched = names.length ? names : await mgr.enumerate({ netns: options.netns });
   const handles = new Map<string, Netdev>();
-  for (const name of watched) {
+  const watch = async (name: string): Promise<void> => {
     const dev = await mgr.open(name, { ethertype: 'none', netns: options.netns });
     monitor.add(dev);
     handles.set(dev.netns === undefined ? dev.name : `${dev.netns}/${dev.name}`, dev);
-  }
-  void untilStopped()
-    .then(() => mgr.close())
-    .then(() => process.exit(0));
+  };
+  for (const name of watched) await watch(name);
+  const report = async (label: string) => {
+    const dev = handles.get(label);
+    const state: Record<string, unknown> = dev ? { ...(await summary(dev)), ifindex: await attribute(() => dev.getIfindex()) } : {};
+    const time = new Date().toISOString();
+    options.out(options.json ? JSON.stringify({ time, device: label, ...state }) : `${time} ${label} ${flagText(state.flags ?? '')} carrier ${String(state.carrier)} mtu ${String(state.mtu)}`);
+  };
+
+  /** Watches the device now named `name` instead of the gone one of `label`; nothing if that one lives or the name leads nowhere. */
+  const rewatch = async (label: string, name: string) => {
+    const old = handles.get(label)!;
+    if ((await attribute(() => old.getIfindex())) !== 'error ENODEV') return;
+    try {
+      await watch(name);
+    } catch (error) {
+      if (error instanceof NetdevError && error.code === 'ENODEV') return;
+      throw error;
+    }
+    monitor.remove(old);
+    await old.close();
+    await report(label);
+  };
+  const systemNames = new Map([...handles].filter(([, dev]) => dev.type === 'system').map(([label, dev]) => [dev.name, label]));
+  const netns = options.netns === undefined ? null : Netns.open(options.netns);
+  const notifier = new LinkNotifier(netns);
+  let rewatching = Promise.resolve();
+  const unsubscribe = notifier.subscribe((change) => {
+    const comeBack =
+      change.kind === 'resync' ? [...systemNames.keys()]
+      : change.kind === 'link' && !change.deleted && change.name !== undefined && systemNames.has(change.name) ? [change.name]
+      : [];
+    for (const name of comeBack) {
+      rewatching = rewatching
+        .then(() => rewatch(systemNames.get(name)!, name))
+        .catch((error: unknown) => process.emitWarning(`netdev monitor: cannot watch the new ${name}: ${(error as Error).message}`));
+    }
+  });
+
+  void untilStopped().then(async () => {
+    unsubscribe();
+    notifier.close();
+    netns?.close();
+    await mgr.close();
+    process.exit(0);
+  });
   // The notifier does not keep a process alive by itself: this command waits for notices until a signal.
   const keepAlive = setInterval(() => {}, 1 << 30);
   options.out(options.json ? JSON.stringify({ watching: [...handles.keys()] }) : `watching ${[...handles.keys()].join(', ')}`);
-  for await (const label of monitor) {
-    const dev = handles.get(label);
-    const state = dev ? await summary(dev) : {};
-    const time = new Date().toISOString();
-    options.out(options.json ? JSON.stringify({ time, device: label, ...state }) : `${time} ${label} ${flagText(state.flags ?? '')} carrier ${String(state.carrier)} mtu ${String(state.mtu)}`);
-  }
+  for await (const label of monitor) await report(label);
   clearInterval(keepAlive);
 }
 

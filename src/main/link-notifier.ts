@@ -2,22 +2,38 @@
  * The rtnetlink change notifier (main thread), as the seed's linux_netdev_notifier: per network
  * namespace, one NETLINK_ROUTE socket joined to the link and IPv4/IPv6 address groups, read
  * without blocking when a libuv poll handle says it is readable (no thread, no timer; the handle
- * does not keep the process alive).  Each parsed message goes to every listener; a socket overrun
- * (ENOBUFS) or an unparsable message goes as null: "anything may have changed" (the seed's
- * report_notify_error).  A second socket answers RTM_GETLINK queries (statistics, carrier, VLAN).
+ * does not keep the process alive).  Each parsed message goes to every listener.  After a socket
+ * overrun (ENOBUFS: messages were lost) or an unparsable message, the notifier lists every link
+ * again (an RTM_GETLINK dump) and hands the list out as a resync, from which each listener learns
+ * what changed meanwhile, deletions included; then it goes on listening (libuv stops a poll handle
+ * on the overrun's POLLERR, so it is started again).  A second socket answers RTM_GETLINK queries
+ * and dumps (statistics, carrier, VLAN).
  */
 import { NetdevError } from '../common/errors.js';
 import { check, errnoError, errnoName, lastErrno, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, sys, watchReadable } from '../sys/libc.js';
 import type { Netns } from '../sys/netns.js';
 import {
-  AF_NETLINK, getLinkRequest, NETLINK_ROUTE, netlinkAddress, parseRouteMessages, RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK,
-  type AddressMessage, type LinkMessage,
+  AF_NETLINK, dumpLinksRequest, getLinkRequest, NETLINK_ROUTE, netlinkAddress, parseRouteMessages, RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR,
+  RTMGRP_LINK, type AddressMessage, type LinkMessage,
 } from '../sys/netlink.js';
 
-/** A change: a link or address message, or null for "anything may have changed". */
-export type RouteListener = (change: LinkMessage | AddressMessage | null) => void;
+/**
+ * After messages were lost (or one could not be parsed), anything may have changed: `links` are
+ * the namespace's links as they are now, by ifindex (a link not in it is gone), or null if they
+ * could not be listed.
+ */
+export interface LinkResync {
+  kind: 'resync';
+  links: ReadonlyMap<number, LinkMessage> | null;
+}
+
+/** A change: a link or address message, or a resync. */
+export type RouteChange = LinkMessage | AddressMessage | LinkResync;
+export type RouteListener = (change: RouteChange) => void;
 
 const RECEIVE_BYTES = 256 * 1024;
+/** Dumps to try while links keep changing under them (NLM_F_DUMP_INTR) before taking the last one as it is. */
+const DUMP_ATTEMPTS = 3;
 
 function routeSocket(netns: Netns | null, groups: number): number {
   const open = () => {
@@ -45,7 +61,7 @@ export class LinkNotifier {
   subscribe(listener: RouteListener): () => void {
     if (!this.events) {
       const fd = routeSocket(this.netns, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR);
-      const poll = watchReadable(fd, () => this.readAll());
+      const poll = watchReadable(fd, (failed) => this.readAll(failed));
       poll.unref();
       this.events = { fd, poll };
     }
@@ -60,27 +76,80 @@ export class LinkNotifier {
     };
   }
 
-  /** Reads everything queued on the event socket and hands it out. */
-  private readAll(): void {
+  /**
+   * Reads everything queued on the event socket and hands it out, then a resync if messages were
+   * lost or unparsable.  `pollFailed`: libuv reported the socket's error (an overrun's POLLERR)
+   * and stopped the poll handle, which is started again.
+   */
+  private readAll(pollFailed: boolean): void {
     const events = this.events;
-    if (!events) return;
-    for (;;) {
+    let resync = false;
+    // A listener may unsubscribe the last and close the socket: stop reading it then.
+    while (this.events === events && events) {
       const length = sys.recv(events.fd, this.buffer, this.buffer.length, MSG_DONTWAIT);
       if (length < 0) {
         const code = errnoName(lastErrno());
-        if (code === 'ENOBUFS') this.emit(null); // messages were lost: anything may have changed
+        if (code === 'ENOBUFS') resync = true; // messages were lost: anything may have changed
         if (code === 'ENOBUFS' || code === 'EINTR') continue;
-        return;
+        break;
       }
       for (const message of parseRouteMessages(this.buffer, length)) {
         if (message.kind === 'link' || message.kind === 'address') this.emit(message);
-        else if (message.kind === 'unparsable') this.emit(null);
+        else if (message.kind === 'unparsable') resync = true;
+      }
+    }
+    if (pollFailed && this.events === events && events) events.poll.start();
+    if (resync && this.listeners.size > 0) this.emit({ kind: 'resync', links: this.dumpLinks() });
+  }
+
+  private emit(change: RouteChange): void {
+    for (const listener of [...this.listeners]) listener(change);
+  }
+
+  /**
+   * Every link of the namespace now, by ifindex: an RTM_GETLINK dump, again while links change
+   * under it (an inconsistent dump may miss a link that exists).  Null if no consistent dump
+   * could be had.
+   */
+  private dumpLinks(): Map<number, LinkMessage> | null {
+    try {
+      for (let attempt = 0; attempt < DUMP_ATTEMPTS; attempt++) {
+        const dump = this.dumpOnce();
+        if (!dump.interrupted) return dump.links;
+      }
+      return null;
+    } catch (error) {
+      // What is left of the dump on the socket must not be taken for a later answer.
+      if (this.queryFd >= 0) sys.close(this.queryFd);
+      this.queryFd = -1;
+      process.emitWarning(`netdev: cannot list the links after lost rtnetlink messages: ${(error as Error).message}`);
+      return null;
+    }
+  }
+
+  private dumpOnce(): { links: Map<number, LinkMessage>; interrupted: boolean } {
+    const fd = this.querySocket();
+    const seq = ++this.seq;
+    check(sys.send(fd, dumpLinksRequest(seq), 0), 'send', 'RTM_GETLINK dump');
+    const links = new Map<number, LinkMessage>();
+    // The kernel writes the first part within send(), and each next part within the recv() that makes room for it.
+    for (;;) {
+      const length = check(sys.recv(fd, this.buffer, this.buffer.length, MSG_DONTWAIT), 'recv', 'RTM_GETLINK dump');
+      for (const message of parseRouteMessages(this.buffer, length)) {
+        if (message.kind === 'link') links.set(message.ifindex, message);
+        else if (message.kind === 'done' && message.seq === seq) return { links, interrupted: message.interrupted };
+        else if (message.kind === 'error' && message.seq === seq && message.errno !== 0) {
+          throw new NetdevError({ code: errnoName(message.errno), detail: 'RTM_GETLINK dump' });
+        } else if (message.kind === 'unparsable') {
+          throw new NetdevError({ code: 'EPROTO', detail: `RTM_GETLINK dump: ${message.reason}` });
+        }
       }
     }
   }
 
-  private emit(change: LinkMessage | AddressMessage | null): void {
-    for (const listener of [...this.listeners]) listener(change);
+  private querySocket(): number {
+    if (this.queryFd < 0) this.queryFd = routeSocket(this.netns, 0);
+    return this.queryFd;
   }
 
   /** Closes the sockets (every listener must have left). */
@@ -91,12 +160,12 @@ export class LinkNotifier {
 
   /** The kernel's RTM_NEWLINK answer for `ifindex` (statistics included); ENODEV etc. as NetdevError. */
   queryLink(ifindex: number): LinkMessage {
-    if (this.queryFd < 0) this.queryFd = routeSocket(this.netns, 0);
+    const fd = this.querySocket();
     const seq = ++this.seq;
-    check(sys.send(this.queryFd, getLinkRequest(ifindex, seq), 0), 'send', 'RTM_GETLINK');
+    check(sys.send(fd, getLinkRequest(ifindex, seq), 0), 'send', 'RTM_GETLINK');
     // rtnetlink answers within send(): the reply is already queued.
     for (;;) {
-      const length = check(sys.recv(this.queryFd, this.buffer, this.buffer.length, MSG_DONTWAIT), 'recv', 'RTM_GETLINK answer');
+      const length = check(sys.recv(fd, this.buffer, this.buffer.length, MSG_DONTWAIT), 'recv', 'RTM_GETLINK answer');
       for (const message of parseRouteMessages(this.buffer, length)) {
         if (message.kind === 'link' && message.ifindex === ifindex) return message;
         if (message.kind === 'error' && message.seq === seq && message.errno !== 0) {

@@ -1,7 +1,9 @@
 /**
  * NetdevManager: the registry of providers by name prefix, the devices open by name (shared and
  * refcounted), handles, monitors, the job pool, and the exit hook that restores flags.  Nobody
- * calls run()/wait(): workers, bells and the event loop do the seed's poll loop.
+ * calls run()/wait(): workers, bells and the event loop do the seed's poll loop.  A device whose
+ * name no longer leads to it (deleted, renamed) is not given to new opens of the name: they get a
+ * new device, and the old one lives on for its handles until they close.
  */
 import { formatIPv4, parseIPv4 } from '../common/addresses.js';
 import { NetdevError, toNetdevError } from '../common/errors.js';
@@ -55,7 +57,10 @@ interface ProviderEntry {
 
 export class NetdevManager {
   private readonly providers = new Map<string, ProviderEntry>();
+  /** The device new opens of a label share. */
   private readonly devices = new Map<string, Device>();
+  /** Every device not yet destroyed: those of `devices`, and those a new device of their label replaced. */
+  private readonly live = new Set<Device>();
   private readonly handleDevices = new WeakMap<object, Device>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly monitors = new Set<NetdevMonitor>();
@@ -126,6 +131,7 @@ export class NetdevManager {
       this.requireOpen('open');
       await this.initialize(entry, name);
       let device = this.devices.get(key);
+      if (device && !holdsName(device)) device = undefined; // new opens get the device the name leads to now
       const created = !device;
       if (!device) device = await this.createDevice(entry.provider, name, suffix, ethertype, capacity, netns);
       try {
@@ -236,10 +242,9 @@ export class NetdevManager {
     if (this.closed) return;
     this.closed = true;
     for (const monitor of [...this.monitors]) monitor.close();
-    const closing = [...this.devices.keys()].map((name) =>
-      this.serialize(name, async () => {
-        const device = this.devices.get(name);
-        if (!device) return;
+    const closing = [...this.live].map((device) =>
+      this.serialize(device.label, async () => {
+        if (!this.live.has(device)) return;
         for (const handle of device.handles) (handle as Netdev).detach();
         device.handles.clear();
         await this.destroyDevice(device);
@@ -310,6 +315,7 @@ export class NetdevManager {
       throw toNetdevError(error, name, 'open');
     }
     this.devices.set(device.label, device);
+    this.live.add(device);
     return device;
   }
 
@@ -322,9 +328,10 @@ export class NetdevManager {
   }
 
   private async destroyDevice(device: Device): Promise<void> {
-    this.devices.delete(device.label);
+    if (this.devices.get(device.label) === device) this.devices.delete(device.label);
+    this.live.delete(device);
     for (const monitor of this.monitors) monitor.forget(device);
-    if (this.devices.size === 0) {
+    if (this.live.size === 0) {
       this.removeExitRestorer?.();
       this.removeExitRestorer = null;
     }
@@ -339,7 +346,7 @@ export class NetdevManager {
       try {
         handle.restoreFlags();
       } finally {
-        if (device.handles.size === 0 && this.devices.get(device.label) === device) await this.destroyDevice(device);
+        if (device.handles.size === 0 && this.live.has(device)) await this.destroyDevice(device);
       }
     });
   }
@@ -351,7 +358,7 @@ export class NetdevManager {
   }
 
   private restoreAllFlags(): void {
-    for (const device of this.devices.values()) {
+    for (const device of this.live) {
       for (const handle of device.handles) (handle as Netdev).restoreFlags();
     }
   }
@@ -369,6 +376,16 @@ export class NetdevManager {
       if (this.locks.get(name) === settled) this.locks.delete(name);
     });
     return result;
+  }
+}
+
+/** True while new opens of `device`'s name may share it: it has not failed with ENODEV and its provider says the name still leads to it. */
+function holdsName(device: Device): boolean {
+  if (device.failure?.code === 'ENODEV') return false;
+  try {
+    return device.impl.holdsName?.() ?? true;
+  } catch {
+    return false;
   }
 }
 

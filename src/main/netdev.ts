@@ -412,7 +412,7 @@ export class Netdev {
 
   /**
    * @internal Restores this handle's non-permanent flag changes (synchronously).  Never throws: a
-   * failure is a process warning (as the seed logs it), and a device known to be gone is skipped.
+   * failure is a process warning (as the seed logs it), and a device that is gone is skipped.
    */
   restoreFlags(): void {
     try {
@@ -420,7 +420,7 @@ export class Netdev {
         if (this.device.failure?.code !== 'ENODEV') this.device.impl.updateFlags(off, on);
       });
     } catch (error) {
-      process.emitWarning(`netdev: ${this.name}: cannot restore flags: ${(error as Error).message}`);
+      if ((error as NetdevError).code !== 'ENODEV') process.emitWarning(`netdev: ${this.name}: cannot restore flags: ${(error as Error).message}`);
     }
   }
 

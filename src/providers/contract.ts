@@ -174,6 +174,12 @@ export interface ProviderDevice {
   ioFailed?(error: Error): void | Promise<void>;
   /** Releases the device's resources; called after its worker has stopped. */
   destroy(): void | Promise<void>;
+  /**
+   * False once the name the device was opened by no longer leads to it (the kernel device was
+   * deleted, renamed, or its name given to another): the manager then gives a new open of the
+   * name a new device, while the handles of this one stay bound to it.  Synchronous.
+   */
+  holdsName?(): boolean;
 
   /** Returns the MAC address, "02:00:00:00:00:01". */
   getEtheraddr?(): string | Promise<string>;

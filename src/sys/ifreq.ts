@@ -3,7 +3,7 @@
  * seed's netdev-linux (flags, MAC, MTU, ifindex, addresses, ethtool) on a control socket.
  */
 import { netdevError } from '../common/errors.js';
-import { addressOf, check, IFNAMSIZ, IFREQ_SIZE, IFREQ_UNION, SIOCETHTOOL, sys } from './libc.js';
+import { addressOf, check, IFNAMSIZ, IFREQ_SIZE, IFREQ_UNION, SIOCETHTOOL, SIOCGIFNAME, sys } from './libc.js';
 
 /** Checks a Linux interface name: 1-15 bytes, not '.' or '..', no '/', ':' or whitespace (EINVAL). */
 export function validateIfName(name: string): void {
@@ -26,6 +26,15 @@ export function ifreqIoctl(fd: number, name: string, request: number, what: stri
   fill?.(ifr);
   check(sys.ioctl(fd, request, ifr), '', `${what} ${name}`);
   return ifr;
+}
+
+/** The name interface `ifindex` has now (SIOCGIFNAME through `fd`, a socket of its namespace); ENODEV if there is none. */
+export function ifnameOf(fd: number, ifindex: number): string {
+  const ifr = Buffer.alloc(IFREQ_SIZE);
+  ifr.writeInt32LE(ifindex, IFREQ_UNION);
+  check(sys.ioctl(fd, SIOCGIFNAME, ifr), '', `SIOCGIFNAME of ifindex ${ifindex}`);
+  const nul = ifr.indexOf(0);
+  return ifr.toString('utf8', 0, nul < 0 || nul > IFNAMSIZ ? IFNAMSIZ : nul);
 }
 
 /** An ifreq whose union holds a pointer to `data` (ethtool requests); `data` must outlive the call. */

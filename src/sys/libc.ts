@@ -71,6 +71,7 @@ export const IFF_TAP = 0x0002;
 export const IFF_NO_PI = 0x1000;
 
 export const SIOCADDRT = 0x890b;
+export const SIOCGIFNAME = 0x8910;
 export const SIOCGIFFLAGS = 0x8913;
 export const SIOCSIFFLAGS = 0x8914;
 export const SIOCGIFADDR = 0x8915;
@@ -250,11 +251,17 @@ export function addressOf(bytes: Uint8Array): bigint {
   return koffi.address(bytes);
 }
 
-/** Watches `fd` on this thread's event loop (libuv poll, no thread of its own); see koffi.node.poll. */
-export function watchReadable(fd: number, onReadable: () => void): { stop(): void; close(): void; start(writable?: boolean): void; unref(): void } {
-  const handle = koffi.node.poll(fd, { readable: true }, () => onReadable());
+/**
+ * Watches `fd` on this thread's event loop (libuv poll, no thread of its own); see koffi.node.poll.
+ * `onReadable(failed)`: `failed` when libuv reports an error on the descriptor (POLLERR), after
+ * which libuv has stopped watching it until start() is called again.
+ */
+export function watchReadable(fd: number, onReadable: (failed: boolean) => void): { stop(): void; close(): void; start(writable?: boolean): void; unref(): void } {
+  // koffi calls back with libuv's status (negative on error) and the events; its typings name only the events.
+  const callback = ((status: number) => onReadable(status < 0)) as never;
+  const handle = koffi.node.poll(fd, { readable: true }, callback);
   return {
-    start: (writable = false) => handle.start({ readable: true, writable }, () => onReadable()),
+    start: (writable = false) => handle.start({ readable: true, writable }, callback),
     stop: () => handle.stop(),
     close: () => handle.close(),
     unref: () => handle.unref(),

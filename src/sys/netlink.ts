@@ -17,6 +17,8 @@ const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
 const NLMSG_OVERRUN = 4;
 const NLM_F_REQUEST = 1;
+const NLM_F_DUMP_INTR = 0x10;
+const NLM_F_DUMP = 0x300;
 export const RTM_NEWLINK = 16;
 export const RTM_DELLINK = 17;
 const RTM_GETLINK = 18;
@@ -74,7 +76,14 @@ export interface UnknownChange {
   reason: string;
 }
 
-export type RouteMessage = LinkMessage | AddressMessage | ErrorMessage | UnknownChange | { kind: 'done' };
+/** The end of the dump requested with `seq`; `interrupted` if the links changed while it ran (NLM_F_DUMP_INTR: it may be inconsistent). */
+export interface DumpDone {
+  kind: 'done';
+  seq: number;
+  interrupted: boolean;
+}
+
+export type RouteMessage = LinkMessage | AddressMessage | ErrorMessage | UnknownChange | DumpDone;
 
 const align4 = (n: number): number => (n + 3) & ~3;
 
@@ -137,6 +146,7 @@ export function parseRouteMessages(bytes: Uint8Array, length: number): RouteMess
     }
     const messageLength = view.getUint32(at, true);
     const type = view.getUint16(at + 4, true);
+    const flags = view.getUint16(at + 6, true);
     const seq = view.getUint32(at + 8, true);
     if (messageLength < NLMSG_HDRLEN || at + messageLength > end) {
       messages.push({ kind: 'unparsable', reason: `netlink message length ${messageLength} does not fit` });
@@ -155,7 +165,7 @@ export function parseRouteMessages(bytes: Uint8Array, length: number): RouteMess
     } else if (type === NLMSG_ERROR) {
       messages.push(bodyEnd - body < 4 ? { kind: 'unparsable', reason: 'short error' } : { kind: 'error', errno: -view.getInt32(body, true), seq });
     } else if (type === NLMSG_DONE) {
-      messages.push({ kind: 'done' });
+      messages.push({ kind: 'done', seq, interrupted: (flags & NLM_F_DUMP_INTR) !== 0 });
     } else if (type === NLMSG_OVERRUN) {
       messages.push({ kind: 'unparsable', reason: 'overrun' });
     } else if (type !== NLMSG_NOOP) {
@@ -168,10 +178,19 @@ export function parseRouteMessages(bytes: Uint8Array, length: number): RouteMess
 
 /** An RTM_GETLINK request for `ifindex` (the kernel answers with one RTM_NEWLINK carrying IFLA_STATS64). */
 export function getLinkRequest(ifindex: number, seq: number): Buffer {
+  return linkRequest(NLM_F_REQUEST, ifindex, seq);
+}
+
+/** An RTM_GETLINK dump request: the kernel answers with an RTM_NEWLINK per link, then NLMSG_DONE. */
+export function dumpLinksRequest(seq: number): Buffer {
+  return linkRequest(NLM_F_REQUEST | NLM_F_DUMP, 0, seq);
+}
+
+function linkRequest(flags: number, ifindex: number, seq: number): Buffer {
   const request = Buffer.alloc(NLMSG_HDRLEN + IFINFOMSG_LEN);
   request.writeUInt32LE(request.length, 0);
   request.writeUInt16LE(RTM_GETLINK, 4);
-  request.writeUInt16LE(NLM_F_REQUEST, 6);
+  request.writeUInt16LE(flags, 6);
   request.writeUInt32LE(seq, 8);
   request.writeInt32LE(ifindex, NLMSG_HDRLEN + 4);
   return request;

@@ -3,11 +3,14 @@
  * netdev-linux class 'linux'.  Control calls are ioctls on one AF_INET datagram socket per
  * network namespace (created inside it, so it answers for that namespace) and reads of
  * /proc/thread-self/net; packet I/O is an AF_PACKET socket in the device's worker (io.ts).
+ * A device is the kernel device it opened, by ifindex: every call names it by the name that
+ * ifindex has now (so it follows renames), and once the ifindex is gone every call is ENODEV,
+ * even if another device took the name.
  */
 import { formatIPv4, formatMac, prefixToNetmask } from '../../common/addresses.js';
 import { NetdevError, netdevError } from '../../common/errors.js';
-import { LinkNotifiers, type LinkNotifier } from '../../main/link-notifier.js';
-import type { AddressMessage, LinkMessage } from '../../sys/netlink.js';
+import { LinkNotifiers, type LinkNotifier, type RouteChange } from '../../main/link-notifier.js';
+import type { LinkMessage } from '../../sys/netlink.js';
 import { NETDEV_PROMISC, NETDEV_UP } from '../../ring/device-shared.js';
 import {
   AF_INET, ARP_DEV, ARP_HA, ARP_PA, ARPHRD_ETHER, ARPREQ_SIZE, check, ECMD_ADVERTISING, ECMD_AUTONEG, ECMD_DUPLEX, ECMD_PORT,
@@ -16,7 +19,7 @@ import {
   SIOCGIFHWADDR, SIOCGIFINDEX, SIOCGIFMTU, SIOCGIFNETMASK, SIOCSIFADDR, SIOCSIFFLAGS, SIOCSIFHWADDR, SIOCSIFMTU,
   SIOCSIFNETMASK, SOCK_CLOEXEC, SOCK_DGRAM, sys,
 } from '../../sys/libc.js';
-import { disableOffloads, ifreqIoctl, ifreqWithData, validateIfName } from '../../sys/ifreq.js';
+import { disableOffloads, ifnameOf, ifreqIoctl, ifreqWithData, validateIfName } from '../../sys/ifreq.js';
 import { Netns, netnsPath, readProcNet } from '../../sys/netns.js';
 import type { Config, CreateOptions, DeviceContext, Features, In4, Provider, ProviderContext, ProviderDevice, Stats } from '../contract.js';
 
@@ -131,6 +134,10 @@ export class SystemDevice implements ProviderDevice {
   /** Attribute values read since the notifier last reported a change of this device (the seed's cache). */
   private readonly cache = new Map<string, unknown>();
   private unsubscribe: (() => void) | null = null;
+  /** The kernel's index of the device this object controls, read once at open. */
+  private ifindex = 0;
+  /** Why every call fails, once the device is known to be gone (ENODEV). */
+  private gone: NetdevError | null = null;
 
   protected readonly socket: ControlSocket;
   private readonly notifier: LinkNotifier;
@@ -147,30 +154,49 @@ export class SystemDevice implements ProviderDevice {
     this.runProgram = services.runProgram;
   }
 
-  /** Reads the kernel's view once at open (ENODEV now if there is no such device) and starts following its changes. */
+  /**
+   * Finds the device named `ifname` now (ENODEV if there is none), binds this object to its
+   * ifindex, reads the kernel's view once and follows its changes (from before the ifindex is
+   * read, so that no change is missed).
+   */
   open(): void {
-    const ifindex = this.getIfindex();
-    this.getMtu();
-    this.context.shared.flags = this.updateFlags(0, 0);
     this.unsubscribe = this.notifier.subscribe((change) => {
-      if (change === null || change.ifindex === ifindex) this.kernelChanged(change);
+      if (change.kind === 'resync' || change.ifindex === this.ifindex) this.kernelChanged(change);
     });
-    // Only now may values be cached: every later change reaches kernelChanged().
-    this.cache.set('ifindex', ifindex);
+    try {
+      this.ifindex = ifreqIoctl(this.socket.fd, this.ifname, SIOCGIFINDEX, 'SIOCGIFINDEX').readInt32LE(IFREQ_UNION);
+      this.getMtu();
+      this.context.shared.flags = this.updateFlags(0, 0);
+    } catch (error) {
+      this.unsubscribe();
+      this.unsubscribe = null;
+      throw error;
+    }
   }
 
-  /** A change the notifier reported for this device (null: anything may have changed). */
-  private kernelChanged(change: LinkMessage | AddressMessage | null): void {
+  /** A change the notifier reported for this device, or a resync (anything may have changed, this device may be gone). */
+  private kernelChanged(change: RouteChange): void {
     this.cache.clear();
-    if (change?.kind === 'link' && change.deleted) {
-      this.unsubscribe?.();
-      this.unsubscribe = null;
-      this.context.lost(new NetdevError({ code: 'ENODEV', device: this.context.name, call: 'notifier', detail: `${this.ifname} was deleted` }));
-      return;
+    let link: LinkMessage | undefined;
+    if (change.kind === 'resync') {
+      if (change.links === null) {
+        try {
+          this.currentName(); // the links could not be listed: asks the kernel itself whether this device is gone
+        } catch {
+          // lostDevice() has run if it is gone
+        }
+      } else {
+        link = change.links.get(this.ifindex);
+        if (!link) this.lostDevice();
+      }
+    } else if (change.kind === 'link') {
+      if (change.deleted) this.lostDevice();
+      link = change;
     }
-    if (change?.kind === 'link') {
-      if (change.mtu !== undefined) this.context.shared.mtu = change.mtu;
-      this.context.shared.flags = (change.flags & IFF_UP ? NETDEV_UP : 0) | (change.flags & IFF_PROMISC ? NETDEV_PROMISC : 0);
+    if (this.gone) return;
+    if (link) {
+      if (link.mtu !== undefined) this.context.shared.mtu = link.mtu;
+      this.context.shared.flags = (link.flags & IFF_UP ? NETDEV_UP : 0) | (link.flags & IFF_PROMISC ? NETDEV_PROMISC : 0);
     }
     this.context.changed();
   }
@@ -189,8 +215,45 @@ export class SystemDevice implements ProviderDevice {
     this.context.changed();
   }
 
+  /** The device is gone (its ifindex vanished): every later call fails with ENODEV, and its users learn it. */
+  private lostDevice(): void {
+    if (this.gone) return;
+    this.gone = netdevError('ENODEV', `${this.ifname} (ifindex ${this.ifindex}) was deleted (or moved to another namespace)`);
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    this.cache.clear();
+    this.context.lost(new NetdevError({ code: 'ENODEV', device: this.context.name, call: 'notifier', detail: this.gone.detail }));
+  }
+
+  /**
+   * The name the device has now (SIOCGIFNAME of its ifindex: renames are followed), for the
+   * calls that name it.  ENODEV once its ifindex is gone, even if another device took its name.
+   */
+  protected currentName(): string {
+    if (!this.gone) {
+      try {
+        return ifnameOf(this.socket.fd, this.ifindex);
+      } catch (error) {
+        if (!(error instanceof NetdevError) || error.code !== 'ENODEV') throw error;
+        this.lostDevice();
+      }
+    }
+    throw this.gone!;
+  }
+
+  /** False once the name it was opened by no longer leads to this device (deleted, renamed, or taken by another). */
+  holdsName(): boolean {
+    if (this.gone) return false;
+    try {
+      return ifreqIoctl(this.socket.fd, this.ifname, SIOCGIFINDEX, 'SIOCGIFINDEX').readInt32LE(IFREQ_UNION) === this.ifindex;
+    } catch {
+      return false;
+    }
+  }
+
+  /** An ifreq ioctl on the device, by the name it has now. */
   protected ioctl(request: number, what: string, fill?: (ifr: Buffer) => void): Buffer {
-    return ifreqIoctl(this.socket.fd, this.ifname, request, what, fill);
+    return ifreqIoctl(this.socket.fd, this.currentName(), request, what, fill);
   }
 
   getConfig(): Config {
@@ -206,8 +269,10 @@ export class SystemDevice implements ProviderDevice {
     return { ifindex: this.getIfindex(), netnsPath: this.netnsSpec === undefined ? null : netnsPath(this.netnsSpec) };
   }
 
+  /** The ifindex the device was opened with; ENODEV once it is gone. */
   getIfindex(): number {
-    return this.cached('ifindex', () => this.ioctl(SIOCGIFINDEX, 'SIOCGIFINDEX').readInt32LE(IFREQ_UNION));
+    this.currentName();
+    return this.ifindex;
   }
 
   updateFlags(off: number, on: number): number {
@@ -276,10 +341,11 @@ export class SystemDevice implements ProviderDevice {
 
   /** Statistics from /proc/net/dev of the device's namespace; the fields it lacks are null. */
   private getProcStats(): Omit<Stats, 'rxRingDropped'> {
+    const name = this.currentName();
     const line = readProcNet('dev', this.socket.netns)
       .split('\n')
-      .find((l) => l.trimStart().startsWith(`${this.ifname}:`));
-    if (!line) throw netdevError('ENODEV', `${this.ifname} is not in /proc/net/dev`);
+      .find((l) => l.trimStart().startsWith(`${name}:`));
+    if (!line) throw netdevError('ENODEV', `${name} is not in /proc/net/dev`);
     const f = line.slice(line.indexOf(':') + 1).trim().split(/\s+/).map(Number);
     return {
       rxBytes: f[0]!, rxPackets: f[1]!, rxErrors: f[2]!, rxDropped: f[3]!, rxFifoErrors: f[4]!, rxFrameErrors: f[5]!, multicast: f[7]!,
@@ -344,12 +410,13 @@ export class SystemDevice implements ProviderDevice {
   }
 
   disableOffloads(): void {
-    disableOffloads(this.socket.fd, this.ifname);
+    disableOffloads(this.socket.fd, this.currentName());
     this.changedHere();
   }
 
   /** Adds a default route via `gateway` (SIOCADDRT, RTF_UP | RTF_GATEWAY), as the seed. */
   addRouter(gateway: number): void {
+    this.currentName(); // ENODEV for a device that is gone
     const rtentry = Buffer.alloc(RTENTRY_SIZE);
     for (const at of [RT_DST, RT_GATEWAY, RT_GENMASK]) rtentry.writeUInt16LE(AF_INET, at);
     rtentry.writeUInt32BE(gateway, RT_GATEWAY + 4);
@@ -363,7 +430,7 @@ export class SystemDevice implements ProviderDevice {
    * in the job pool with an argument vector, inside the device's namespace; its complaint is the error.
    */
   async setPolicing(kbitsRate: number, kbitsBurst: number): Promise<void> {
-    const dev = ['dev', this.ifname];
+    const dev = ['dev', this.currentName()];
     await this.tc(['qdisc', 'del', ...dev, 'handle', 'ffff:', 'ingress'], true);
     if (kbitsRate !== 0) {
       await this.tc(['qdisc', 'add', ...dev, 'handle', 'ffff:', 'ingress']);
@@ -390,7 +457,7 @@ export class SystemDevice implements ProviderDevice {
   /** The VLAN VID of an 802.1Q device (rtnetlink link info); ENOENT for any other device. */
   getVlanVid(): number {
     const link = this.notifier.queryLink(this.getIfindex());
-    if (link.linkKind !== 'vlan' || link.vlanId === undefined) throw netdevError('ENOENT', `${this.ifname} is not a VLAN device`);
+    if (link.linkKind !== 'vlan' || link.vlanId === undefined) throw netdevError('ENOENT', `${this.currentName()} is not a VLAN device`);
     return link.vlanId;
   }
 
@@ -400,11 +467,13 @@ export class SystemDevice implements ProviderDevice {
   }
 
   private readIn6(): string {
+    const name = this.currentName();
+    // Lines: address, ifindex (hex), prefix length, scope, flags, name.
     const entry = readProcNet('if_inet6', this.socket.netns)
       .split('\n')
       .map((l) => l.trim().split(/\s+/))
-      .find((fields) => fields[5] === this.ifname);
-    if (!entry) throw netdevError('EADDRNOTAVAIL', `${this.ifname} has no IPv6 address`);
+      .find((fields) => fields.length >= 6 && parseInt(fields[1]!, 16) === this.ifindex);
+    if (!entry) throw netdevError('EADDRNOTAVAIL', `${name} has no IPv6 address`);
     const hex = entry[0]!;
     return new URL(`http://[${hex.match(/.{4}/g)!.join(':')}]/`).hostname.slice(1, -1);
   }
@@ -414,8 +483,9 @@ export class SystemDevice implements ProviderDevice {
     const arpreq = Buffer.alloc(ARPREQ_SIZE);
     arpreq.writeUInt16LE(AF_INET, ARP_PA);
     arpreq.writeUInt32BE(ip, ARP_PA + 4);
-    arpreq.write(this.ifname, ARP_DEV, 'utf8');
-    check(sys.ioctl(this.socket.fd, SIOCGARP, arpreq), '', `SIOCGARP on ${this.ifname}`);
+    const name = this.currentName();
+    arpreq.write(name, ARP_DEV, 'utf8');
+    check(sys.ioctl(this.socket.fd, SIOCGARP, arpreq), '', `SIOCGARP on ${name}`);
     return formatMac(arpreq.subarray(ARP_HA + 2, ARP_HA + 8));
   }
 
