@@ -134,7 +134,7 @@ async function forwardSwitch(count: number): Promise<KernelFigure> {
     const output = await mgr.open('f1', { netns: NETNS, ethertype: TYPE });
     sw.addPort(input);
     sw.addPort(output);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sw.ready();
     const sending = send(count);
     await countInJs(input, () => sw.counters()[0]?.counters.rxFrames ?? 0, false);
     const [sent, seconds] = await sending;

@@ -111,6 +111,7 @@ async function startForwarder(forwarder: Forwarder, ports: string[], capModules:
         await dev.turnFlagsOn({ promisc: true });
         sw.addPort(dev);
       }
+      await sw.ready();
       return async () => {
         await sw.close();
         await mgr.close();

@@ -107,6 +107,7 @@ export async function runKernelDemo(options: KernelDemoOptions): Promise<number>
       sw.addPort(dev);
       ports.push(dev);
     }
+    await sw.ready();
     // The kernel drops frames until a veth's carrier is up.
     for (let i = 0; i < 300 && !(await Promise.all(ports.map((p) => p.getCarrier()))).every(Boolean); i++) {
       await new Promise((resolve) => setTimeout(resolve, 10));

@@ -58,6 +58,7 @@ export async function runSwitchCommand(names: string[], options: SwitchCommandOp
       const vlan = options.vlans.get(name);
       sw.addPort(dev, vlan === undefined ? {} : { vlan });
     }
+    await sw.ready(); // every port's worker knows every other port
     options.out(options.json ? JSON.stringify({ switching: names }) : `switching ${names.join(', ')} (Ctrl-C to stop)`);
     let last: Sample[] = sw.counters();
     let lastTime = performance.now();

@@ -1,7 +1,7 @@
 /**
  * What the Switch on the main thread and its forwarding agents in the port workers share: the
- * spec an agent is given, the layout of the forwarding counters in shared memory, and the rule
- * for which frames an agent sends itself.
+ * spec an agent is given, the layout of the forwarding counters in shared memory, and the masks
+ * that say where each frame an agent passes up must go.
  */
 import type { MacTableDescriptor } from './mac-table.js';
 
@@ -59,15 +59,89 @@ export interface AgentSpec {
   kickFd: number;
 }
 
-/**
- * True if a frame of VLAN id `vid` (0: untagged) from a port with access VLAN `from` can go out
- * of `to` as it is, through `to`'s socket: no tag to add or remove, and a socket to send on.
- */
-export function sentByAgent(from: number | null, to: OutputSpec, vid: number): boolean {
-  if (to.fd < 0) return false;
-  if (from !== null) return to.vlan !== null; // access -> access of the same VLAN; access -> trunk needs a tag
-  return to.vlan === null || vid === 0; // trunk -> trunk as is; trunk -> access needs an untag if tagged
+/** What a port's worker says when it starts forwarding (see DeviceWorkerApi.attachSwitch). */
+export interface AgentStart {
+  /** Frames the worker put in the RX ring before its agent started: every later one was passed up. */
+  from: number;
+  /** The pass-up masks: see PassUpMasks. */
+  masks: SharedArrayBuffer;
 }
+
+/**
+ * For each frame an agent passes up to the main thread through the RX ring, in order, the set of
+ * output ports the main thread must send it to (64 bits as two 32-bit words), so that the main
+ * thread never has to guess what the agent sent itself.  Entry i belongs to the i-th frame passed
+ * up; the agent writes it before it commits the frame, so it is visible once the frame is.  An RX
+ * ring of C bytes holds at most C / MIN_RECORD frames, so C / MIN_RECORD entries are never reused
+ * before they are read.
+ */
+export class PassUpMasks {
+  private readonly words: Uint32Array;
+  private readonly entries: number;
+
+  constructor(readonly buffer: SharedArrayBuffer) {
+    this.words = new Uint32Array(buffer);
+    this.entries = this.words.length / 2;
+  }
+
+  /** Masks for an RX ring of `ringCapacity` record bytes. */
+  static forRing(ringCapacity: number): PassUpMasks {
+    return new PassUpMasks(new SharedArrayBuffer((ringCapacity / MIN_RECORD) * 8));
+  }
+
+  /** Agent side: the set of the `seq`-th frame passed up is the ports of `ports`. */
+  set(seq: number, ports: PortSet): void {
+    const at = (seq % this.entries) * 2;
+    this.words[at] = ports.low;
+    this.words[at + 1] = ports.high;
+  }
+
+  /** Main-thread side: the set of the `seq`-th frame passed up. */
+  get(seq: number, into: PortSet): PortSet {
+    const at = (seq % this.entries) * 2;
+    into.low = this.words[at]!;
+    into.high = this.words[at + 1]!;
+    return into;
+  }
+}
+
+/** A set of port indices 0-63, as two 32-bit words. */
+export class PortSet {
+  low = 0;
+  high = 0;
+
+  add(index: number): void {
+    if (index < 32) this.low |= 1 << index;
+    else this.high |= 1 << (index - 32);
+  }
+
+  clear(): void {
+    this.low = 0;
+    this.high = 0;
+  }
+
+  get empty(): boolean {
+    return this.low === 0 && this.high === 0;
+  }
+
+  /** Takes the lowest index out of the set and returns it; -1 if the set is empty. */
+  take(): number {
+    if (this.low !== 0) {
+      const bit = this.low & -this.low;
+      this.low ^= bit;
+      return 31 - Math.clz32(bit);
+    }
+    if (this.high !== 0) {
+      const bit = this.high & -this.high;
+      this.high ^= bit;
+      return 63 - Math.clz32(bit);
+    }
+    return -1;
+  }
+}
+
+/** The smallest RX ring record: a 60-byte frame and its 4-byte length. */
+const MIN_RECORD = 64;
 
 /** The VID of the 802.1Q-tagged frame at `bytes[at ..]` of `length` bytes, or 0. */
 export function vidAt(bytes: Uint8Array, at: number, length: number): number {

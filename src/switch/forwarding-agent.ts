@@ -15,8 +15,8 @@ import type { DeviceIo, IoContext } from '../providers/contract.js';
 import { addressHalves, MessageVector, setIovec } from '../sys/fd-io.js';
 import { errnoName, lastErrno, MMSGHDR_SIZE, MSG_DONTWAIT, sys } from '../sys/libc.js';
 import {
-  FILTERED, FLOODS, inputCounter, MAX_PORTS, outputCounter, RX_BYTES, RX_FRAMES, sentByAgent, TX_BYTES, TX_DROPS, TX_FRAMES, vidAt,
-  type AgentSpec, type OutputSpec,
+  FILTERED, FLOODS, inputCounter, MAX_PORTS, outputCounter, PassUpMasks, PortSet, RX_BYTES, RX_FRAMES, TX_BYTES, TX_DROPS, TX_FRAMES,
+  vidAt, type AgentSpec, type OutputSpec,
 } from './fabric.js';
 import { MacTable } from './mac-table.js';
 
@@ -24,6 +24,16 @@ const BATCH = 64;
 /** What waitHot saw: the socket is readable; the bell rang. */
 export const HOT_SOCKET = 1;
 export const HOT_BELL = 2;
+
+/**
+ * True if a frame of VLAN id `vid` (0: untagged) from a port with access VLAN `from` can go out
+ * of `to` as it is, through `to`'s socket: no tag to add or remove, and a socket to send on.
+ */
+function sentByAgent(from: number | null, to: OutputSpec, vid: number): boolean {
+  if (to.fd < 0) return false;
+  if (from !== null) return to.vlan !== null; // access -> access of the same VLAN; access -> trunk needs a tag
+  return to.vlan === null || vid === 0; // trunk -> trunk as is; trunk -> access needs an untag if tagged
+}
 
 interface Output {
   spec: OutputSpec;
@@ -51,7 +61,10 @@ export class ForwardingAgent {
   private readonly stagingAddress: [number, number];
   readonly kickFd: number;
   /** The outputs the frame being forwarded needs the main thread for. */
-  private readonly viaMain: Output[] = [];
+  private readonly viaMain = new PortSet();
+  /** For each frame passed up, the outputs it is for; and how many frames were passed up. */
+  readonly masks: PassUpMasks;
+  private passed = 0;
 
   constructor(
     spec: AgentSpec,
@@ -65,6 +78,7 @@ export class ForwardingAgent {
     this.maxAge = spec.maxAge;
     this.stagingAddress = addressHalves(io.stagedBytes);
     this.kickFd = spec.kickFd;
+    this.masks = PassUpMasks.forRing(context.rx.capacity);
     this.setOutputs(spec.outputs);
   }
 
@@ -112,16 +126,16 @@ export class ForwardingAgent {
       }
       const viaMain = this.viaMain;
       if (known !== undefined) {
-        if (!this.queue(known, at, length, vid)) viaMain.push(known);
+        if (!this.queue(known, at, length, vid)) viaMain.add(known.spec.index);
       } else {
         counters[row + FLOODS]++;
         for (const output of this.outputs) {
-          if ((output.spec.vlan === null || output.spec.vlan === vlan) && !this.queue(output, at, length, vid)) viaMain.push(output);
+          if ((output.spec.vlan === null || output.spec.vlan === vlan) && !this.queue(output, at, length, vid)) viaMain.add(output.spec.index);
         }
       }
-      if (viaMain.length > 0) {
+      if (!viaMain.empty) {
         up += this.passUp(bytes, at, length, viaMain);
-        viaMain.length = 0;
+        viaMain.clear();
       }
     }
     for (const output of this.outputs) if (output.queued > 0) this.flush(output);
@@ -167,17 +181,19 @@ export class ForwardingAgent {
   }
 
   /**
-   * Copies a frame to the RX ring for the main thread, which sends it to `outputs`; returns 1, or
-   * 0 if the ring is full (the frame is then counted as dropped for each of them).
+   * Copies a frame to the RX ring for the main thread, which sends it to `outputs` (as the
+   * frame's pass-up mask says); returns 1, or 0 if the ring is full (the frame is then counted as
+   * dropped for each of them).
    */
-  private passUp(bytes: Uint8Array, at: number, length: number, outputs: readonly Output[]): number {
+  private passUp(bytes: Uint8Array, at: number, length: number, outputs: PortSet): number {
     const { rx } = this.context;
     const to = rx.reserve(length);
     if (to < 0) {
-      for (const output of outputs) this.counters[outputCounter(this.index, output.spec.index, TX_DROPS)]++;
+      for (let output = outputs.take(); output >= 0; output = outputs.take()) this.counters[outputCounter(this.index, output, TX_DROPS)]++;
       return 0;
     }
     rx.bytes.set(bytes.subarray(at, at + length), to);
+    this.masks.set(this.passed++, outputs);
     rx.commit(length);
     return 1;
   }

@@ -28,7 +28,7 @@ import { NetdevError } from '../common/errors.js';
 import type { Netdev } from '../main/netdev.js';
 import { ETH_P_8021Q, sys } from '../sys/libc.js';
 import {
-  FILTERED, FLOODS, forwardingCounters, inputCounter, MAX_PORTS, outputCounter, RX_BYTES, RX_FRAMES, sentByAgent, TX_BYTES, TX_DROPS,
+  FILTERED, FLOODS, forwardingCounters, inputCounter, MAX_PORTS, outputCounter, PassUpMasks, PortSet, RX_BYTES, RX_FRAMES, TX_BYTES, TX_DROPS,
   TX_FRAMES, vidAt, type OutputSpec,
 } from './fabric.js';
 import { MacTable } from './mac-table.js';
@@ -81,10 +81,12 @@ interface Port {
   /**
    * Frames this port's loop has taken from its device, and how many of the first ones the worker
    * put in the RX ring before its agent started (null: no agent): every later frame is one the
-   * agent passed up, already counted, learned and sent wherever the agent could.
+   * agent passed up, already counted, learned and sent wherever the agent could, and its
+   * pass-up mask says where the main thread must send it.
    */
   taken: number;
   agentFrom: number | null;
+  masks: PassUpMasks | null;
   /** Frames queued for this port by the batch being forwarded (filled and sent in one synchronous step). */
   readonly pending: Uint8Array[];
   loop: Promise<void> | null;
@@ -128,6 +130,8 @@ export class Switch {
   /** Counters of the agents (each row written by one port's worker) and of the main thread (same layout). */
   private readonly shared = forwardingCounters();
   private readonly mainCounters = forwardingCounters();
+  /** The pass-up mask of the frame being forwarded (reused). */
+  private readonly passedUp = new PortSet();
   private readonly maxAge: number;
   private readonly notice: (message: string) => void;
   private readonly ager: NodeJS.Timeout;
@@ -168,6 +172,7 @@ export class Switch {
       attaching: null,
       taken: 0,
       agentFrom: null,
+      masks: null,
       pending: [],
       loop: null,
       iterator: null,
@@ -272,8 +277,9 @@ export class Switch {
     const spec = { table: this.table.descriptor, counters: this.shared, index: port.index, vlan: port.vlan, maxAge: this.maxAge, outputs: this.outputsOf(port), kickFd: port.kickFd };
     const attach = port.dev.workerCall('Switch', (api) => api.attachSwitch(spec));
     port.attaching = attach.then(
-      (from) => {
-        port.agentFrom = from;
+      (start) => {
+        port.agentFrom = start.from;
+        port.masks = new PassUpMasks(start.masks);
         port.agent = true;
       },
       (error: unknown) => {
@@ -337,8 +343,8 @@ export class Switch {
   /**
    * Learns and queues every frame of `batch` to its output ports' pending lists, then copies each
    * output's frames into its TX ring, in the same synchronous step: no frame of the batch (a view
-   * into the input's RX ring) is referenced once this returns.  Frames that an agent passed up
-   * were counted and learned by it, and go only where it could not send them.
+   * into the input's RX ring) is referenced once this returns.  A frame that an agent passed up
+   * was counted and learned by it, and goes only where its pass-up mask says.
    */
   private forwardBatch(input: Port, batch: Uint8Array[]): void {
     const { table } = this;
@@ -346,37 +352,38 @@ export class Switch {
     const row = inputCounter(input.index, 0);
     const counters = this.mainCounters;
     for (const frame of batch) {
-      const fromAgent = input.agentFrom !== null && input.taken >= input.agentFrom;
-      input.taken++;
+      const seq = input.taken++ - (input.agentFrom ?? Infinity);
       const vid = vidAt(frame, 0, frame.length);
       const vlan = input.vlan ?? vid;
-      if (!fromAgent) {
-        counters[row + RX_FRAMES]++;
-        counters[row + RX_BYTES] += frame.length;
-        if ((frame[6]! & 1) === 0) table.learn(vlan, frame, 6, input.index, now);
+      if (seq >= 0) {
+        const outputs = input.masks!.get(seq, this.passedUp);
+        for (let index = outputs.take(); index >= 0; index = outputs.take()) {
+          const output = this.slots[index];
+          if (output) this.queue(input, output, frame, vlan, vid);
+        }
+        continue;
       }
+      counters[row + RX_FRAMES]++;
+      counters[row + RX_BYTES] += frame.length;
+      if ((frame[6]! & 1) === 0) table.learn(vlan, frame, 6, input.index, now);
       const index = (frame[0]! & 1) === 0 ? table.lookup(vlan, frame, 0, now, this.maxAge) : -1;
       const owner = index >= 0 ? this.slots[index] : undefined;
       if (owner === input) {
-        if (!fromAgent) counters[row + FILTERED]++;
+        counters[row + FILTERED]++;
       } else if (owner) {
-        this.queue(input, owner, frame, vlan, vid, fromAgent);
+        this.queue(input, owner, frame, vlan, vid);
       } else {
-        if (!fromAgent) counters[row + FLOODS]++;
+        counters[row + FLOODS]++;
         for (const output of this.ports.values()) {
-          if (output !== input && (output.vlan === null || output.vlan === vlan)) this.queue(input, output, frame, vlan, vid, fromAgent);
+          if (output !== input && (output.vlan === null || output.vlan === vlan)) this.queue(input, output, frame, vlan, vid);
         }
       }
     }
     for (const output of this.ports.values()) if (output.pending.length > 0) this.flush(input, output);
   }
 
-  /**
-   * Queues `frame` (of `vlan`, carrying tag `vid`) from `input` to `output`, tagging or untagging
-   * between access ports and trunks; not if `input`'s agent has sent it there already.
-   */
-  private queue(input: Port, output: Port, frame: Uint8Array, vlan: number, vid: number, fromAgent: boolean): void {
-    if (fromAgent && sentByAgent(input.vlan, output, vid)) return;
+  /** Queues `frame` (of `vlan`, carrying tag `vid`) from `input` to `output`, tagging or untagging between access ports and trunks. */
+  private queue(input: Port, output: Port, frame: Uint8Array, vlan: number, vid: number): void {
     let out = frame;
     if (input.vlan !== null && output.vlan === null) out = tagged(frame, vlan);
     else if (input.vlan === null && output.vlan !== null && vid !== 0) out = untagged(frame);

@@ -20,7 +20,7 @@ import { CAPTURE_RECORD_HEADER, CAPTURE_RX, CAPTURE_TX, type CaptureSpec } from 
 import { CounterBatch, DeviceShared } from '../ring/device-shared.js';
 import type { CreateIo, DeviceIo, Ethertype, IoContext } from '../providers/contract.js';
 import { canStage, ForwardingAgent, HOT_SOCKET } from '../switch/forwarding-agent.js';
-import type { AgentSpec, OutputSpec } from '../switch/fabric.js';
+import type { AgentSpec, AgentStart, OutputSpec } from '../switch/fabric.js';
 
 /** Everything the main thread hands a new device worker. */
 export interface DeviceWorkerSpec {
@@ -107,9 +107,9 @@ export interface DeviceWorkerApi {
   /**
    * Makes this worker forward its received frames itself, as a Switch port; EOPNOTSUPP if the I/O
    * half cannot stage frames.  Resolves with the number of frames the worker had put in the RX
-   * ring before: every later one is a frame the agent passed up.
+   * ring before (every later one is a frame the agent passed up) and the agent's pass-up masks.
    */
-  attachSwitch(spec: AgentSpec): Promise<number>;
+  attachSwitch(spec: AgentSpec): Promise<AgentStart>;
   /** Gives the forwarding agent a new set of other ports. */
   setSwitchOutputs(outputs: OutputSpec[]): Promise<void>;
   /** Ends forwarding in this worker: received frames go to the RX ring again. */
@@ -285,9 +285,10 @@ const api: DeviceWorkerApi = {
   async attachSwitch(spec) {
     const device = requireIo();
     if (!canStage(device)) throw netdevError('EOPNOTSUPP', 'the I/O half cannot stage frames for forwarding in its worker');
-    loop!.agent = new ForwardingAgent(spec, device, context!);
+    const agent = new ForwardingAgent(spec, device, context!);
+    loop!.agent = agent;
     context!.bell.setKickFd(spec.kickFd);
-    return context!.rx.committed; // between rounds, so all of them are published
+    return { from: context!.rx.committed, masks: agent.masks.buffer }; // between rounds: every committed frame is published
   },
 
   async setSwitchOutputs(outputs) {
