@@ -537,6 +537,7 @@ const STAT_FIELDS: readonly (keyof Stats)[] = [
   'rxPackets', 'txPackets', 'rxBytes', 'txBytes', 'rxErrors', 'txErrors', 'rxDropped', 'txDropped', 'multicast',
   'collisions', 'rxLengthErrors', 'rxOverErrors', 'rxCrcErrors', 'rxFrameErrors', 'rxFifoErrors', 'rxMissedErrors',
   'txAbortedErrors', 'txCarrierErrors', 'txFifoErrors', 'txHeartbeatErrors', 'txWindowErrors', 'rxRingDropped',
+  'rxQueueDropped',
 ];
 
 function isVlanTagged(frame: Uint8Array): boolean {

@@ -23,6 +23,8 @@ export const COUNTER_NAMES = [
   'rxErrors',
   'txErrors',
   'multicast',
+  /** Frames the kernel dropped from the device's receive queue in the process (a full AF_PACKET socket buffer). */
+  'rxQueueDropped',
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export type CounterValues = Record<CounterName, number>;
@@ -82,6 +84,7 @@ export class CounterBatch {
   rxErrors = 0;
   txErrors = 0;
   multicast = 0;
+  rxQueueDropped = 0;
 
   constructor(private readonly shared: DeviceShared) {}
 

@@ -70,6 +70,11 @@ class TapDevice extends SystemDevice {
     return { fd: this.fd, txQueueLength: this.ioctl(SIOCGIFTXQLEN, 'SIOCGIFTXQLEN').readInt32LE(IFREQ_UNION), packetInfo: false, ready: true };
   }
 
+  /** A tap has no packet socket whose queue could overflow (the kernel counts what the tun queue drops). */
+  protected override async queueDrops(): Promise<null> {
+    return null;
+  }
+
   /** Closes the tun descriptor (after the worker has stopped): the tap goes unless persistent. */
   override destroy(): void {
     super.destroy();
