@@ -330,7 +330,10 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
 
   it('receives frames of MTU 65535, tagged or not, whole; one too large for a receive slot or the RX ring is counted in rxErrors', async () => {
     for (const dev of ['va', 'vb']) bed.ns.ip('link', 'set', dev, 'mtu', '65535');
-    bed.ns.ip('link', 'set', 'va', 'gso_max_size', '200000'); // va passes a GSO frame of 100000 bytes on whole
+    // A GSO frame larger than any receive slot, which va passes on whole if its driver may (BIG TCP: tso_max_size).
+    const bigGso = (bed.ns.json<{ tso_max_size?: number }[]>('-d', 'link', 'show', 'va')[0]!.tso_max_size ?? 0) >= 100_000;
+    if (bigGso) bed.ns.ip('link', 'set', 'va', 'gso_max_size', '200000');
+    else console.warn('*** this kernel\'s veth takes no GSO frame above 64 KiB: the frame too large for a receive slot is not tried ***');
     const whole = await bed.mgr.open('vb', { netns: bed.ns.name, ethertype: 'any' });
     const smallRing = new NetdevManager();
     try {
@@ -349,7 +352,7 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
       // The largest frames at MTU 65535: 65549 bytes, 65553 with a tag; a tagged one whose untagged form (65534) just fits 64 KiB.
       const sent = [ethFrame(100, 1, TEST_TYPE), ethFrame(65549, 2, TEST_TYPE), tagged(65553, 3), tagged(65538, 4), ethFrame(100, 6, TEST_TYPE)];
       const lines = sent.map((frame) => Buffer.from(frame).toString('hex'));
-      lines.splice(4, 0, 'gso 100000'); // larger than any receive slot: never delivered, counted
+      if (bigGso) lines.splice(4, 0, 'gso 100000'); // never delivered, counted
       const receive = async (dev: Netdev): Promise<Uint8Array[]> => {
         const frames: Uint8Array[] = [];
         for await (const frame of dev.frames({ copy: true })) {
@@ -365,9 +368,9 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
       const [frames, smallFrames] = await Promise.all(received);
       expect(frames!.map((frame) => frame.length)).toEqual(sent.map((frame) => frame.length));
       frames!.forEach((frame, i) => expect(Buffer.from(frame).equals(Buffer.from(sent[i]!))).toBe(true));
-      expect((await whole.getStats()).rxErrors! - errorsBefore).toBe(1);
-      expect(smallFrames!.map((frame) => Buffer.from(frame).toString('hex'))).toEqual([lines[0], lines[5]]);
-      expect((await small.getStats()).rxErrors! - smallErrorsBefore).toBe(4);
+      expect((await whole.getStats()).rxErrors! - errorsBefore).toBe(bigGso ? 1 : 0);
+      expect(smallFrames!.map((frame) => Buffer.from(frame).toString('hex'))).toEqual([lines[0], lines.at(-1)]);
+      expect((await small.getStats()).rxErrors! - smallErrorsBefore).toBe(bigGso ? 4 : 3);
     } finally {
       await smallRing.close();
     }
