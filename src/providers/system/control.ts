@@ -55,6 +55,13 @@ function ofppfToEthtool(bits: number): number {
 /** The statistics the kernel keeps of a device (it always has rxErrors and txErrors). */
 type KernelStats = Omit<Stats, 'rxRingDropped' | 'rxQueueDropped' | 'rxErrors' | 'txErrors'> & { rxErrors: number; txErrors: number };
 
+/** What the worker counts that the kernel does not (SystemDevice.workerStats). */
+export interface WorkerStats {
+  rxErrors: number;
+  txErrors: number;
+  rxQueueDropped: number | null;
+}
+
 /** The burst the seed uses when none is given, in kbit. */
 const DEFAULT_BURST_KBIT = 10;
 
@@ -264,13 +271,12 @@ export class SystemDevice implements ProviderDevice {
    * rxErrors and txErrors, and rxQueueDropped, brought up to date first.
    */
   async getStats(): Promise<Omit<Stats, 'rxRingDropped'>> {
-    const rxQueueDropped = await this.queueDrops();
-    const worker = this.context.shared.read();
+    const worker = await this.workerStats();
     const kernel = this.kernelStats();
-    return { ...kernel, rxErrors: kernel.rxErrors + worker.rxErrors, txErrors: kernel.txErrors + worker.txErrors, rxQueueDropped };
+    return { ...kernel, rxErrors: kernel.rxErrors + worker.rxErrors, txErrors: kernel.txErrors + worker.txErrors, rxQueueDropped: worker.rxQueueDropped };
   }
 
-  /** Keeps the I/O half's control while its worker runs, for queueDrops. */
+  /** Keeps the I/O half's control while its worker runs, for workerStats. */
   ioStarted(io: IoControl): void {
     this.io = io;
   }
@@ -284,12 +290,14 @@ export class SystemDevice implements ProviderDevice {
   }
 
   /**
-   * Frames the kernel dropped from the packet socket's queue (the worker reads PACKET_STATISTICS
-   * first while it runs, so the count is exact up to this call).
+   * What only the worker counts: frames it could not deliver or send, and the frames the kernel
+   * dropped from the packet socket's queue (the worker reads PACKET_STATISTICS first while it
+   * runs, so the count is exact up to this call).
    */
-  protected async queueDrops(): Promise<number | null> {
+  protected async workerStats(): Promise<WorkerStats> {
     await this.io?.call('readQueueDrops');
-    return this.context.shared.read().rxQueueDropped;
+    const { rxErrors, txErrors, rxQueueDropped } = this.context.shared.read();
+    return { rxErrors, txErrors, rxQueueDropped };
   }
 
   /** Statistics from rtnetlink (IFLA_STATS64), or /proc/net/dev of the device's namespace if that fails. */
