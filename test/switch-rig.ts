@@ -50,11 +50,6 @@ export interface Host {
 
 type Stats = Awaited<ReturnType<Netdev['getStats']>>;
 
-/** Frames the kernel dropped from a device's receive queue before its worker read them. */
-function queueDrops(stats: Stats | null): number {
-  return (stats as (Stats & { rxQueueDropped?: number | null }) | null)?.rxQueueDropped ?? 0;
-}
-
 interface Snapshot {
   sent: Map<number, number>;
   received: Map<number, Map<number, number>>;
@@ -243,8 +238,8 @@ export class SwitchRig {
   /** Frames from `host` dropped before the Switch decided where they go. */
   private async preDrops(host: Host): Promise<number> {
     const [h, s] = [await this.statsOf(host.dev), await this.statsOf(host.port)];
-    let drops = this.portCounters(host)?.rxDropped ?? 0;
-    drops += (h?.txDropped ?? 0) + (h?.txErrors ?? 0) + queueDrops(s);
+    let drops = this.portCounters(host)?.rxDropped ?? 0; // the port's RX ring and kernel queue
+    drops += (h?.txDropped ?? 0) + (h?.txErrors ?? 0);
     if (host.spec.kind === 'dummy') drops += s?.rxDropped ?? 0; // longer than the port's MTU takes
     return drops;
   }
@@ -253,7 +248,7 @@ export class SwitchRig {
   private async postDrops(host: Host): Promise<number> {
     const [h, s] = [await this.statsOf(host.dev), await this.statsOf(host.port)];
     let drops = this.portCounters(host)?.txDropped ?? 0;
-    drops += (s?.txDropped ?? 0) + (s?.txErrors ?? 0) + (h?.rxRingDropped ?? 0) + (h?.rxErrors ?? 0) + queueDrops(h);
+    drops += (s?.txDropped ?? 0) + (s?.txErrors ?? 0) + (h?.rxRingDropped ?? 0) + (h?.rxErrors ?? 0) + (h?.rxQueueDropped ?? 0);
     // A veth counts a frame it could not hand to its peer as the sender's tx drop only (above).
     if (host.spec.kind === 'dummy') drops += h?.rxDropped ?? 0;
     return drops;

@@ -7,6 +7,7 @@ import { ethFrame, eventually, rejection, requireTool, seqOf, tempDir } from './
 import { freshEachTest, privileged, requirePrivilege } from './netns-harness.js';
 
 const TEST_TYPE = 0x88b5; // IEEE local experimental: nothing else in the namespace sends it
+const RAW_SOCKET = new URL('./fixtures/raw-socket.py', import.meta.url).pathname;
 
 requirePrivilege('system provider tests');
 
@@ -289,6 +290,100 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     expect(seqOf((await other.frames().next()).value as Uint8Array)).toBe(5);
     await a.close();
     await b.close();
+  });
+
+  /** The skmem fields of the packet sockets process `pid` has open, as `ss -0 -m -p` shows them in the test namespace. */
+  function packetSocketMemory(pid: number): Record<string, number>[] {
+    const ss = execFileSync('ip', ['netns', 'exec', bed.ns.name, 'ss', '-0', '-m', '-p', '-n'], { encoding: 'utf8' });
+    return ss.split('\n').filter((line) => line.includes(`pid=${pid},`)).map((line) => {
+      const skmem = /skmem:\(([^)]*)\)/.exec(line)![1]!;
+      return Object.fromEntries(skmem.split(',').map((field) => [/^[a-z]+/.exec(field)![0], Number(/\d+$/.exec(field)![0])]));
+    });
+  }
+
+  it('counts the frames the kernel drops from a full packet socket in rxQueueDropped, exactly, as ss sees them', async () => {
+    // The reader is a child process, stopped while the peer floods: its socket's buffer fills and the kernel drops the rest.
+    const child = spawn(process.execPath, [new URL('./fixtures/queue-drop-child.mjs', import.meta.url).pathname, bed.ns.name, 'vb', '1500'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    try {
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      /** Line `n` (from 1) of the child's output, once written. */
+      const line = async (n: number): Promise<string> => {
+        await eventually(() => output.split('\n').length > n, 10_000);
+        return output.split('\n')[n - 1]!;
+      };
+      expect(await line(1)).toBe('ready');
+      bed.ns.ip('link', 'set', 'va', 'up');
+      expect(await eventually(() => bed.ns.link('vb').flags.includes('LOWER_UP'))).toBe(true);
+      const [socket] = packetSocketMemory(child.pid!);
+      const frames = Math.ceil(socket!.rb! / 1000) + 100; // 1500-byte frames take 2304 bytes each: more than twice what the buffer holds
+      child.kill('SIGSTOP');
+      expect(await eventually(() => /^State:\s+T/m.test(readFileSync(`/proc/${child.pid}/status`, 'utf8')))).toBe(true);
+      const txBefore = bed.ns.link('va').stats64!.tx.packets;
+      const sent = Number(execFileSync('ip', ['netns', 'exec', bed.ns.name, 'python3', RAW_SOCKET, 'flood', 'va', String(frames), '1500'], { encoding: 'utf8' }));
+      expect(sent).toBe(frames);
+      expect(bed.ns.link('va').stats64!.tx.packets - txBefore).toBe(frames);
+      child.kill('SIGCONT');
+      child.stdin.write(`${frames}\n`);
+      const result = JSON.parse(await line(2)) as { received: number; corrupted: number; outOfOrder: number; stats: Record<string, number> };
+      expect([result.corrupted, result.outOfOrder]).toEqual([0, 0]);
+      const { rxRingDropped, rxQueueDropped } = result.stats;
+      expect(rxQueueDropped).toBeGreaterThan(0);
+      expect(result.received + rxRingDropped! + rxQueueDropped!).toBe(frames);
+      expect(packetSocketMemory(child.pid!)[0]!.d).toBe(rxQueueDropped); // the socket's own drop count (sk_drops)
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('receives frames of MTU 65535, tagged or not, whole; one too large for a receive slot or the RX ring is counted in rxErrors', async () => {
+    for (const dev of ['va', 'vb']) bed.ns.ip('link', 'set', dev, 'mtu', '65535');
+    // A GSO frame larger than any receive slot, which va passes on whole if its driver may (BIG TCP: tso_max_size).
+    const bigGso = (bed.ns.json<{ tso_max_size?: number }[]>('-d', 'link', 'show', 'va')[0]!.tso_max_size ?? 0) >= 100_000;
+    if (bigGso) bed.ns.ip('link', 'set', 'va', 'gso_max_size', '200000');
+    else console.warn('*** this kernel\'s veth takes no GSO frame above 64 KiB: the frame too large for a receive slot is not tried ***');
+    const whole = await bed.mgr.open('vb', { netns: bed.ns.name, ethertype: 'any' });
+    const smallRing = new NetdevManager();
+    try {
+      const small = await smallRing.open('vb', { netns: bed.ns.name, ethertype: 'any', ringSize: 65536 }); // records up to 32764 bytes
+      await whole.turnFlagsOn({ up: true });
+      bed.ns.ip('link', 'set', 'va', 'up');
+      expect(await eventually(() => whole.getCarrier())).toBe(true);
+      const tagged = (length: number, seq: number): Uint8Array => {
+        const frame = ethFrame(length - 4, seq, TEST_TYPE);
+        const out = new Uint8Array(length);
+        out.set(frame.subarray(0, 12));
+        out.set([0x81, 0x00, 0x00, 5], 12);
+        out.set(frame.subarray(12), 16);
+        return out;
+      };
+      // The largest frames at MTU 65535: 65549 bytes, 65553 with a tag; a tagged one whose untagged form (65534) just fits 64 KiB.
+      const sent = [ethFrame(100, 1, TEST_TYPE), ethFrame(65549, 2, TEST_TYPE), tagged(65553, 3), tagged(65538, 4), ethFrame(100, 6, TEST_TYPE)];
+      const lines = sent.map((frame) => Buffer.from(frame).toString('hex'));
+      if (bigGso) lines.splice(4, 0, 'gso 100000'); // never delivered, counted
+      const receive = async (dev: Netdev): Promise<Uint8Array[]> => {
+        const frames: Uint8Array[] = [];
+        for await (const frame of dev.frames({ copy: true })) {
+          if (frame[6] !== 0x02) continue; // not ours
+          frames.push(frame);
+          if (frame.length === 100 && seqOf(frame) === 6) return frames;
+        }
+        return frames;
+      };
+      const [errorsBefore, smallErrorsBefore] = [(await whole.getStats()).rxErrors!, (await small.getStats()).rxErrors!];
+      const received = [receive(whole), receive(small)];
+      execFileSync('ip', ['netns', 'exec', bed.ns.name, 'python3', RAW_SOCKET, 'send-lines', 'va'], { input: `${lines.join('\n')}\n` });
+      const [frames, smallFrames] = await Promise.all(received);
+      expect(frames!.map((frame) => frame.length)).toEqual(sent.map((frame) => frame.length));
+      frames!.forEach((frame, i) => expect(Buffer.from(frame).equals(Buffer.from(sent[i]!))).toBe(true));
+      expect((await whole.getStats()).rxErrors! - errorsBefore).toBe(bigGso ? 1 : 0);
+      expect(smallFrames!.map((frame) => Buffer.from(frame).toString('hex'))).toEqual([lines[0], lines.at(-1)]);
+      expect((await small.getStats()).rxErrors! - smallErrorsBefore).toBe(bigGso ? 4 : 3);
+    } finally {
+      await smallRing.close();
+    }
   });
 
   it('enumerates the devices of a namespace', async () => {

@@ -16,12 +16,12 @@ export async function forward(from: Netdev, to: Netdev, tally = { forwarded: 0 }
   return tally.forwarded;
 }
 
-/** Frames lost anywhere on a path, as its devices counted them (device drops and RX ring drops). */
+/** Frames lost anywhere on a path, as its devices counted them (device drops, RX ring drops, packet socket queue drops). */
 export async function countedDrops(devices: readonly Netdev[]): Promise<number> {
   let drops = 0;
   for (const dev of devices) {
     const s = await dev.getStats();
-    drops += (s.rxDropped ?? 0) + (s.txDropped ?? 0) + (s.rxRingDropped ?? 0);
+    drops += (s.rxDropped ?? 0) + (s.txDropped ?? 0) + (s.rxRingDropped ?? 0) + (s.rxQueueDropped ?? 0);
   }
   return drops;
 }

@@ -205,10 +205,10 @@ export class Netdev {
 
   /**
    * @internal For the Switch: frames the device received that its reader never got, as counted
-   * now (its RX ring was full); 0 for a control-only handle.
+   * now: its RX ring was full, or the kernel's queue in front of the worker (rxQueueDropped).
    */
   get receiveDrops(): number {
-    return this.device.io?.rx.droppedCount() ?? 0;
+    return (this.device.io?.rx.droppedCount() ?? 0) + this.device.shared.value('rxQueueDropped');
   }
 
   /** Discards every received frame waiting in the device, and in the RX ring unless an iterator is reading it. */
@@ -545,6 +545,7 @@ const STAT_FIELDS: readonly (keyof Stats)[] = [
   'rxPackets', 'txPackets', 'rxBytes', 'txBytes', 'rxErrors', 'txErrors', 'rxDropped', 'txDropped', 'multicast',
   'collisions', 'rxLengthErrors', 'rxOverErrors', 'rxCrcErrors', 'rxFrameErrors', 'rxFifoErrors', 'rxMissedErrors',
   'txAbortedErrors', 'txCarrierErrors', 'txFifoErrors', 'txHeartbeatErrors', 'txWindowErrors', 'rxRingDropped',
+  'rxQueueDropped',
 ];
 
 function isVlanTagged(frame: Uint8Array): boolean {

@@ -51,6 +51,11 @@ export interface Stats {
   txWindowErrors: number | null;
   /** Frames the device's worker received but dropped because the RX ring was full (added by the manager). */
   rxRingDropped: number | null;
+  /**
+   * Frames the kernel dropped from the device's receive queue in the process (the AF_PACKET
+   * socket buffer was full) before the worker read them; null for a device without such a queue.
+   */
+  rxQueueDropped: number | null;
 }
 
 /** An IPv4 address with its netmask. */

@@ -13,7 +13,7 @@ export function localMac(text: string, second: number): Uint8Array {
   return Uint8Array.of(0x02, second, hash >>> 24, (hash >>> 16) & 255, (hash >>> 8) & 255, hash & 255);
 }
 
-/** The counters of `shared`, with the physical-layer fields an in-process device cannot count as null. */
+/** The counters of `shared`, with the physical-layer fields an in-process device cannot count (and the kernel queue it has not) as null. */
 export function countedStats(shared: DeviceShared): Omit<Stats, 'rxRingDropped'> {
   return {
     ...shared.read(),
@@ -29,6 +29,7 @@ export function countedStats(shared: DeviceShared): Omit<Stats, 'rxRingDropped'>
     txFifoErrors: null,
     txHeartbeatErrors: null,
     txWindowErrors: null,
+    rxQueueDropped: null,
   };
 }
 

@@ -23,6 +23,8 @@ export const COUNTER_NAMES = [
   'rxErrors',
   'txErrors',
   'multicast',
+  /** Frames the kernel dropped from the device's receive queue in the process (a full AF_PACKET socket buffer). */
+  'rxQueueDropped',
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export type CounterValues = Record<CounterName, number>;
@@ -60,6 +62,11 @@ export class DeviceShared {
     if (amount !== 0) Atomics.add(this.counters, COUNTER_INDEX[name], BigInt(amount));
   }
 
+  /** Reads one counter. */
+  value(name: CounterName): number {
+    return Number(Atomics.load(this.counters, COUNTER_INDEX[name]));
+  }
+
   /** Reads every counter. */
   read(): CounterValues {
     const values = {} as CounterValues;
@@ -82,6 +89,7 @@ export class CounterBatch {
   rxErrors = 0;
   txErrors = 0;
   multicast = 0;
+  rxQueueDropped = 0;
 
   constructor(private readonly shared: DeviceShared) {}
 

@@ -59,7 +59,10 @@ export interface PortCounters {
   floods: number;
   /** Frames received on this port and not forwarded, by rule: their destination is behind this port. */
   filtered: number;
-  /** Frames this port's device received that never reached the Switch (its RX ring was full). */
+  /**
+   * Frames this port's device received that never reached the Switch: its RX ring was full, or
+   * (system devices) the kernel's queue in front of its worker (the socket's receive buffer).
+   */
   rxDropped: number;
   /** Frames for this port that were dropped: its egress queue was full, or its device refused them. */
   txDropped: number;

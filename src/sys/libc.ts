@@ -46,6 +46,11 @@ export const SOL_PACKET = 263;
 export const PACKET_IGNORE_OUTGOING = 23;
 /** PACKET_AUXDATA: a struct tpacket_auxdata control message with each frame (its stripped VLAN tag). */
 export const PACKET_AUXDATA = 8;
+/**
+ * PACKET_STATISTICS: a struct tpacket_stats { unsigned tp_packets; unsigned tp_drops; } of the
+ * frames the socket took and dropped (its receive buffer full) since the last read; reading resets it.
+ */
+export const PACKET_STATISTICS = 6;
 /** struct tpacket_auxdata (linux/if_packet.h): tp_status, tp_vlan_tci, tp_vlan_tpid offsets; status bits. */
 export const AUXDATA_STATUS = 0;
 export const AUXDATA_VLAN_TCI = 16;
@@ -139,6 +144,7 @@ const raw = {
   ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)'),
   bind: libc.func('int bind(int fd, const void *addr, unsigned int len)'),
   setsockopt: libc.func('int setsockopt(int fd, int level, int name, const void *value, unsigned int len)'),
+  getsockopt: libc.func('int getsockopt(int fd, int level, int name, void *value, unsigned int *len)'),
   recvmmsg: libc.func('int recvmmsg(int fd, void *msgvec, unsigned int vlen, int flags, void *timeout)'),
   sendmmsg: libc.func('int sendmmsg(int fd, void *msgvec, unsigned int vlen, int flags)'),
   recv: libc.func('long recv(int fd, void *buf, unsigned long len, int flags)'),
@@ -212,6 +218,14 @@ export const sys = {
   bind: (fd: number, addr: Uint8Array): number => raw.bind(fd, addr, addr.length) as number,
   setsockoptInt: (fd: number, level: number, name: number, value: number): number =>
     raw.setsockopt(fd, level, name, Int32Array.of(value), 4) as number,
+  /**
+   * The frames an AF_PACKET socket dropped since the last call (PACKET_STATISTICS tp_drops; the
+   * kernel resets its counters on each read), or -1 (errno says why).
+   */
+  packetDrops: (fd: number): number => {
+    PACKET_STATS_LENGTH[0] = PACKET_STATS.byteLength;
+    return (raw.getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, PACKET_STATS, PACKET_STATS_LENGTH) as number) < 0 ? -1 : PACKET_STATS[1]!;
+  },
   recvmmsg: (fd: number, vec: Uint8Array, count: number, flags: number): number => raw.recvmmsg(fd, vec, count, flags, null) as number,
   sendmmsg: (fd: number, vec: Uint8Array, count: number, flags: number): number => raw.sendmmsg(fd, vec, count, flags) as number,
   recv: (fd: number, buf: Uint8Array, len: number, flags: number): number => Number(raw.recv(fd, buf, len, flags)),
@@ -239,6 +253,9 @@ const EFD_NONBLOCK = 0o4000;
 const EFD_CLOEXEC = 0o2000000;
 const EVENTFD_ONE = new BigUint64Array([1n]);
 const EVENTFD_SCRAP = new BigUint64Array(1);
+/** A struct tpacket_stats (tp_packets, tp_drops) and its length, for packetDrops. */
+const PACKET_STATS = new Uint32Array(2);
+const PACKET_STATS_LENGTH = new Uint32Array(1);
 /** Two struct pollfd (int fd; short events; short revents), as shorts and as the ints that overlay the fds. */
 const POLL_TWO = new Int16Array(8);
 const POLL_TWO_FDS = new Int32Array(POLL_TWO.buffer);

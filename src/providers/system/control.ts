@@ -21,7 +21,7 @@ import {
 } from '../../sys/libc.js';
 import { disableOffloads, ifnameOf, ifreqIoctl, ifreqWithData, validateIfName } from '../../sys/ifreq.js';
 import { Netns, netnsPath, readProcNet } from '../../sys/netns.js';
-import type { Config, CreateOptions, DeviceContext, Features, In4, Provider, ProviderContext, ProviderDevice, Stats } from '../contract.js';
+import type { Config, CreateOptions, DeviceContext, Features, In4, IoControl, Provider, ProviderContext, ProviderDevice, Stats } from '../contract.js';
 
 /** OpenFlow port-feature bits (enum ofp_port_features). */
 const OFPPF = {
@@ -53,6 +53,16 @@ function ethtoolToOfppf(bits: number): number {
 
 function ofppfToEthtool(bits: number): number {
   return ETHTOOL_TO_OFPPF.reduce((acc, [ethtool, ofppf]) => (bits & ofppf ? acc | ethtool : acc), 0);
+}
+
+/** The statistics the kernel keeps of a device (it always has rxErrors and txErrors). */
+type KernelStats = Omit<Stats, 'rxRingDropped' | 'rxQueueDropped' | 'rxErrors' | 'txErrors'> & { rxErrors: number; txErrors: number };
+
+/** What the worker counts that the kernel does not (SystemDevice.workerStats). */
+export interface WorkerStats {
+  rxErrors: number;
+  txErrors: number;
+  rxQueueDropped: number | null;
 }
 
 /** The burst the seed uses when none is given, in kbit. */
@@ -142,6 +152,7 @@ export class SystemDevice implements ProviderDevice {
   protected readonly socket: ControlSocket;
   private readonly notifier: LinkNotifier;
   private readonly runProgram: ProviderContext['runProgram'];
+  private io: IoControl | null = null;
 
   constructor(
     protected readonly context: DeviceContext,
@@ -321,8 +332,43 @@ export class SystemDevice implements ProviderDevice {
     return this.cached('carrier', () => this.notifier.queryLink(this.getIfindex()).carrier === true);
   }
 
+  /**
+   * The kernel's statistics, plus what only the worker sees: frames it received or sent that the
+   * kernel does not count as errors (cut, too large for the RX ring, refused by the socket) in
+   * rxErrors and txErrors, and rxQueueDropped, brought up to date first.
+   */
+  async getStats(): Promise<Omit<Stats, 'rxRingDropped'>> {
+    const worker = await this.workerStats();
+    const kernel = this.kernelStats();
+    return { ...kernel, rxErrors: kernel.rxErrors + worker.rxErrors, txErrors: kernel.txErrors + worker.txErrors, rxQueueDropped: worker.rxQueueDropped };
+  }
+
+  /** Keeps the I/O half's control while its worker runs, for workerStats. */
+  ioStarted(io: IoControl): void {
+    this.io = io;
+  }
+
+  ioStopping(): void {
+    this.io = null;
+  }
+
+  ioFailed(): void {
+    this.io = null;
+  }
+
+  /**
+   * What only the worker counts: frames it could not deliver or send, and the frames the kernel
+   * dropped from the packet socket's queue (the worker reads PACKET_STATISTICS first while it
+   * runs, so the count is exact up to this call).
+   */
+  protected async workerStats(): Promise<WorkerStats> {
+    await this.io?.call('readQueueDrops');
+    const { rxErrors, txErrors, rxQueueDropped } = this.context.shared.read();
+    return { rxErrors, txErrors, rxQueueDropped };
+  }
+
   /** Statistics from rtnetlink (IFLA_STATS64), or /proc/net/dev of the device's namespace if that fails. */
-  getStats(): Omit<Stats, 'rxRingDropped'> {
+  private kernelStats(): KernelStats {
     let link: LinkMessage | null = null;
     try {
       link = this.notifier.queryLink(this.getIfindex());
@@ -340,7 +386,7 @@ export class SystemDevice implements ProviderDevice {
   }
 
   /** Statistics from /proc/net/dev of the device's namespace; the fields it lacks are null. */
-  private getProcStats(): Omit<Stats, 'rxRingDropped'> {
+  private getProcStats(): KernelStats {
     const name = this.currentName();
     const line = readProcNet('dev', this.socket.netns)
       .split('\n')

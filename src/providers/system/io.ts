@@ -2,11 +2,16 @@
  * The system provider's I/O half (runs in the device's worker): an AF_PACKET raw socket bound to
  * the device, in the device's network namespace (the worker enters it for good).
  *
- * - Receive: recvmmsg batches into a staging area of 64 KiB slots (so a GSO frame of up to 64 KiB
- *   from a veth with offloads on is never cut; a frame cut anyway is counted in rxErrors, never
- *   delivered), then one copy per frame into the RX ring, padded to 60 bytes.  For a Switch
- *   port, receiveStaged leaves the frames in the staging area for the worker's forwarding agent,
- *   and packetFd shares the socket with the other ports' workers.
+ * - Receive: recvmmsg batches into a staging area of slots that hold the largest frame a device
+ *   can carry without GSO (MTU 65535, 802.1Q-tagged) and a GSO frame of up to 64 KiB from a veth
+ *   with offloads on; a frame that does not fit (a larger GSO frame, BIG TCP) is counted in
+ *   rxErrors, never delivered cut.  Then one copy per frame into the RX ring, padded to 60
+ *   bytes.  For a Switch port, receiveStaged leaves the frames in the staging area for the
+ *   worker's forwarding agent, and packetFd shares the socket with the other ports' workers.
+ * - Frames the kernel drops because the socket's receive buffer is full (the worker fell behind)
+ *   are read from PACKET_STATISTICS into rxQueueDropped: every few full batches (the queue may be
+ *   overflowing), whenever the queue is found empty after frames were received (so the count is
+ *   exact once traffic stops), and on demand (control 'readQueueDrops').
  * - Transmit: sendmmsg batches straight from the TX ring: each iovec points into the ring's
  *   shared memory, so frames are not copied in JavaScript.  ENOBUFS/EAGAIN is backpressure: the
  *   frames are put back and the worker retries a millisecond later (AF_PACKET has no event for
@@ -31,8 +36,14 @@ import { MIN_FRAME, type CreateIo, type DeviceIo, type Ethertype, type IoContext
 import type { SystemIoOptions } from './control.js';
 
 const BATCH = 32;
-const SLOT = 65536;
+/** ETH_MAX_MTU + Ethernet header + 802.1Q tag = 65553 bytes, rounded up to 64. */
+const SLOT = 65600;
 const RCVBUF = 4 * 1024 * 1024;
+/**
+ * While full batches keep coming (the socket may be overflowing), the drop count is read every
+ * this many: a getsockopt costs about as much as an empty recvmmsg (0.65 us), once per 256 frames.
+ */
+const DROPS_READ_EVERY = 8;
 /** Control buffer per received frame: one cmsghdr with a struct tpacket_auxdata (CMSG_SPACE(20) = 40). */
 const CONTROL_BYTES = 48;
 const VLAN_TAG = 4;
@@ -53,6 +64,10 @@ class PacketIo implements DeviceIo {
   /** The TX ring's record region address, learned on the first transmit. */
   private txBase: [number, number] | null = null;
   private readonly waker: FdWaker;
+  /** Frames were received since the socket's drop count was last read. */
+  private dropsUnread = false;
+  /** Full batches received since then. */
+  private fullBatches = 0;
 
   constructor(
     private readonly context: IoContext,
@@ -86,15 +101,20 @@ class PacketIo implements DeviceIo {
     const count = sys.recvmmsg(this.fd, this.rxVector.headers, want, MSG_DONTWAIT);
     if (count < 0) {
       const code = errnoName(lastErrno());
-      if (code === EAGAIN) this.waker.waitReadable();
-      else if (code !== 'EINTR' && code !== 'ENETDOWN') this.fail('recvmmsg', code);
+      if (code === EAGAIN) {
+        // The queue is empty: no frame can be dropped until more arrive, so the count is final for now.
+        if (this.dropsUnread) this.readQueueDrops();
+        this.waker.waitReadable();
+      } else if (code !== 'EINTR' && code !== 'ENETDOWN') this.fail('recvmmsg', code);
       return 0;
     }
+    this.dropsUnread = true;
+    if (count === BATCH && ++this.fullBatches === DROPS_READ_EVERY) this.readQueueDrops();
     const { rx, counters } = this.context;
     for (let i = 0; i < count; i++) {
       const truncated = (this.rxVector.flags(i) & MSG_TRUNC) !== 0;
-      const length = truncated ? 0 : this.restoreVlanTag(i, this.rxVector.length(i));
-      if (truncated || length > rx.maxRecord) {
+      const length = truncated ? -1 : this.restoreVlanTag(i, this.rxVector.length(i));
+      if (length < 0 || length > rx.maxRecord) {
         counters.rxErrors++;
         this.stagedLengths[i] = -1;
       } else if (length < MIN_FRAME) {
@@ -109,7 +129,8 @@ class PacketIo implements DeviceIo {
 
   /**
    * The kernel takes the 802.1Q tag out of a received frame and reports it in PACKET_AUXDATA:
-   * puts it back after the MAC addresses, as it was on the wire.  Returns the frame's length.
+   * puts it back after the MAC addresses, as it was on the wire.  Returns the frame's length,
+   * or -1 if the tagged frame does not fit its slot.
    */
   private restoreVlanTag(i: number, length: number): number {
     const control = this.rxVector.control;
@@ -117,13 +138,30 @@ class PacketIo implements DeviceIo {
     if (this.rxVector.controlLength(i) < CMSG_HEADER + AUXDATA_VLAN_TPID + 2) return length;
     if (control.readInt32LE(at + CMSG_LEVEL) !== SOL_PACKET || control.readInt32LE(at + CMSG_TYPE) !== PACKET_AUXDATA) return length;
     const status = control.readUInt32LE(at + CMSG_HEADER + AUXDATA_STATUS);
-    if ((status & TP_STATUS_VLAN_VALID) === 0 || length < 12 || length + VLAN_TAG > SLOT) return length;
+    if ((status & TP_STATUS_VLAN_VALID) === 0 || length < 12) return length;
+    if (length + VLAN_TAG > SLOT) return -1;
     const tpid = (status & TP_STATUS_VLAN_TPID_VALID) !== 0 ? control.readUInt16LE(at + CMSG_HEADER + AUXDATA_VLAN_TPID) : ETH_P_8021Q;
     const frame = i * SLOT;
     this.staging.copyWithin(frame + 12 + VLAN_TAG, frame + 12, frame + length);
     this.staging.writeUInt16BE(tpid, frame + 12);
     this.staging.writeUInt16BE(control.readUInt16LE(at + CMSG_HEADER + AUXDATA_VLAN_TCI), frame + 14);
     return length + VLAN_TAG;
+  }
+
+  /** Adds the frames the kernel dropped from the socket's queue since the last read to rxQueueDropped. */
+  private readQueueDrops(): void {
+    const drops = sys.packetDrops(this.fd);
+    if (drops < 0) this.fail('getsockopt', errnoName(lastErrno()));
+    this.context.counters.rxQueueDropped += drops;
+    this.dropsUnread = false;
+    this.fullBatches = 0;
+  }
+
+  /** 'readQueueDrops': brings rxQueueDropped up to date (the worker publishes the counters after a control call). */
+  control(op: string): unknown {
+    if (op !== 'readQueueDrops') throw new NetdevError({ code: 'EOPNOTSUPP', device: this.context.name, call: op, detail: `system I/O has no control '${op}'` });
+    this.readQueueDrops();
+    return undefined;
   }
 
   get stagedFd(): number {
@@ -214,6 +252,8 @@ export const createIo: CreateIo = (context) => {
     address.writeInt32LE(options.ifindex, 4);
     check(sys.bind(fd, address), 'bind', `bind to ifindex ${options.ifindex}`, context.name);
     drainSocket(fd);
+    // Drops so far were of frames that arrived before the device was open (of any interface, before bind).
+    check(sys.packetDrops(fd), 'getsockopt', 'PACKET_STATISTICS', context.name);
   } catch (error) {
     sys.close(fd);
     throw error;

@@ -10,7 +10,7 @@ import { netdevError } from '../../common/errors.js';
 import { check, errnoError, IFF_NO_PI, IFF_TAP, IFREQ_UNION, lastErrno, O_CLOEXEC, O_NONBLOCK, O_RDWR, SIOCGIFTXQLEN, sys, TUNSETIFF, TUNSETPERSIST } from '../../sys/libc.js';
 import { ifreq, validateIfName } from '../../sys/ifreq.js';
 import type { Config, CreateOptions, DeviceContext, Provider } from '../contract.js';
-import { LinuxServices, SystemDevice } from '../system/control.js';
+import { LinuxServices, SystemDevice, type WorkerStats } from '../system/control.js';
 
 const TUN_PATH = '/dev/net/tun';
 
@@ -68,6 +68,14 @@ class TapDevice extends SystemDevice {
 
   override ioOptions(): TapIoOptions {
     return { fd: this.fd, txQueueLength: this.ioctl(SIOCGIFTXQLEN, 'SIOCGIFTXQLEN').readInt32LE(IFREQ_UNION), packetInfo: false, ready: true };
+  }
+
+  /**
+   * None: a tap's statistics are the kernel's, counted from the kernel's side of the tap (what the
+   * worker reads is its tx), and it has no packet socket whose queue could overflow.
+   */
+  protected override async workerStats(): Promise<WorkerStats> {
+    return { rxErrors: 0, txErrors: 0, rxQueueDropped: null };
   }
 
   /** Closes the tun descriptor (after the worker has stopped): the tap goes unless persistent. */
