@@ -130,6 +130,14 @@ describe.skipIf(!privileged)('Switch under load, veth ports (worker path) in a n
     await finish(r);
   });
 
+  it('2 ports overloaded with small frames: what the kernel drops in front of a worker is counted too', async () => {
+    const r = await rigOf([{ kind: 'veth' }, { kind: 'veth' }]);
+    await r.phase([1], 'flood');
+    await r.send(1, 200_000, 60, 60); // faster than one worker forwards: s1's socket overflows
+    await finish(r);
+    expect(portOf(r, 's1').rxDropped).toBeGreaterThan(0);
+  });
+
   it('4 ports, jumbo frames (MTU 9000), floods from two hosts', async () => {
     const r = await rigOf([1, 2, 3, 4].map(() => ({ kind: 'veth' as const, mtu: 9000 })));
     await r.phase([1, 2], 'flood');
