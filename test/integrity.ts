@@ -112,6 +112,8 @@ export class FrameChecker {
   readonly corrupted: string[] = [];
   /** Frames that came in a lower or equal sequence than an earlier one of the same sender. */
   reordered = 0;
+  /** A few of the out-of-order arrivals, as 'sender:seq after last'. */
+  readonly samples: string[] = [];
   private readonly last = new Map<number, number>();
 
   /** @param vidOf the VLAN tag a frame from `sender` must carry here (null: untagged). */
@@ -126,7 +128,10 @@ export class FrameChecker {
       return verdict;
     }
     const last = this.last.get(verdict.sender);
-    if (last !== undefined && verdict.seq <= last) this.reordered++;
+    if (last !== undefined && verdict.seq <= last) {
+      this.reordered++;
+      if (this.samples.length < 10) this.samples.push(`${verdict.sender}:${verdict.seq} after ${last}`);
+    }
     this.last.set(verdict.sender, verdict.seq);
     this.received.set(verdict.sender, (this.received.get(verdict.sender) ?? 0) + 1);
     return verdict;

@@ -69,16 +69,21 @@ describe('Switch', () => {
     expect(await eventually(() => h1!.got.length === 1)).toBe(true); // and the switch has learned h2
     await h1!.dev.send(frame(1, 2, 3)); // only h2
     expect(await eventually(() => h2!.got.length === 2)).toBe(true);
-    await sleep(50);
-    expect(h3!.got.map(seqIn)).toEqual([1]);
-    expect(h1!.got.map(seqIn)).toEqual([2]);
+    // Markers: broadcasts sent after, which reach h3 (and h1) behind anything sent to them before.
+    await h1!.dev.send(frame(1, 0, 10));
+    await h2!.dev.send(frame(2, 0, 11));
+    expect(await eventually(() => h3!.got.length >= 3 && h1!.got.length >= 2)).toBe(true);
+    expect(h3!.got.map(seqIn).sort((a, b) => a - b)).toEqual([1, 10, 11]);
+    expect(h1!.got.map(seqIn)).toEqual([2, 11]);
     await h1!.dev.send(frame(1, 0, 4)); // broadcast: everyone but h1
-    expect(await eventually(() => h2!.got.length === 3 && h3!.got.length === 2)).toBe(true);
-    await sleep(30);
-    expect(h1!.got).toHaveLength(1);
+    expect(await eventually(() => h2!.got.length === 4 && h3!.got.length === 4)).toBe(true);
+    // Had 4 come back to h1, it would be queued there before h2 got it, so before this marker.
+    await h2!.dev.send(frame(2, 0, 12));
+    expect(await eventually(() => h1!.got.length >= 3)).toBe(true);
+    expect(h1!.got.map(seqIn)).toEqual([2, 11, 12]);
     expect(sw.learned).toBe(2);
     const [s1] = sw.counters();
-    expect(s1!.counters).toMatchObject({ rxFrames: 3, floods: 2, txFrames: 1 });
+    expect(s1!.counters).toMatchObject({ rxFrames: 4, floods: 3, txFrames: 3, filtered: 0, rxDropped: 0, txDropped: 0 });
   });
 
   it('keeps frames in order from one port to another', async () => {
@@ -91,16 +96,25 @@ describe('Switch', () => {
   });
 
   it('forgets MACs after the aging time, and floods again', async () => {
-    const { hosts: [h1, h2, h3] } = await topology([undefined, undefined, undefined], { agingSeconds: 0.1 });
+    const { hosts: [h1, h2, h3] } = await topology([undefined, undefined, undefined], { agingSeconds: 0.3 });
     await h2!.dev.send(frame(2, 1, 1)); // flooded; the switch learns h2
+    const learned = performance.now();
     expect(await eventually(() => h1!.got.length === 1 && h3!.got.length === 1)).toBe(true);
     await h1!.dev.send(frame(1, 2, 2)); // h2 known: only h2
     expect(await eventually(() => h2!.got.length === 1)).toBe(true);
-    await sleep(30);
-    expect(h3!.got.map(seqIn)).toEqual([1]);
-    await sleep(150);
-    await h1!.dev.send(frame(1, 2, 3)); // h2 aged out: flooded
+    await h1!.dev.send(frame(1, 0, 3)); // a marker behind it: h3 gets it, and not 2
     expect(await eventually(() => h3!.got.length === 2)).toBe(true);
+    expect(h3!.got.map(seqIn)).toEqual([1, 3]);
+    // Frames to h2 until one is flooded to h3 again: h2 has aged out, and not before its time.
+    let seq = 100;
+    while (h3!.got.length === 2 && performance.now() - learned < 5000) {
+      await h1!.dev.send(frame(1, 2, seq++));
+      await sleep(5); // the pace of the probes only; the result is decided by what arrives
+    }
+    const aged = performance.now() - learned;
+    expect(h3!.got.length).toBe(3);
+    expect(aged).toBeGreaterThanOrEqual(300 - 16); // one MAC-table tick of rounding
+    expect(aged).toBeLessThan(300 + 1000);
   });
 
   it('keeps access VLANs apart, and tags and untags toward a trunk', async () => {
@@ -114,8 +128,9 @@ describe('Switch', () => {
     expect(await eventually(() => h3!.got.length === 1)).toBe(true);
     expect(h3!.got[0]!.length).toBe(64);
     expect(seqIn(h3!.got[0]!)).toBe(2);
-    await sleep(50);
-    expect([h1!.got.length, h2!.got.length]).toEqual([0, 1]);
+    await trunk!.dev.send(frame(4, 0, 3, 10)); // a marker in VLAN 10: behind 2, had 2 leaked there
+    expect(await eventually(() => h1!.got.length === 1 && h2!.got.length === 2)).toBe(true);
+    expect([h1!.got.map(seqIn), h2!.got.map(seqIn), h3!.got.map(seqIn)]).toEqual([[3], [1, 3], [2]]);
   });
 
   it('refuses bad input with a NetdevError naming the device and the call, and keeps forwarding', async () => {
@@ -150,8 +165,9 @@ describe('Switch', () => {
     await sw.removePort(s3!);
     await h1!.dev.send(frame(1, 0, 1));
     expect(await eventually(() => h2!.got.length === 1)).toBe(true);
-    await sleep(30);
-    expect(h3!.got).toHaveLength(0);
+    await s3!.send(frame(9, 0, 2)); // a marker on s3's own wire: behind 1, had 1 been sent to s3
+    expect(await eventually(() => h3!.got.length === 1)).toBe(true);
+    expect(h3!.got.map(seqIn)).toEqual([2]);
     await s2!.close(); // the device goes away under the switch
     expect(await eventually(() => notices.some((n) => n.includes('dummy:s2')))).toBe(true);
     expect(sw.counters().map((c) => c.name)).toEqual(['dummy:s1']);

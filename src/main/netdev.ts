@@ -211,6 +211,22 @@ export class Netdev {
     return (this.device.io?.rx.droppedCount() ?? 0) + this.device.shared.value('rxQueueDropped');
   }
 
+  /** @internal For the Switch: the number of frames ever taken from the device's RX ring (by any reader of it). */
+  get recordsRead(): number {
+    return this.device.io?.rx.reader.consumed ?? 0;
+  }
+
+  /**
+   * @internal For the Switch: takes the frames waiting in the RX ring up to the `until`-th ever
+   * put there, calling `each` with each one's number, unless an iterator is reading the ring.
+   */
+  discardReceived(until: number, each: (record: number) => void): void {
+    const rx = this.device.io?.rx;
+    if (!rx || rx.claimed) return;
+    while (rx.reader.consumed < until && rx.reader.next() >= 0) each(rx.reader.consumed - 1);
+    rx.reader.release();
+  }
+
   /** Discards every received frame waiting in the device, and in the RX ring unless an iterator is reading it. */
   async drain(): Promise<void> {
     const io = this.requireIo('drain');

@@ -207,6 +207,8 @@ export class RingReader extends RingEnd {
   private released: number;
   private cachedHead: number;
   private readonly producerBell: Bell | null;
+  /** Records stepped to by next() since this reader was created (unread() takes one back). */
+  consumed = 0;
 
   constructor(descriptor: RingDescriptor) {
     super(descriptor);
@@ -238,13 +240,29 @@ export class RingReader extends RingEnd {
       this.offset = pos + RECORD_HEADER;
       this.previousPos = this.readPos;
       this.readPos = (this.readPos + RECORD_HEADER + align4(length)) & INDEX_MASK;
+      this.consumed++;
       return length;
     }
   }
 
-  /** Steps back over the record returned by the last next(), so that the next next() returns it again. */
+  /** Steps back over the record returned by the last next(), so that the next next() returns it again (once: see mark()). */
   unread(): void {
     this.readPos = this.previousPos;
+    this.consumed--;
+  }
+
+  /** The reader's position now, for rewind(). */
+  mark(): number {
+    return this.readPos;
+  }
+
+  /**
+   * Steps back to `mark` (a mark() taken since the last release()), over the `records` records
+   * next() returned since: the next next() returns the first of them again.
+   */
+  rewind(mark: number, records: number): void {
+    this.readPos = mark;
+    this.consumed -= records;
   }
 
   /** Returns the space of every record stepped over so far to the producer. */

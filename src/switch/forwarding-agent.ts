@@ -116,6 +116,10 @@ export class ForwardingAgent {
       counters[row + RX_FRAMES]++;
       counters[row + RX_BYTES] += length;
       const vid = vidAt(bytes, at, length);
+      if (this.vlan !== null && vid !== 0) {
+        counters[row + FILTERED]++; // a tagged frame on an access port: not of its VLAN
+        continue;
+      }
       const vlan = this.vlan ?? vid;
       if ((bytes[at + 6]! & 1) === 0) table.learn(vlan, bytes, at + 6, this.index, now);
       const port = (bytes[at]! & 1) === 0 ? table.lookup(vlan, bytes, at, now, this.maxAge) : -1;
@@ -163,6 +167,7 @@ export class ForwardingAgent {
     while (done < output.queued) {
       const headers = done === 0 ? vector.headers : vector.headers.subarray(done * MMSGHDR_SIZE);
       const sent = sys.sendmmsg(spec.fd, headers, output.queued - done, MSG_DONTWAIT);
+      const code = sent > 0 ? '' : sent === 0 ? 'EAGAIN' : errnoName(lastErrno());
       if (sent > 0) {
         for (let i = done; i < done + sent; i++) {
           counters[base + TX_FRAMES]++;
@@ -171,7 +176,6 @@ export class ForwardingAgent {
         done += sent;
         continue;
       }
-      const code = errnoName(lastErrno());
       if (code === 'EINTR') continue;
       const dropped = code === 'ENOBUFS' || code === 'EAGAIN' ? output.queued - done : 1;
       counters[base + TX_DROPS] += dropped;

@@ -82,14 +82,14 @@ interface Port {
   /** Set while the port's worker is being made to forward; its loop waits for it before forwarding a batch. */
   attaching: Promise<void> | null;
   /**
-   * Frames this port's loop has taken from its device, and how many of the first ones the worker
-   * put in the RX ring before its agent started (null: no agent): every later frame is one the
-   * agent passed up, already counted, learned and sent wherever the agent could, and its
-   * pass-up mask says where the main thread must send it.
+   * How many frames the worker had put in the device's RX ring when its agent started (null: no
+   * agent): every later frame is one the agent passed up, already counted, learned and sent
+   * wherever the agent could, and its pass-up mask says where the main thread must send it.
    */
-  taken: number;
   agentFrom: number | null;
   masks: PassUpMasks | null;
+  /** The device's receive drops when the port was added (its rxDropped counts from there). */
+  readonly dropsBefore: number;
   /** Frames queued for this port by the batch being forwarded (filled and sent in one synchronous step). */
   readonly pending: Uint8Array[];
   loop: Promise<void> | null;
@@ -128,7 +128,14 @@ export class Switch {
   private readonly ports = new Map<Netdev, Port>();
   /** Ports by index; an index is free again once its port is fully removed. */
   private readonly slots: (Port | undefined)[] = new Array<Port | undefined>(MAX_PORTS);
+  /** Indices of removed ports that cannot be given out yet (see release). */
   private readonly reserved = new Set<number>();
+  /** Ports whose worker forwards (removed ones too, until their agent has stopped). */
+  private readonly agents = new Set<Port>();
+  /** Indices waiting until every agent port's loop has read past the frames that may name them. */
+  private readonly releases: { index: number; until: Map<Port, number> }[] = [];
+  /** Per output port: what ports that are gone sent it, dropped for it (TX_FRAMES, TX_BYTES, TX_DROPS). */
+  private readonly retired = new Float64Array(MAX_PORTS * 3);
   private readonly table = new MacTable(TABLE_SIZE);
   /** Counters of the agents (each row written by one port's worker) and of the main thread (same layout). */
   private readonly shared = forwardingCounters();
@@ -161,6 +168,7 @@ export class Switch {
     const refuse = (code: string, detail: string) => new NetdevError({ code, device: dev.name, call: 'addPort', detail });
     if (vlan !== undefined && !(Number.isInteger(vlan) && vlan >= 1 && vlan <= 4094)) throw refuse('EINVAL', `vlan must be 1-4094, not ${String(vlan)}`);
     if (this.ports.has(dev)) throw refuse('EEXIST', 'already a port of this Switch');
+    if ([...this.agents].some((p) => p.dev === dev)) throw refuse('EBUSY', 'still being removed from this Switch: await removePort() first');
     let index = 0;
     while (index < MAX_PORTS && (this.slots[index] || this.reserved.has(index))) index++;
     if (index === MAX_PORTS) throw refuse('ENOSPC', `a Switch has at most ${MAX_PORTS} ports`);
@@ -173,9 +181,9 @@ export class Switch {
       kickFd: -1,
       agent: false,
       attaching: null,
-      taken: 0,
       agentFrom: null,
       masks: null,
+      dropsBefore: dev.receiveDrops,
       pending: [],
       loop: null,
       iterator: null,
@@ -224,7 +232,11 @@ export class Switch {
   }
 
   private countersOf(port: Port): PortCounters {
-    const c: PortCounters = { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, floods: 0, filtered: 0, rxDropped: port.dev.receiveDrops, txDropped: 0 };
+    const r = this.retired;
+    const c: PortCounters = {
+      rxFrames: 0, rxBytes: 0, txFrames: r[port.index * 3 + TX_FRAMES]!, txBytes: r[port.index * 3 + TX_BYTES]!, floods: 0, filtered: 0,
+      rxDropped: port.dev.receiveDrops - port.dropsBefore, txDropped: r[port.index * 3 + TX_DROPS]!,
+    };
     for (const s of [this.shared, this.mainCounters]) {
       const row = inputCounter(port.index, 0);
       c.rxFrames += s[row + RX_FRAMES]!;
@@ -241,10 +253,18 @@ export class Switch {
     return c;
   }
 
-  /** Zeroes the counters of port index `index` (before the index is given to a new port). */
+  /**
+   * Zeroes the counters of port index `index` before the index is given to a new port; what the
+   * port that had it sent to the others stays in their counts.
+   */
   private clearCounters(index: number): void {
+    this.retired.fill(0, index * 3, index * 3 + 3);
     for (const s of [this.shared, this.mainCounters]) {
       const row = inputCounter(index, 0);
+      for (let output = 0; output < MAX_PORTS; output++) {
+        const at = outputCounter(index, output, 0);
+        for (let k = 0; k < 3; k++) this.retired[output * 3 + k] += s[at + k]!;
+      }
       s.fill(0, row, inputCounter(index + 1, 0));
       for (let input = 0; input < MAX_PORTS; input++) {
         const at = outputCounter(input, index, 0);
@@ -262,11 +282,23 @@ export class Switch {
     return [...this.ports.values()].filter((p) => p !== port).map((p) => ({ index: p.index, vlan: p.vlan, fd: p.fd }));
   }
 
-  /** Tells every port's agent the current set of ports (errors: the device is going away, and its loop says so). */
-  private async updateAgents(): Promise<void> {
+  /**
+   * Tells every port's agent the current set of ports (errors: the device is going away, and its
+   * loop says so).  Resolves with, per agent port, how many frames its worker had put in its RX
+   * ring by then: frames passed up later name only ports of the new set.
+   */
+  private async updateAgents(): Promise<Map<Port, number>> {
+    const told = new Map<Port, number>();
     await Promise.all(
-      [...this.ports.values()].filter((p) => p.agent).map((p) => p.dev.workerCall('Switch', (api) => api.setSwitchOutputs(this.outputsOf(p))).catch(() => {})),
+      [...this.agents].map(async (p) => {
+        try {
+          told.set(p, await p.dev.workerCall('Switch', (api) => api.setSwitchOutputs(p.removed ? [] : this.outputsOf(p)), true));
+        } catch {
+          // its worker has ended: it passes nothing up any more
+        }
+      }),
     );
+    return told;
   }
 
   /** Shares the port's packet socket with the other agents and starts its own agent, where the provider can. */
@@ -279,6 +311,7 @@ export class Switch {
     port.kickFd = sys.eventfd();
     const spec = { table: this.table.descriptor, counters: this.shared, index: port.index, vlan: port.vlan, maxAge: this.maxAge, outputs: this.outputsOf(port), kickFd: port.kickFd };
     const attach = port.dev.workerCall('Switch', (api) => api.attachSwitch(spec));
+    this.agents.add(port); // from now on it may be forwarding: every change of the ports must reach it
     port.attaching = attach.then(
       (start) => {
         port.agentFrom = start.from;
@@ -286,6 +319,7 @@ export class Switch {
         port.agent = true;
       },
       (error: unknown) => {
+        this.agents.delete(port);
         if (!port.removed) this.notice(`port ${port.dev.name} forwards on the main thread: its worker cannot: ${(error as Error).message}`);
       },
     );
@@ -294,18 +328,51 @@ export class Switch {
   }
 
   /**
-   * After a port is detached: no agent sends to it any more, its own agent stops (even if its
-   * handle has closed while its device runs on), its socket and eventfd close, its index is free.
-   * If the worker cannot be reached it has ended, and nothing rings its bell any more.
+   * After a port is detached: its own agent stops (even if its handle has closed while its device
+   * runs on), and the frames it had passed up that were not forwarded yet are dropped and counted;
+   * then no other agent sends to it any more, its socket and eventfd close, and its index is
+   * released once no frame left in a ring can name it.  If a worker cannot be reached it has
+   * ended, and nothing rings its bell any more.
    */
   private async stopAgent(port: Port): Promise<void> {
-    await this.updateAgents();
-    if (port.agent) await port.dev.workerCall('Switch', (api) => api.detachSwitch(), true).catch(() => {});
+    if (this.agents.delete(port)) {
+      try {
+        const until = await port.dev.workerCall('Switch', (api) => api.detachSwitch(), true);
+        this.dropPassedUp(port, until);
+      } catch {
+        // the worker has ended
+      }
+    }
     port.agent = false;
+    this.table.forgetPort(port.index); // again: its agent may have learned until it stopped
+    const told = await this.updateAgents();
     for (const fd of [port.fd, port.kickFd]) if (fd >= 0) sys.close(fd);
     port.fd = -1;
     port.kickFd = -1;
-    this.reserved.delete(port.index);
+    this.releases.push({ index: port.index, until: told });
+    this.release();
+  }
+
+  /** Counts as dropped, for the ports they were for, the frames `port`'s agent passed up (up to record `until`) that its loop did not forward. */
+  private dropPassedUp(port: Port, until: number): void {
+    if (port.agentFrom === null) return;
+    const counters = this.mainCounters;
+    port.dev.discardReceived(until, (record) => {
+      if (record < port.agentFrom!) return;
+      const outputs = port.masks!.get(record - port.agentFrom!, this.passedUp);
+      for (let index = outputs.take(); index >= 0; index = outputs.take()) counters[outputCounter(port.index, index, TX_DROPS)]++;
+    });
+  }
+
+  /** Gives back the indices no frame in an agent port's RX ring can name any more. */
+  private release(): void {
+    for (let i = this.releases.length - 1; i >= 0; i--) {
+      const { index, until } = this.releases[i]!;
+      for (const [p, record] of until) if (p.removed || p.dev.recordsRead >= record) until.delete(p);
+      if (until.size > 0) continue;
+      this.releases.splice(i, 1);
+      this.reserved.delete(index);
+    }
   }
 
   private detach(port: Port): void {
@@ -330,6 +397,7 @@ export class Switch {
         if (port.attaching) await port.attaching;
         if (port.removed) break;
         this.forwardBatch(port, batch);
+        if (this.releases.length > 0) this.release();
         if (performance.now() - lastYield > YIELD_AFTER_MS) {
           await yieldToEventLoop(); // the batch is sent: holding its views over the pause is harmless
           lastYield = performance.now();
@@ -354,8 +422,10 @@ export class Switch {
     const now = table.now();
     const row = inputCounter(input.index, 0);
     const counters = this.mainCounters;
+    // The RX ring record of each frame: the batch is the last batch.length records read.
+    let record = input.dev.recordsRead - batch.length;
     for (const frame of batch) {
-      const seq = input.taken++ - (input.agentFrom ?? Infinity);
+      const seq = record++ - (input.agentFrom ?? Infinity);
       const vid = vidAt(frame, 0, frame.length);
       const vlan = input.vlan ?? vid;
       if (seq >= 0) {
@@ -363,11 +433,16 @@ export class Switch {
         for (let index = outputs.take(); index >= 0; index = outputs.take()) {
           const output = this.slots[index];
           if (output) this.queue(input, output, frame, vlan, vid);
+          else counters[outputCounter(input.index, index, TX_DROPS)]++; // that port is gone
         }
         continue;
       }
       counters[row + RX_FRAMES]++;
       counters[row + RX_BYTES] += frame.length;
+      if (input.vlan !== null && vid !== 0) {
+        counters[row + FILTERED]++; // a tagged frame on an access port: not of its VLAN
+        continue;
+      }
       if ((frame[6]! & 1) === 0) table.learn(vlan, frame, 6, input.index, now);
       const index = (frame[0]! & 1) === 0 ? table.lookup(vlan, frame, 0, now, this.maxAge) : -1;
       const owner = index >= 0 ? this.slots[index] : undefined;
@@ -383,14 +458,30 @@ export class Switch {
       }
     }
     for (const output of this.ports.values()) if (output.pending.length > 0) this.flush(input, output);
+    this.retaggedFrom = this.retagged = null;
   }
 
-  /** Queues `frame` (of `vlan`, carrying tag `vid`) from `input` to `output`, tagging or untagging between access ports and trunks. */
+  /**
+   * Queues `frame` (of `vlan`, carrying tag `vid`) from `input` to `output`, tagging or untagging
+   * between access ports and trunks (one new frame each way, whatever the number of outputs).
+   */
   private queue(input: Port, output: Port, frame: Uint8Array, vlan: number, vid: number): void {
-    let out = frame;
-    if (input.vlan !== null && output.vlan === null) out = tagged(frame, vlan);
-    else if (input.vlan === null && output.vlan !== null && vid !== 0) out = untagged(frame);
-    output.pending.push(out);
+    if (input.vlan !== null && output.vlan === null) output.pending.push(this.retag(frame, () => tagged(frame, vlan)));
+    else if (input.vlan === null && output.vlan !== null && vid !== 0) output.pending.push(this.retag(frame, () => untagged(frame)));
+    else output.pending.push(frame);
+  }
+
+  /** The frame last tagged or untagged, and what it became. */
+  private retaggedFrom: Uint8Array | null = null;
+  private retagged: Uint8Array | null = null;
+
+  /** `make()`, made once for `frame` whatever the number of outputs (a frame only ever needs one: tagged from an access port, untagged from a trunk). */
+  private retag(frame: Uint8Array, make: () => Uint8Array): Uint8Array {
+    if (this.retaggedFrom !== frame) {
+      this.retaggedFrom = frame;
+      this.retagged = make();
+    }
+    return this.retagged!;
   }
 
   /**

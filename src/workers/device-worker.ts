@@ -110,10 +110,10 @@ export interface DeviceWorkerApi {
    * ring before (every later one is a frame the agent passed up) and the agent's pass-up masks.
    */
   attachSwitch(spec: AgentSpec): Promise<AgentStart>;
-  /** Gives the forwarding agent a new set of other ports. */
-  setSwitchOutputs(outputs: OutputSpec[]): Promise<void>;
-  /** Ends forwarding in this worker: received frames go to the RX ring again. */
-  detachSwitch(): Promise<void>;
+  /** Gives the forwarding agent a new set of other ports; resolves with the frames put in the RX ring so far (frames passed up later see the new set). */
+  setSwitchOutputs(outputs: OutputSpec[]): Promise<number>;
+  /** Ends forwarding in this worker: received frames go to the RX ring again.  Resolves with the frames put in the RX ring so far. */
+  detachSwitch(): Promise<number>;
   /** Stops the loop and closes the I/O half. */
   stop(): Promise<void>;
 }
@@ -294,11 +294,13 @@ const api: DeviceWorkerApi = {
   async setSwitchOutputs(outputs) {
     requireIo();
     loop!.agent?.setOutputs(outputs);
+    return context!.rx.committed;
   },
 
   async detachSwitch() {
     context?.bell.setKickFd(-1);
     if (loop) loop.agent = null;
+    return context?.rx.committed ?? 0;
   },
 
   async stop() {
