@@ -105,11 +105,12 @@ describe('Switch under load, dummy ports (main thread path)', () => {
     r.resume(3);
     await finish(r);
     // Every frame the Switch took in from host 1 (with the one settle() sent last) went on to
-    // host 2.  Had host 3 blocked the input, the Switch would have stopped taking frames from
-    // host 1 once its RX ring was full: under 2000 frames of this size.
+    // host 2, or was counted (on a starved machine s2's own queue may overflow).  Had host 3
+    // blocked the input, the Switch would have stopped taking frames from host 1 once the
+    // stopped port's queues were full: about 500 frames of this size.
     const [s1, s2] = [portOf(r, 'dummy:s1'), portOf(r, 'dummy:s2')];
-    expect(s1.rxFrames).toBeGreaterThan(2500);
-    expect(s2).toMatchObject({ txFrames: s1.rxFrames, txDropped: 0 });
+    expect(s1.rxFrames).toBeGreaterThan(1200);
+    expect(s2.txFrames + s2.txDropped).toBe(s1.rxFrames);
   });
 
   it('ports added and removed while frames flow', async () => {
