@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NetdevError, NetdevManager, netdevError, type Provider, type ProviderDevice } from '../dist/index.js';
 import { JobPool } from '../dist/main/job-pool.js';
-import { ethFrame, eventually, prefixed, rejection, seqOf, sleep, tempDir, thrown } from './helpers.js';
+import { ethFrame, eventually, expectWarning, prefixed, rejection, seqOf, sleep, tempDir, thrown } from './helpers.js';
 
 let mgr: NetdevManager;
 
@@ -113,6 +113,8 @@ describe('registering providers', () => {
   });
 
   it('reports a failing init clearly, once, without breaking other providers', async () => {
+    expectWarning(/failed to initialize the broken provider/); // once, from the first open
+    expectWarning(/cannot enumerate broken devices/); // enumerate skips a provider that fails, with a warning
     let inits = 0;
     mgr.register(
       bareProvider('broken:', {}, {

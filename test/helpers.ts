@@ -93,3 +93,18 @@ export function requireTool(test: TestContext, program: string, debianPackage: s
   console.warn(`\n*** ${message} ***\n`);
   test.skip(reason);
 }
+
+/**
+ * Process warnings emitted since the last check, and the patterns the current test declared with
+ * expectWarning(); test/warning-guard.ts (a vitest setup file) fills and checks it.
+ */
+export const warningLedger = { emitted: [] as string[], expected: [] as RegExp[] };
+
+/**
+ * Declares that the current test makes the process emit a warning matching `pattern` (tested
+ * against "NAME: MESSAGE"): the warning guard lets such warnings pass, and fails the test if none
+ * came by the end of its hooks.  Any other warning fails the test that emitted it.
+ */
+export function expectWarning(pattern: RegExp): void {
+  warningLedger.expected.push(pattern);
+}

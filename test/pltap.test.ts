@@ -19,13 +19,17 @@ describe.skipIf(!privileged)('pltap devices with the vsysd backend, in a network
   let ns: TestNetns;
   let dir: string;
   let vsysd: ChildProcess;
+  /** What vsysd logged: one line per request it served, with its reply. */
+  let vsysdLog: string;
   let mgr: NetdevManager;
 
   beforeEach(async () => {
     ns = new TestNetns();
     dir = mkdtempSync(join(tmpdir(), 'netdev-vsys-'));
     vsysd = spawn('ip', ['netns', 'exec', ns.name, process.execPath, CLI, 'vsysd', '--dir', dir], { stdio: ['ignore', 'pipe', 'inherit'] });
-    await new Promise<void>((resolve) => vsysd.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('serving') && resolve()));
+    vsysdLog = '';
+    vsysd.stdout!.on('data', (chunk: Buffer) => (vsysdLog += chunk));
+    await new Promise<void>((resolve) => vsysd.stdout!.on('data', () => vsysdLog.includes('serving') && resolve()));
     mgr = new NetdevManager({ vsysDir: dir, vsysTimeoutMs: 3000 });
   });
   afterEach(async () => {
@@ -139,6 +143,18 @@ describe.skipIf(!privileged)('pltap devices with the vsysd backend, in a network
     expect(error).toBeInstanceOf(NetdevError);
     expect(error.message).toContain('no such pltap netdev');
     expect((await rejection(mgr.command('no/such-command'))).code).toBe('ENOENT');
+  });
+
+  it('closes only after the flag sync in flight has ended, which reaches the tap before it goes away', async () => {
+    const { dev, tapname } = await finalizedTap();
+    await dev.turnFlagsOn({ promisc: true });
+    expect(await eventually(() => ns.link(tapname).flags.includes('PROMISC'))).toBe(true);
+    await dev.turnFlagsOff({ promisc: true });
+    await new Promise((resolve) => setImmediate(resolve)); // the sync list runs: its promisc request is in flight
+    await dev.close();
+    expect(ns.json<{ ifname: string }[]>('link', 'show').map((l) => l.ifname)).not.toContain(tapname);
+    // vsysd served the request on the live tap (the warning guard fails this test if the sync failed).
+    expect(await eventually(() => vsysdLog.includes(`promisc ${JSON.stringify(`${tapname}\n-\n`)} -> ok`))).toBe(true);
   });
 
   it('takes the tap away when the device closes', async () => {

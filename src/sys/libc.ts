@@ -269,20 +269,39 @@ export function addressOf(bytes: Uint8Array): bigint {
 }
 
 /**
+ * This thread's poll handles not yet closed.  They are stopped when the thread exits: libuv's
+ * last run over the handles, as the environment is torn down, would otherwise call back into
+ * JavaScript for a descriptor that became readable meanwhile (an unref'd notifier's socket after
+ * the exit hook restored flags), which koffi turns into a fatal error (abort, status 134).
+ */
+const liveWatches = new Set<{ stop(): void }>();
+
+/**
  * Watches `fd` on this thread's event loop (libuv poll, no thread of its own); see koffi.node.poll.
  * `onReadable(failed)`: `failed` when libuv reports an error on the descriptor (POLLERR), after
- * which libuv has stopped watching it until start() is called again.
+ * which libuv has stopped watching it until start() is called again.  Never called once the
+ * thread's 'exit' event has run.
  */
 export function watchReadable(fd: number, onReadable: (failed: boolean) => void): { stop(): void; close(): void; start(writable?: boolean): void; unref(): void } {
   // koffi calls back with libuv's status (negative on error) and the events; its typings name only the events.
   const callback = ((status: number) => onReadable(status < 0)) as never;
   const handle = koffi.node.poll(fd, { readable: true }, callback);
+  if (liveWatches.size === 0) process.once('exit', stopLiveWatches);
+  liveWatches.add(handle);
   return {
     start: (writable = false) => handle.start({ readable: true, writable }, callback),
     stop: () => handle.stop(),
-    close: () => handle.close(),
+    close: () => {
+      liveWatches.delete(handle);
+      if (liveWatches.size === 0) process.off('exit', stopLiveWatches);
+      handle.close();
+    },
     unref: () => handle.unref(),
   };
+}
+
+function stopLiveWatches(): void {
+  for (const handle of liveWatches) handle.stop();
 }
 
 /** struct sockaddr_un for `path` (at most 107 bytes; the caller checks). */

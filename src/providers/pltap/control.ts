@@ -9,7 +9,8 @@
  *   and once it is up its I/O half starts moving frames (those sent before wait in the TX ring).
  * - Flags: updateFlags only records what is wanted and queues the device for a sync (it may run
  *   in an exit hook, where no transaction can); the sync runs on the event loop, one device at a
- *   time, with vif_up / vif_down / promisc transactions in the job pool, and bumps changeSeq.
+ *   time, with vif_up / vif_down / promisc transactions in the job pool, and bumps changeSeq; a
+ *   device that closes waits for its sync in flight before the tap goes away.
  * - MAC through SIOCGIFHWADDR on the kernel tap; setting it, and statistics, are EOPNOTSUPP as in
  *   the seed (absent members).
  * - Command 'netdev-pltap/get-tapname' NAME answers the kernel name of the tap.
@@ -58,6 +59,8 @@ class PltapDevice {
   private wantedFlags = 0;
   private io: IoControl | null = null;
   private ioReady = false;
+  /** The sync running now: destroy() waits for it, so no transaction names a tap that is gone. */
+  private syncing: Promise<void> | null = null;
 
   constructor(
     private readonly context: DeviceContext,
@@ -136,6 +139,16 @@ class PltapDevice {
   /** The seed's netdev_pltap_sync_flags: bring the kernel to the wanted flags through vsys. */
   async sync(): Promise<void> {
     if (!this.attached || !this.finalized) return;
+    const running = this.applyWantedFlags();
+    this.syncing = running;
+    try {
+      await running;
+    } finally {
+      this.syncing = null;
+    }
+  }
+
+  private async applyWantedFlags(): Promise<void> {
     const { realName: name, wantedFlags: wanted, flags: current } = this;
     if (wanted & NETDEV_UP && !(current & NETDEV_UP)) {
       await this.vsys('vif_up', `${name}\n${formatIPv4(this.localIp!)}\n${this.localNetmask}\n`);
@@ -145,7 +158,6 @@ class PltapDevice {
     if ((wanted ^ current) & NETDEV_PROMISC) {
       await this.vsys('promisc', wanted & NETDEV_PROMISC ? `${name}\n` : `${name}\n-\n`);
     }
-    if (!this.attached) return; // closed while the transactions ran
     this.flags = this.readFlags();
     this.context.shared.flags = this.flags;
     this.context.changed();
@@ -181,8 +193,14 @@ class PltapDevice {
     this.ioReady = false;
   }
 
-  destroy(): void {
+  /**
+   * Takes the tap away, once a sync already running has ended (a vsys request in flight would
+   * otherwise name a tap that is gone, or another tap the kernel gave its name); one not started
+   * is dropped, as the tap and its flags go away.
+   */
+  async destroy(): Promise<void> {
     this.forget(this);
+    await this.syncing?.catch(() => {}); // the sync list reports the failure
     if (this.fd >= 0) sys.close(this.fd);
     this.fd = -1;
   }
