@@ -31,10 +31,18 @@ interface Run {
   stderr: string;
 }
 
+/**
+ * The environment without what `npm test` adds for its script: npm_config_local_prefix (this
+ * project) would make an npm run in the fresh project act on this one.  The cache, config files,
+ * registry and proxies given to npm are kept.
+ */
+const KEPT_NPM_SETTINGS = /^npm_config_(cache|userconfig|globalconfig|registry|cafile|proxy|https_proxy|noproxy|strict_ssl)$/i;
+const ENV = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^npm_/i.test(key) || KEPT_NPM_SETTINGS.test(key)));
+
 /** Runs `program` with `args` in `cwd` (an argument vector, no shell), at most `timeoutMs`; never rejects. */
 function run(program: string, args: string[], cwd: string, timeoutMs = 20_000): Promise<Run> {
   return new Promise((done) => {
-    execFile(program, args, { cwd, timeout: timeoutMs, encoding: 'utf8', maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
+    execFile(program, args, { cwd, env: ENV, timeout: timeoutMs, encoding: 'utf8', maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
       done({ code, stdout, stderr: error && code === -1 ? `${stderr}\n${error.message}` : stderr });
     });
@@ -78,10 +86,10 @@ beforeAll(async () => {
   writeFileSync(join(app, 'package-lock.json'), JSON.stringify({ name: 'app', version: '1.0.0', lockfileVersion: 3, requires: true, packages }, null, 2));
 
   const quiet = ['--no-audit', '--no-fund', '--loglevel=error'];
-  let install = await run('npm', ['ci', '--offline', ...quiet], app);
+  let install = await run('npm', ['ci', '--offline', '--prefix', app, ...quiet], app);
   if (install.code !== 0 && /ENOTCACHED/.test(install.stderr)) {
     console.warn(`\n*** package.test.ts: not everything is in the npm cache (${firstLine(install.stderr)}); installing from the registry ***\n`);
-    install = await run('npm', ['ci', '--prefer-offline', ...quiet], app, 60_000);
+    install = await run('npm', ['ci', '--prefer-offline', '--prefix', app, ...quiet], app, 60_000);
   }
   if (install.code !== 0) {
     if (!NO_NETWORK.test(install.stderr)) throw new Error(`npm ci of the tarball failed: ${install.stderr}`);
