@@ -12,7 +12,7 @@ import type { Device, DeviceIoState } from './device.js';
 import { ALL_FLAGS, FlagBook, flagBits, flagsOf } from './flags.js';
 import { BatchIterator, FrameIterator, type BatchOptions, type ReadOptions } from './rx-queue.js';
 import { Capture, type CaptureOptions } from './capture.js';
-import type { Remote } from 'comlink';
+import type { Remote } from '../common/rpc.js';
 import type { DeviceWorkerApi } from '../workers/device-worker.js';
 
 /** Options of setFlags/turnFlagsOn/turnFlagsOff. */

@@ -6,7 +6,7 @@
  */
 import { Bell } from '../ring/bell.js';
 import { Worker } from 'node:worker_threads';
-import { wrapWorker, type Comlink } from '../common/rpc.js';
+import { wrapWorker, type Remote } from '../common/rpc.js';
 import { NetdevError, toNetdevError } from '../common/errors.js';
 import type { DeviceWorkerApi, DeviceWorkerSpec } from '../workers/device-worker.js';
 import { workerExecArgv } from './worker-exec-argv.js';
@@ -16,7 +16,7 @@ const STOP_GRACE_MS = 2000;
 
 export class WorkerClient {
   private readonly worker: Worker;
-  private readonly remote: Comlink.Remote<DeviceWorkerApi>;
+  private readonly remote: Remote<DeviceWorkerApi>;
   private readonly ended: Promise<never>;
   private endWith!: (error: NetdevError) => void;
   private endError: NetdevError | null = null;
@@ -82,7 +82,7 @@ export class WorkerClient {
   }
 
   /** Calls the worker; rejects with a NetdevError naming `call` if the call fails or the worker ends first. */
-  async call<T>(invoke: (api: Comlink.Remote<DeviceWorkerApi>) => Promise<T>, call = 'worker'): Promise<T> {
+  async call<T>(invoke: (api: Remote<DeviceWorkerApi>) => Promise<T>, call = 'worker'): Promise<T> {
     if (this.endError) throw this.endError.within(this.name, call);
     try {
       const reply = invoke(this.remote);
