@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { afterEach, beforeEach } from 'vitest';
 import { NetdevManager } from '../dist/index.js';
+import { onPath } from './helpers.js';
 
-/** True when this process may create namespaces and devices (root). */
-export const privileged = process.getuid?.() === 0;
+/** True when this process may create namespaces and devices (root), with the tools that make them (iproute2). */
+export const privileged = process.getuid?.() === 0 && onPath('ip') && onPath('tc');
 
 let serial = 0;
 
@@ -49,7 +50,9 @@ export class TestNetns {
 /** Says loudly why kernel tests are skipped; in CI (root) they must run, so skipping fails there. */
 export function requirePrivilege(suite: string): void {
   if (privileged) return;
-  const message = `SKIPPED ${suite}: needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN) to create network namespaces and devices`;
+  const message = process.getuid?.() === 0
+    ? `SKIPPED ${suite}: needs ip and tc, which are not on PATH (Debian: apt-get install iproute2)`
+    : `SKIPPED ${suite}: needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN) to create network namespaces and devices`;
   if (process.env.CI === 'true') throw new Error(`${message}, and CI must run it`);
   console.warn(`\n*** ${message} ***\n`);
 }

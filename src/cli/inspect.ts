@@ -193,18 +193,20 @@ export async function captureDevice(name: string, file: string, limit: number | 
         failure = error as Error;
       }
     })();
-    await Promise.race([capture.done, untilStopped(), consuming]);
+    const ended = new AbortController();
+    await Promise.race([capture.done, untilStopped(ended.signal), consuming]);
+    ended.abort();
     await capture.close();
-    const ended = failure && (failure instanceof NetdevError ? `${failure.detail ?? failure.message} (${failure.code})` : failure.message);
-    const result = { device: name, file, frames: capture.frames, dropped: capture.dropped, ...(ended ? { ended } : {}) };
+    const why = failure && (failure instanceof NetdevError ? `${failure.detail ?? failure.message} (${failure.code})` : failure.message);
+    const result = { device: name, file, frames: capture.frames, dropped: capture.dropped, ...(why ? { ended: why } : {}) };
     if (options.json) options.out(JSON.stringify(result));
     else {
-      if (ended) options.out(`capture of ${name} ended: ${ended}`);
+      if (why) options.out(`capture of ${name} ended: ${why}`);
       options.out(`${capture.frames} frames of ${name} written to ${file} (${capture.dropped} dropped)`);
     }
     await dev.close();
     await consuming;
-    return ended ? 1 : 0;
+    return why ? 1 : 0;
   } finally {
     await mgr.close();
   }

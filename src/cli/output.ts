@@ -19,18 +19,23 @@ export function printLine(line: string): void {
   if (!readerGone) process.stdout.write(`${line}\n`);
 }
 
-/** Resolves at the first SIGINT or SIGTERM, or once standard output's reader has gone. */
-export function untilStopped(): Promise<void> {
+/**
+ * Resolves at the first SIGINT or SIGTERM, or once standard output's reader has gone, or when
+ * `cancel` aborts (the command ended otherwise: its signal handlers are removed).
+ */
+export function untilStopped(cancel?: AbortSignal): Promise<void> {
   return new Promise<void>((resolve) => {
     const stop = () => {
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
       stoppers.delete(stop);
+      cancel?.removeEventListener('abort', stop);
       resolve();
     };
-    if (readerGone) return resolve();
+    if (readerGone || cancel?.aborted) return resolve();
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
     stoppers.add(stop);
+    cancel?.addEventListener('abort', stop);
   });
 }

@@ -194,12 +194,15 @@ class UnixIo implements DeviceIo {
     let missed = 0;
     for (const peer of [...this.peers]) {
       if (this.haveHead.has(peer)) continue;
-      if (sys.writev(peer.fd, this.iovec, 1) >= 0) {
+      let written: number;
+      do written = sys.writev(peer.fd, this.iovec, 1);
+      while (written < 0 && errnoName(lastErrno()) === 'EINTR');
+      if (written >= 0) {
         this.haveHead.add(peer);
         continue;
       }
       const code = errnoName(lastErrno());
-      if (code !== 'EAGAIN' && code !== 'EINTR') {
+      if (code !== 'EAGAIN') {
         this.dropPeer(peer); // EPIPE, ECONNRESET: the peer has gone
       } else if (this.options.overflow === 'drop') {
         missed++;
