@@ -338,7 +338,6 @@ export class SwitchRig {
   /** Every host's integrity: no corrupted, reordered or stray frame. */
   expectIntact(): void {
     for (const host of [...this.hosts.values(), ...this.retired]) {
-      if (host.checker.reordered) console.log('DUP', host.n, host.checker.reordered, host.checker.from(1), JSON.stringify(this.sw.counters().map((p) => [p.name, p.path, p.counters.txFrames, p.counters.rxFrames])));
       expect({ host: host.n, corrupted: host.checker.corrupted, reordered: host.checker.samples, strays: host.strays }).toEqual({ host: host.n, corrupted: [], reordered: [], strays: 0 });
     }
   }

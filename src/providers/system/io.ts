@@ -20,8 +20,8 @@
  * - Waiting: when nothing is waiting, a libuv poll handle on the socket (koffi.node.poll, on the
  *   worker's own event loop) rings the worker's bell once it becomes readable.
  * - 802.1Q tags, which the kernel takes out of received frames, are put back from PACKET_AUXDATA.
- * - Frames this socket sends are not received back (PACKET_IGNORE_OUTGOING).  The receive queue
- *   is drained right after bind: frames of every interface arrive between socket() and bind().
+ * - Frames this socket sends are not received back (PACKET_IGNORE_OUTGOING).  The socket is
+ *   made with protocol 0 and given its protocol by bind(), so it never hears another interface.
  */
 import { NetdevError } from '../../common/errors.js';
 import type { RingReader } from '../../ring/ring.js';
@@ -246,7 +246,9 @@ export const createIo: CreateIo = (context) => {
   const options = context.options as SystemIoOptions;
   if (options.netnsPath) Netns.enter(options.netnsPath);
   const protocol = htons(protocolOf(context.ethertype));
-  const fd = check(sys.socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol), 'socket', 'AF_PACKET socket', context.name);
+  // Protocol 0 until bind: a socket made with a protocol receives that protocol from every
+  // interface of the namespace at once, and frames of other interfaces could reach the reader.
+  const fd = check(sys.socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET socket', context.name);
   try {
     sys.setsockoptInt(fd, SOL_SOCKET, SO_RCVBUF, RCVBUF);
     check(sys.setsockoptInt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1), 'setsockopt', 'PACKET_IGNORE_OUTGOING', context.name);
@@ -256,9 +258,7 @@ export const createIo: CreateIo = (context) => {
     address.writeUInt16LE(protocol, 2);
     address.writeInt32LE(options.ifindex, 4);
     check(sys.bind(fd, address), 'bind', `bind to ifindex ${options.ifindex}`, context.name);
-    drainSocket(fd);
-    // Drops so far were of frames that arrived before the device was open (of any interface, before bind).
-    check(sys.packetDrops(fd), 'getsockopt', 'PACKET_STATISTICS', context.name);
+    check(sys.packetDrops(fd), 'getsockopt', 'PACKET_STATISTICS', context.name); // starts the count from zero
   } catch (error) {
     sys.close(fd);
     throw error;
