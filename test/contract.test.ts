@@ -2,9 +2,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type Socket } from 'node:net';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { NetdevError, NetdevManager, netdevError, type Provider, type ProviderDevice } from '../dist/index.js';
+import { NetdevError, NetdevManager, netdevError, type IoControl, type Netdev, type Provider, type ProviderDevice } from '../dist/index.js';
 import { JobPool } from '../dist/main/job-pool.js';
 import { ethFrame, eventually, expectWarning, prefixed, rejection, seqOf, sleep, tempDir, thrown } from './helpers.js';
 
@@ -397,18 +397,48 @@ describe('job pool', () => {
   });
 });
 
+/** The threads of this process (Linux: /proc/self/task). */
+const threads = (): string[] => readdirSync('/proc/self/task');
+
+/** Per thread of `tids` still running: the times the kernel has switched it off a CPU (voluntary or not); each wake-up of a sleeping thread adds one. */
+function contextSwitches(tids: readonly string[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const tid of tids) {
+    let status: string;
+    try {
+      status = readFileSync(`/proc/self/task/${tid}/status`, 'utf8');
+    } catch {
+      continue; // the thread has ended
+    }
+    let total = 0;
+    for (const match of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s*(\d+)$/gm)) total += Number(match[1]);
+    counts.set(tid, total);
+  }
+  return counts;
+}
+
 describe('idle and wake-up', () => {
   it('uses almost no CPU while open devices are idle, and a frame sent then leaves at once', async () => {
+    const before = new Set(threads());
     const a = await mgr.open('dummy:a', { config: { peer: 'dummy:b' } });
     const b = await mgr.open('dummy:b');
     await a.turnFlagsOn({ up: true });
     await b.turnFlagsOn({ up: true });
     const frames = b.frames();
     const arrival = frames.next();
+    // The threads started since: the two device workers (and nothing else that runs while idle).
+    const workers = threads().filter((tid) => !before.has(tid));
+    expect(workers.length).toBeGreaterThanOrEqual(2);
     await sleep(100);
-    const before = process.cpuUsage();
+    const cpu = process.cpuUsage();
+    const switches = contextSwitches(workers);
     await sleep(1000);
-    const used = process.cpuUsage(before);
+    const used = process.cpuUsage(cpu);
+    // Nobody polls: a sleeping worker is not woken at all (one waking every 10 ms would be ~100 times a second).
+    const after = contextSwitches(workers);
+    const woken = [...switches].map(([tid, count]) => [tid, (after.get(tid) ?? count) - count]);
+    expect(woken.length).toBeGreaterThanOrEqual(2);
+    expect(woken.filter(([, wakes]) => wakes !== 0)).toEqual([]);
     // Every thread of this process together: the two device workers and the main thread.
     expect((used.user + used.system) / 1000).toBeLessThan(50);
     const sent = performance.now();
@@ -416,5 +446,139 @@ describe('idle and wake-up', () => {
     const frame = (await arrival).value as Uint8Array;
     expect(seqOf(frame)).toBe(5);
     expect(performance.now() - sent).toBeLessThan(100);
+  });
+});
+
+/**
+ * A device of the test provider 'gate:' (test/fixtures/gate-io.mjs): its worker transmits only the
+ * frames the test allows ('allow'), keeping copies ('taken'), and floods its RX ring on demand.
+ * getMtu and setConfig are answered by its worker (an 'echo' control call).
+ */
+async function gateDevice(ringSize: number): Promise<{ dev: Netdev; call: (op: string, arg?: unknown) => Promise<unknown>; taken: () => Promise<Uint8Array[]> }> {
+  let io: IoControl | null = null;
+  mgr.register(
+    bareProvider('gate:', {
+      ioStarted: (control) => void (io = control),
+      getMtu: () => io!.call('echo', 1500) as Promise<number>,
+      setConfig: async () => void (await io!.call('echo')),
+    }, { ioModule: new URL('./fixtures/gate-io.mjs', import.meta.url) }),
+  );
+  const dev = await mgr.open('gate:x', { ringSize });
+  const call = (op: string, arg?: unknown) => io!.call(op, arg);
+  const kept: Uint8Array[] = [];
+  /** Every frame the worker has taken so far, in order. */
+  const taken = async () => {
+    kept.push(...((await call('taken')) as Uint8Array[]));
+    return kept;
+  };
+  return { dev, call, taken };
+}
+
+/** Waits until the gate device's worker has taken `count` frames, and returns them. */
+async function takenFrames(taken: () => Promise<Uint8Array[]>, count: number): Promise<Uint8Array[]> {
+  expect(await eventually(async () => (await taken()).length >= count)).toBe(true);
+  const frames = await taken();
+  expect(frames.length).toBe(count);
+  return frames;
+}
+
+/** `promise`, or a failure naming `what` if it takes more than `ms` (so that a hang fails the test instead of stalling it). */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took more than ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+// A 4096-byte TX ring holds 39 frames of 100 bytes (104-byte records) from empty.
+const FILL = 39;
+
+describe('sending while the TX ring is full', () => {
+  it('refuses trySend while a send() waits, even with room for the frame, so frames never overtake', async () => {
+    const { dev, call, taken } = await gateDevice(4096);
+    let queued = 0;
+    while (dev.trySend(ethFrame(100, queued))) queued++;
+    expect(queued).toBe(FILL);
+    let resolved = false;
+    const big = dev.send(ethFrame(1000, 1000)).then(() => void (resolved = true));
+    await call('allow', 1); // the worker takes frame 0: room for a 60-byte frame, not for the waiting 1000-byte one
+    expect(resolved).toBe(false);
+    expect(dev.trySend(ethFrame(60, 2000))).toBe(false);
+    expect(dev.trySendBatch([ethFrame(60, 2001)])).toBe(0);
+    const after = dev.send(ethFrame(60, 3000));
+    await call('allow', Infinity);
+    await big;
+    await after;
+    const frames = await takenFrames(taken, FILL + 2);
+    expect(frames.map(seqOf)).toEqual([...Array.from({ length: FILL }, (_, seq) => seq), 1000, 3000]);
+    expect(frames.at(-2)).toEqual(ethFrame(1000, 1000));
+    expect(dev.trySend(ethFrame(60, 4000))).toBe(true); // nobody waits now
+  });
+
+  it("trySendBatch queues what fits and says how many, in order", async () => {
+    const { dev, call, taken } = await gateDevice(4096);
+    const first = Array.from({ length: 50 }, (_, seq) => ethFrame(100, seq));
+    expect(dev.trySendBatch(first)).toBe(FILL);
+    expect(dev.trySendBatch([ethFrame(100, 99)])).toBe(0);
+    await call('allow', 5); // 520 bytes free again; the next record wraps (skipping the last 40 bytes): 5 fit
+    const second = Array.from({ length: 10 }, (_, i) => ethFrame(100, 100 + i));
+    expect(dev.trySendBatch(second)).toBe(5);
+    await call('allow', Infinity);
+    const frames = await takenFrames(taken, FILL + 5);
+    expect(frames).toEqual([...first.slice(0, FILL), ...second.slice(0, 5)]);
+  });
+
+  it('send() resolves only once the frame is in the ring, copied: changing it afterwards changes nothing sent', async () => {
+    const { dev, call, taken } = await gateDevice(4096);
+    while (dev.trySend(ethFrame(100, 0)));
+    const frame = ethFrame(200, 500);
+    const original = frame.slice();
+    let resolved = false;
+    const sent = dev.send(frame).then(() => void (resolved = true));
+    await call('echo'); // a round trip to the worker: the ring is still full
+    expect(resolved).toBe(false);
+    await call('allow', FILL);
+    await sent;
+    frame.fill(0xee);
+    await call('allow', Infinity);
+    const frames = await takenFrames(taken, FILL + 1);
+    expect(frames.at(-1)).toEqual(original);
+  });
+
+  it('refuses frames over half the ring (maxRecord) with EMSGSIZE, tagged or not, and takes one of exactly that size', async () => {
+    const { dev, call, taken } = await gateDevice(4096);
+    expect(dev.maxFrame).toBe(2044); // no MTU: the ring's limit, 4096 / 2 - 4
+    for (const frame of [ethFrame(2045), ethFrame(2045, 0, 0x8100)]) {
+      const error = thrown(() => dev.trySend(frame));
+      expect([error.code, error.device, error.call]).toEqual(['EMSGSIZE', 'gate:x', 'trySend']);
+      expect(error.message).toContain('2045 bytes');
+    }
+    expect((await rejection(dev.send(ethFrame(2045)))).code).toBe('EMSGSIZE');
+    expect(dev.trySend(ethFrame(2044, 1))).toBe(true);
+    await call('allow', Infinity);
+    expect(await takenFrames(taken, 1)).toEqual([ethFrame(2044, 1)]);
+  });
+});
+
+describe('a busy worker', () => {
+  it('answers control calls while it moves frames all the time', async () => {
+    const { dev, call } = await gateDevice(64 * 1024);
+    await within(call('flood', true), 2000, 'starting the flood');
+    const generatedNow = async () => (await within(call('generated'), 2000, 'a control call to a busy worker')) as number;
+    let generated = await generatedNow();
+    const latencies: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const started = performance.now();
+      expect(await within(dev.getMtu(), 2000, 'getMtu on a busy worker')).toBe(1500);
+      await within(dev.setConfig({ x: i }), 2000, 'setConfig on a busy worker');
+      latencies.push(performance.now() - started);
+      // The worker kept working between the calls: it is busy, not idle between them.
+      const now = await generatedNow();
+      expect(now).toBeGreaterThan(generated);
+      generated = now;
+    }
+    await call('flood', false);
+    expect(Math.max(...latencies)).toBeLessThan(250);
   });
 });

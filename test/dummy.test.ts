@@ -316,11 +316,18 @@ describe('frames over a dummy wire', () => {
       await a.send(ethFrame(64 + (seq % 1400), seq));
       if (seq % 128 === 0) await new Promise((resolve) => setImmediate(resolve));
     }
+    // Everything left a, everything on the wire reached b, and b's reader has had all it kept.
     const accounted = async () => {
       const [sent, got] = [await a.getStats(), await b.getStats()];
-      return sent.txPackets! + sent.txDropped! === total && received + got.rxRingDropped! === got.rxPackets;
+      return sent.txPackets! + sent.txDropped! === total && got.rxPackets! + got.rxDropped! === sent.txPackets && received + got.rxRingDropped! === got.rxPackets;
     };
-    expect(await eventually(accounted)).toBe(true);
+    await eventually(accounted); // then the counts must tie exactly:
+    const [sent, got] = [await a.getStats(), await b.getStats()];
+    // A full wire is backpressure: a drops nothing, and b receives every frame a sent.
+    expect([sent.txPackets, sent.txDropped, sent.txErrors]).toEqual([total, 0, 0]);
+    expect([got.rxPackets, got.rxDropped, got.rxErrors]).toEqual([total, 0, 0]);
+    // What the RX ring could not hold is counted, frame for frame.
+    expect(received + got.rxRingDropped!).toBe(total);
     await b.close();
     await receiving;
     expect(bad).toBe('');
@@ -367,22 +374,51 @@ describe('frames over a dummy wire', () => {
   });
 
   it('refuses oversize and undersize frames with EMSGSIZE, following the MTU', async () => {
-    const [a] = await wire();
+    const [a, b] = await wire();
+    const frames = b.frames({ copy: true });
     expect(a.maxFrame).toBe(1518);
     const big = thrown(() => a.trySend(ethFrame(1515)));
-    expect(big.code).toBe('EMSGSIZE');
-    expect(big.device).toBe('dummy:a');
-    expect(big.call).toBe('trySend');
-    expect(a.trySend(ethFrame(1514))).toBe(true);
-    const tagged = ethFrame(1518, 0, 0x8100);
-    expect(a.trySend(tagged)).toBe(true);
+    expect([big.code, big.device, big.call]).toEqual(['EMSGSIZE', 'dummy:a', 'trySend']);
+    expect(big.message).toContain('frame is 1515 bytes; the device takes 14 to 1514');
+    // 13 bytes is less than an Ethernet header: refused by every call; 14 bytes is a frame (padded to 60 on receive).
+    expect(thrown(() => a.trySend(ethFrame(13))).code).toBe('EMSGSIZE');
     expect((await rejection(a.send(ethFrame(13)))).code).toBe('EMSGSIZE');
+    expect((await rejection(a.inject(ethFrame(13)))).code).toBe('EMSGSIZE');
     expect(thrown(() => a.trySend('frame' as never)).code).toBe('EINVAL');
+    const header = ethFrame(14, 0, 0x0801);
+    await a.send(header);
+    const short = (await frames.next()).value as Uint8Array;
+    expect(short.length).toBe(60);
+    expect(short.subarray(0, 14)).toEqual(header);
+    expect(short.subarray(14).every((byte) => byte === 0)).toBe(true);
+    // A tagged frame (802.1Q or 802.1ad) may be 4 bytes longer: MTU + 18, not one byte more.
+    for (const tpid of [0x8100, 0x88a8]) {
+      const over = thrown(() => a.trySend(ethFrame(1519, 0, tpid)));
+      expect(over.code).toBe('EMSGSIZE');
+      expect(over.message).toContain('frame is 1519 bytes; the device takes 14 to 1518');
+      expect(a.trySend(ethFrame(1518, tpid, tpid))).toBe(true);
+      expect((await frames.next()).value).toEqual(ethFrame(1518, tpid, tpid));
+    }
+    expect(a.trySend(ethFrame(1514, 1))).toBe(true);
+    expect((await frames.next()).value).toEqual(ethFrame(1514, 1));
     await a.setMtu(9000);
-    expect(a.trySend(ethFrame(9014))).toBe(true);
-    const batch = thrown(() => a.trySendBatch([ethFrame(60), ethFrame(9100), ethFrame(60)]));
-    expect(batch.code).toBe('EMSGSIZE');
-    expect(batch.message).toContain('frame 1');
+    await b.setMtu(9000);
+    expect(a.maxFrame).toBe(9018);
+    expect(a.trySend(ethFrame(9014, 2))).toBe(true);
+    expect((await frames.next()).value).toEqual(ethFrame(9014, 2));
+    // One bad frame in a batch, wherever it is: EMSGSIZE naming it, and none of the batch queued.
+    for (const [bad, at] of [[ethFrame(9100), 1], [ethFrame(13), 2], [ethFrame(9023, 0, 0x8100), 0]] as const) {
+      const batch = [ethFrame(60, 10), ethFrame(60, 11), ethFrame(60, 12)];
+      batch[at] = bad;
+      const error = thrown(() => a.trySendBatch(batch));
+      expect([error.code, error.call]).toEqual(['EMSGSIZE', 'trySendBatch']);
+      expect(error.message).toContain(`frame ${at} is ${bad.length} bytes`);
+      expect((await rejection(a.sendBatch(batch))).code).toBe('EMSGSIZE');
+    }
+    // A marker sent after them is the next frame b receives: nothing of those batches went out.
+    await a.send(ethFrame(60, 99));
+    expect(seqOf((await frames.next()).value as Uint8Array)).toBe(99);
+    expect((await a.getStats()).txPackets).toBe(6);
   });
 
   it('drops frames over the receiving end\'s MTU and counts them', async () => {
@@ -404,8 +440,9 @@ describe('frames over a dummy wire', () => {
       await sleep(5);
       stats = await b.getStats();
     }
-    const wireDrops = (await a.getStats()).txDropped ?? 0;
-    expect(stats.rxPackets! + wireDrops).toBe(total);
+    // The wire dropped nothing (a full wire is backpressure): every frame reached b.
+    expect((await a.getStats()).txDropped).toBe(0);
+    expect(stats.rxPackets).toBe(total);
     let delivered = 0;
     let last = -1;
     for (let frame = b.tryRecv(); frame; frame = b.tryRecv()) {
@@ -416,7 +453,7 @@ describe('frames over a dummy wire', () => {
     }
     stats = await b.getStats();
     expect(stats.rxRingDropped).toBeGreaterThan(0);
-    expect(delivered + stats.rxRingDropped!).toBe(stats.rxPackets);
+    expect(delivered + stats.rxRingDropped!).toBe(total);
   });
 
   it('returns null from tryRecv and false from trySend when it would block, and send waits instead', async () => {
@@ -480,6 +517,103 @@ describe('frames over a dummy wire', () => {
     }
     expect(dev.tryRecv()).toBeNull();
   });
+
+  // b's RX ring of 4096 bytes holds 20 frames of 200 bytes: 100 frames wrap it five times.
+  const WRAP_FRAMES = 100;
+  const ROUND = 10;
+
+  /** Takes `count` frames that have arrived at a device, and returns what it keeps. */
+  type Take = (count: number) => Promise<Uint8Array[]>;
+
+  /**
+   * Sends WRAP_FRAMES frames of 200 bytes a -> b in rounds of ROUND (fewer than b's RX ring holds,
+   * so none is dropped); once b has received a round, the reader `reader(b)` made takes it.
+   * Returns every frame the reader kept.
+   */
+  async function keepThroughWraps(reader: (b: Netdev) => Take): Promise<Uint8Array[]> {
+    const a = await mgr.open('dummy:a', { config: { peer: 'dummy:b' } });
+    const b = await mgr.open('dummy:b', { ringSize: 4096 });
+    await a.turnFlagsOn({ up: true });
+    await b.turnFlagsOn({ up: true });
+    const take = reader(b);
+    const kept: Uint8Array[] = [];
+    for (let seq = 0; seq < WRAP_FRAMES; seq += ROUND) {
+      for (let i = seq; i < seq + ROUND; i++) await a.send(ethFrame(200, i));
+      expect(await eventually(async () => (await b.getStats()).rxPackets === seq + ROUND)).toBe(true);
+      kept.push(...(await take(ROUND)));
+    }
+    expect((await b.getStats()).rxRingDropped).toBe(0);
+    return kept;
+  }
+
+  /** Checks every byte of every kept frame, and that they are frames 0 .. WRAP_FRAMES - 1 in order. */
+  function expectIntactCopies(kept: Uint8Array[]): void {
+    expect(kept.map(seqOf)).toEqual(Array.from({ length: WRAP_FRAMES }, (_, seq) => seq));
+    const damaged = kept.filter((frame) => !Buffer.from(frame).equals(ethFrame(200, seqOf(frame))));
+    expect(damaged.map(seqOf)).toEqual([]);
+  }
+
+  it('frames({ copy: true }) hands out copies that stay intact after the RX ring has wrapped many times', async () => {
+    const kept = await keepThroughWraps((b) => {
+      const frames = b.frames({ copy: true });
+      return async (count) => {
+        const out: Uint8Array[] = [];
+        while (out.length < count) out.push((await frames.next()).value as Uint8Array);
+        return out;
+      };
+    });
+    expectIntactCopies(kept);
+  });
+
+  it('batches({ copy: true }) hands out arrays of copies that stay intact after the RX ring has wrapped many times', async () => {
+    const batches: Uint8Array[][] = [];
+    const kept = await keepThroughWraps((b) => {
+      const iterator = b.batches({ copy: true, max: 4 });
+      return async (count) => {
+        const out: Uint8Array[] = [];
+        while (out.length < count) {
+          const batch = (await iterator.next()).value as Uint8Array[];
+          batches.push(batch);
+          out.push(...batch);
+        }
+        return out;
+      };
+    });
+    expectIntactCopies(kept);
+    // Each batch is an array of its own, still holding what it held.
+    expectIntactCopies(batches.flat());
+    expect(new Set(batches).size).toBe(batches.length);
+  });
+
+  it('tryRecv() returns copies that stay intact after the RX ring has wrapped many times', async () => {
+    const kept = await keepThroughWraps((b) => async (count) => {
+      const out: Uint8Array[] = [];
+      for (let frame = b.tryRecv(); frame; frame = b.tryRecv()) out.push(frame);
+      expect(out.length).toBe(count);
+      return out;
+    });
+    expectIntactCopies(kept);
+  });
+
+  for (const take of ['frames', 'batches'] as const) {
+    it(`${take}() hands out views into the RX ring: a frame kept past its step is overwritten once the ring wraps`, async () => {
+      let first: Uint8Array | null = null;
+      await keepThroughWraps((b) => {
+        const frames = take === 'frames' ? b.frames() : null;
+        const batches = take === 'batches' ? b.batches({ max: 1 }) : null;
+        return async (count) => {
+          for (let i = 0; i < count; i++) {
+            const frame = frames ? ((await frames.next()).value as Uint8Array) : ((await batches!.next()).value as Uint8Array[])[0]!;
+            first ??= frame;
+          }
+          return [];
+        };
+      });
+      // Frame 0 was the first record of the ring; frames 20, 40, 60 and 80 were written over it since.
+      expect(seqOf(first!)).toBe(80);
+      expect(first).toEqual(ethFrame(200, 80));
+    });
+  }
 
   it('ends a waiting iterator when its handle closes', async () => {
     const dev = await mgr.open('dummy:x');

@@ -20,6 +20,28 @@ describe('ring', () => {
     expect(() => writer.reserve(4093)).toThrow(RangeError);
   });
 
+  it('takes a record of maxRecord bytes into an empty ring wherever its head is (the half-ring cap)', () => {
+    const refused: number[] = [];
+    for (let position = 0; position < 4096; position += 4) {
+      const { writer, reader } = pair(4096);
+      // Move the head to `position` with records read and released at once (each 4 bytes of header and its data).
+      for (let left = position; left > 0; left -= Math.min(left, 2048)) {
+        writer.push(new Uint8Array(Math.min(left, 2048) - 4));
+        writer.publish();
+        reader.discardAll();
+      }
+      const largest = record(writer.maxRecord, position);
+      if (!writer.push(largest)) {
+        refused.push(position);
+        continue;
+      }
+      writer.publish();
+      const length = reader.next();
+      if (length !== largest.length || !Buffer.from(reader.bytes.buffer, reader.bytes.byteOffset + reader.offset, length).equals(largest)) refused.push(position);
+    }
+    expect(refused).toEqual([]);
+  });
+
   it('keeps records intact and in order across many wrap-arounds', () => {
     const { writer, reader } = pair(4096);
     let written = 0;
