@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { NetdevError, NetdevManager, readPcap, type Netdev } from '../dist/index.js';
 import { ethFrame, eventually, rejection, requireTool, seqOf, tempDir } from './helpers.js';
 import { freshEachTest, privileged, requirePrivilege } from './netns-harness.js';
+import { requireKernelFeature } from './kernel-features.js';
 
 const TEST_TYPE = 0x88b5; // IEEE local experimental: nothing else in the namespace sends it
 const RAW_SOCKET = new URL('./fixtures/raw-socket.py', import.meta.url).pathname;
@@ -228,23 +229,75 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     expect(routes).toEqual([expect.objectContaining({ dst: 'default', gateway: '10.80.0.254', dev: 'va' })]);
   });
 
-  it('polices with tc as the seed, and removes policing with rate 0', async () => {
+  /** `tc -n NS ARGS...` (`json`: with -j, parsed). */
+  const tc = (...args: string[]): string => execFileSync('tc', ['-n', bed.ns.name, ...args], { encoding: 'utf8' });
+  const tcJson = <T = Record<string, unknown>[]>(...args: string[]): T => JSON.parse(tc('-j', ...args)) as T;
+  /** The kinds of va's qdiscs, as tc reports them. */
+  const qdiscKinds = (): string[] => tcJson<{ kind: string }[]>('qdisc', 'show', 'dev', 'va').map((q) => q.kind);
+  /** An independent probe of the kernel's police action (act_police): a standalone police action in the test namespace. */
+  const policeProbe = (): string[] => ['tc', '-n', bed.ns.name, 'actions', 'add', 'action', 'police', 'rate', '1mbit', 'burst', '10k', 'drop'];
+
+  /** Every object with `kind: 'police'` anywhere in tc's JSON. */
+  function policeActions(value: unknown): unknown[] {
+    if (Array.isArray(value)) return value.flatMap(policeActions);
+    if (value === null || typeof value !== 'object') return [];
+    const own = (value as { kind?: unknown }).kind === 'police' ? [value] : [];
+    return [...own, ...Object.values(value).flatMap(policeActions)];
+  }
+
+  /**
+   * The police action of va's ingress filters as tc shows it: its rate in bit/s and burst in bytes.
+   * tc's JSON names the action but leaves rate and burst out (iproute2 prints them to text only),
+   * so they are read from the text form: "police 0x1 rate 1Mbit burst 12800b mtu 64Kb action drop".
+   */
+  function policer(): { rate: number; burst: number; action: string } {
+    expect(policeActions(tcJson('filter', 'show', 'dev', 'va', 'ingress'))).toHaveLength(1);
+    const text = tc('filter', 'show', 'dev', 'va', 'ingress');
+    const match = /\brate (\d+(?:\.\d+)?)([KMGT]?)(i?)bit burst (\d+(?:\.\d+)?)([KM]?)b mtu \S+ action (\w+)/.exec(text);
+    if (!match) throw new Error(`no police action in tc's output:\n${text}`);
+    const [, rate, rateUnit, iec, burst, burstUnit, action] = match;
+    const rateScale = (iec ? 1024 : 1000) ** ' KMGT'.indexOf(rateUnit || ' ');
+    const burstScale = 1024 ** ' KM'.indexOf(burstUnit || ' ');
+    return { rate: Number(rate) * rateScale, burst: Number(burst) * burstScale, action: action! };
+  }
+
+  it('polices with tc as the seed: the rate and burst tc shows (10 kbit of burst by default); rate 0 removes it', async (test) => {
     const dev = await open('va', 'none');
-    const tc = (...args: string[]) => execFileSync('tc', ['-j', '-n', bed.ns.name, ...args], { encoding: 'utf8' });
-    const outcome = await dev.setPolicing(1000, 100).then(() => null, (error: NetdevError) => error);
-    if (outcome === null) {
-      expect(tc('filter', 'show', 'dev', 'va', 'parent', 'ffff:')).toContain('police');
-    } else {
-      // A kernel without the police action: the error carries tc's words, and tc itself fails the same way.
-      expect(outcome.code).toBe('EINVAL');
-      expect(outcome.message).toContain('tc filter add failed');
-      const direct = spawnSync('tc', ['-n', bed.ns.name, 'filter', 'add', 'dev', 'va', 'parent', 'ffff:', 'protocol', 'ip', 'prio', '50', 'u32',
-        'match', 'ip', 'src', '0.0.0.0/0', 'police', 'rate', '1000kbit', 'burst', '100kbit', 'mtu', '65535', 'drop', 'flowid', ':1']);
-      expect(direct.status).not.toBe(0);
+    requireKernelFeature(test, 'the tc police action (act_police)', policeProbe());
+    // tc reads "kbit" of burst as 1024 bits (128 bytes), as the seed computes the burst; its rate's kbit is 1000 bits/s.
+    for (const [kbitsRate, kbitsBurst, burstBytes] of [[1000, 100, 12_800], [2000, 0, 1280], [300, 64, 8192]] as const) {
+      await dev.setPolicing(kbitsRate, kbitsBurst);
+      expect(qdiscKinds()).toContain('ingress');
+      const police = policer();
+      expect(police.rate).toBe(kbitsRate * 1000);
+      expect(Math.abs(police.burst - burstBytes)).toBeLessThanOrEqual(burstBytes * 0.01); // tc stores the burst as time: it comes back rounded
+      expect(police.action).toBe('drop');
     }
-    expect(tc('qdisc', 'show', 'dev', 'va')).toContain('ingress');
     await dev.setPolicing(0);
-    expect(tc('qdisc', 'show', 'dev', 'va')).not.toContain('ingress');
+    expect(qdiscKinds()).not.toContain('ingress');
+  });
+
+  it('removes an ingress qdisc with rate 0, and reports tc refusing the police action as EINVAL carrying its words', async () => {
+    const dev = await open('va', 'none');
+    tc('qdisc', 'add', 'dev', 'va', 'handle', 'ffff:', 'ingress');
+    tc('filter', 'add', 'dev', 'va', 'parent', 'ffff:', 'protocol', 'ip', 'prio', '50', 'u32', 'match', 'ip', 'src', '0.0.0.0/0', 'flowid', ':1');
+    expect(qdiscKinds()).toContain('ingress');
+    await dev.setPolicing(0);
+    expect(qdiscKinds()).not.toContain('ingress');
+    expect(tcJson('filter', 'show', 'dev', 'va', 'ingress')).toEqual([]);
+    // Whether tc can police here is the independent probe's answer, not the library's.
+    const probe = spawnSync(policeProbe()[0]!, policeProbe().slice(1), { encoding: 'utf8' });
+    const outcome = await dev.setPolicing(1000, 100).then(() => null, (error: NetdevError) => error);
+    if (probe.status === 0) {
+      expect(outcome).toBeNull();
+    } else {
+      expect(outcome).toBeInstanceOf(NetdevError);
+      expect([outcome!.code, outcome!.device, outcome!.call]).toEqual(['EINVAL', 'va', 'setPolicing']);
+      expect(outcome!.message).toContain('tc filter add failed');
+      expect(outcome!.message).toContain(probe.stderr.trim().split('\n')[0]); // tc's own complaint, e.g. "Failed to load TC action module"
+    }
+    await dev.setPolicing(0);
+    expect(qdiscKinds()).not.toContain('ingress');
   });
 
   it('answers getVlanVid with ENOENT for a device that is not a VLAN', async () => {
