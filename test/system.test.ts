@@ -197,6 +197,35 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     expect(tcpdump).toContain('ethertype Unknown (0x88b5), length 100');
   });
 
+  it('takes ENOBUFS from a full device queue as backpressure: every frame leaves once, in order, none lost', async () => {
+    const [a, b] = await bothUp();
+    // A token bucket that lets 1 MB/s out of va and queues at most 3000 bytes: past that, the
+    // kernel refuses each frame (sendmmsg: ENOBUFS) and the tbf counts it as a drop.
+    execFileSync('tc', ['-n', bed.ns.name, 'qdisc', 'add', 'dev', 'va', 'root', 'tbf', 'rate', '8mbit', 'burst', '4kb', 'limit', '3000']);
+    const total = 1500;
+    const length = 200;
+    let received = 0;
+    let bad = '';
+    const receiving = (async () => {
+      for await (const frame of b.frames()) {
+        const sent = ethFrame(length, received, TEST_TYPE);
+        if (frame.length !== length || !Buffer.from(frame).equals(Buffer.from(sent))) bad ||= `frame ${received}: seq ${seqOf(frame)}, ${frame.length} bytes`;
+        if (++received === total) break;
+      }
+    })();
+    const errorsBefore = (await a.getStats()).txErrors!;
+    for (let seq = 0; seq < total; seq++) await a.send(ethFrame(length, seq, TEST_TYPE));
+    await eventually(() => received === total, 10_000); // 0.3 s at the tbf's rate
+    expect([received, bad]).toEqual([total, '']);
+    await receiving;
+    const [tbf] = JSON.parse(execFileSync('tc', ['-n', bed.ns.name, '-s', '-j', 'qdisc', 'show', 'dev', 'va', 'root'], { encoding: 'utf8' })) as { kind: string; packets: number; drops: number }[];
+    expect(tbf!.kind).toBe('tbf');
+    expect(tbf!.packets).toBe(total); // each frame went into the queue once: what the tbf refused was sent again
+    expect(tbf!.drops).toBeGreaterThan(0); // and the queue was full: sendmmsg said ENOBUFS
+    expect((await a.getStats()).txErrors! - errorsBefore).toBe(0);
+    expect(b.tryRecv()).toBeNull(); // no frame twice
+  });
+
   it('counts what it sends in the kernel statistics that ip reports', async () => {
     const [a] = await bothUp();
     const before = (await a.getStats()).txPackets!;

@@ -242,9 +242,19 @@ export class RingReader extends RingEnd {
     }
   }
 
-  /** Steps back over the record returned by the last next(), so that the next next() returns it again. */
+  /** Steps back over the record returned by the last next(), so that the next next() returns it again (one record only). */
   unread(): void {
     this.readPos = this.previousPos;
+  }
+
+  /** Where the next next() reads: pass it to rewind() to read the records from there again. */
+  get position(): number {
+    return this.readPos;
+  }
+
+  /** Steps back to `position` (a value of `position` taken since the last release()), so that next() returns those records again. */
+  rewind(position: number): void {
+    this.readPos = position;
   }
 
   /** Returns the space of every record stepped over so far to the producer. */

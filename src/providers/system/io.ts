@@ -188,6 +188,7 @@ class PacketIo implements DeviceIo {
     let taken = 0;
     const base = (this.txBase ??= addressHalves(tx.bytes));
     while (taken < budget) {
+      const start = tx.position;
       let queued = 0;
       for (let length; queued < BATCH && taken + queued < budget && (length = tx.next()) >= 0; queued++) {
         setIovec(this.txVector.iovecs, queued, base, tx.offset, length);
@@ -198,7 +199,11 @@ class PacketIo implements DeviceIo {
       const accepted = sent < 0 ? 0 : sent;
       // A frame only partly sent is the seed's EMSGSIZE: counted as an error, not sent again.
       for (let i = 0; i < accepted; i++) if (this.txVector.length(i) !== this.txVector.iovecLength(i)) this.context.counters.txErrors++;
-      for (let i = queued; i > accepted; i--) tx.unread();
+      if (accepted < queued) {
+        // The frames not accepted stay in the ring, to be sent again (or, the first, counted below).
+        tx.rewind(start);
+        for (let i = 0; i < accepted; i++) tx.next();
+      }
       taken += accepted;
       if (sent >= 0 && sent === queued) continue;
       if (sent < 0 && (code === EAGAIN || code === 'ENOBUFS' || code === 'EINTR')) {
