@@ -226,6 +226,20 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     expect(b.tryRecv()).toBeNull(); // no frame twice
   });
 
+  it('counts in txErrors each frame of a batch the kernel refuses (ENETDOWN), and goes on with the next', async () => {
+    const [a, b] = await bothUp();
+    await a.turnFlagsOff({ up: true });
+    const errorsBefore = (await a.getStats()).txErrors!;
+    const refused = Array.from({ length: 10 }, (_, seq) => ethFrame(100, seq, TEST_TYPE));
+    expect(a.trySendBatch(refused)).toBe(refused.length); // one batch, one sendmmsg: the kernel refuses its first frame each time
+    expect(await eventually(async () => (await a.getStats()).txErrors! - errorsBefore >= refused.length)).toBe(true);
+    await a.turnFlagsOn({ up: true });
+    expect(await eventually(async () => (await a.getCarrier()) && (await b.getCarrier()))).toBe(true);
+    await a.send(ethFrame(100, 99, TEST_TYPE)); // a marker: once it arrives, the worker is past the refused ones
+    expect(seqOf((await b.frames().next()).value as Uint8Array)).toBe(99);
+    expect((await a.getStats()).txErrors! - errorsBefore).toBe(refused.length);
+  });
+
   it('counts what it sends in the kernel statistics that ip reports', async () => {
     const [a] = await bothUp();
     const before = (await a.getStats()).txPackets!;
