@@ -482,6 +482,43 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     }
   });
 
+  it('counts in rxRingDropped every frame that finds a reader\'s RX ring full: what the kernel delivered = received + dropped, exactly', async (test) => {
+    const reader = await bed.mgr.open('vb', { netns: bed.ns.name, ethertype: TEST_TYPE, ringSize: 65536 }); // room for a few dozen frames of 1000 bytes
+    await reader.turnFlagsOn({ up: true });
+    bed.ns.ip('link', 'set', 'va', 'up');
+    expect(await eventually(() => reader.getCarrier())).toBe(true);
+    const [total, length] = [400, 1000];
+    const kernelBefore = bed.ns.link('vb').stats64!.rx.packets;
+    requireTool(test, 'python3', 'python3');
+    // A burst the reader does not read while it comes.
+    const sent = Number(execFileSync('ip', ['netns', 'exec', bed.ns.name, 'python3', RAW_SOCKET, 'flood', 'va', String(total), String(length)], { encoding: 'utf8' }));
+    expect(sent).toBe(total);
+    expect(bed.ns.link('vb').stats64!.rx.packets - kernelBefore).toBe(total); // what the kernel delivered to vb
+    const received: number[] = [];
+    let bad = '';
+    const drops = async () => {
+      const stats = await reader.getStats();
+      return stats.rxRingDropped! + stats.rxQueueDropped!;
+    };
+    // Reads what the ring holds (and what the worker still brings) until every frame is accounted for.
+    const accounted = await eventually(async () => {
+      for (let frame; (frame = reader.tryRecv()) !== null;) {
+        const seq = seqOf(frame);
+        if (!Buffer.from(frame).equals(Buffer.from(ethFrame(length, seq, TEST_TYPE))) || seq <= (received.at(-1) ?? -1)) bad ||= `frame ${received.length}: seq ${seq}`;
+        received.push(seq);
+      }
+      return received.length + (await drops()) === total;
+    });
+    const stats = await reader.getStats();
+    expect([accounted, bad, received.length + stats.rxRingDropped! + stats.rxQueueDropped!]).toEqual([true, '', total]);
+    expect(stats.rxRingDropped).toBeGreaterThan(0);
+    expect(received.slice(0, 20)).toEqual(Array.from({ length: 20 }, (_, seq) => seq)); // the ring filled first, then dropped
+    // Nothing else is on its way: a marker sent now is the next frame, and the account stays as it is.
+    execFileSync('ip', ['netns', 'exec', bed.ns.name, 'python3', RAW_SOCKET, 'send', 'va', Buffer.from(ethFrame(100, 9999, TEST_TYPE)).toString('hex')]);
+    expect(seqOf((await reader.frames().next()).value as Uint8Array)).toBe(9999);
+    expect(received.length + (await drops())).toBe(total);
+  });
+
   it('enumerates the devices of a namespace', async () => {
     expect((await bed.mgr.enumerate({ netns: bed.ns.name })).sort()).toEqual(['lo', 'va', 'vb']);
   });

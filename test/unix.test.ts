@@ -306,6 +306,31 @@ describe('unix devices', () => {
     for (const dev of devs) expect(await eventually(() => dev.getCarrier())).toBe(true);
   });
 
+  it('hold a peer back while a reader\'s RX ring is full instead of dropping: every frame of a burst arrives, rxRingDropped 0', async (test) => {
+    requireTool(test, 'python3', 'python3');
+    const path = join(dir, 'sock');
+    const dev = await mgr.open(`unix:${path}`, { config: { mode: 'listen' }, ringSize: 65536 }); // room for a few dozen frames of 1000 bytes
+    const [total, length] = [400, 1000];
+    const python = pythonPeer('flood', path, String(total), String(length));
+    // The reader does not read while the RX ring fills; then the socket fills, and the peer waits in send().
+    expect(await eventually(async () => (await dev.getStats()).rxPackets! >= 20)).toBe(true);
+    expect(await python.line(1, 0).catch(() => 'still sending')).toBe('still sending'); // the ring and the socket hold far fewer than 400
+    const received: number[] = [];
+    let bad = '';
+    expect(await eventually(() => {
+      for (let frame; (frame = dev.tryRecv()) !== null;) {
+        const seq = seqOf(frame);
+        if (!Buffer.from(frame).equals(Buffer.from(ethFrame(length, seq, TEST_TYPE)))) bad ||= `frame ${received.length}: seq ${seq}`;
+        received.push(seq);
+      }
+      return received.length === total;
+    })).toBe(true);
+    expect(await python.line(1)).toBe(String(total)); // the peer's every send() went through
+    expect([bad, received]).toEqual(['', Array.from({ length: total }, (_, seq) => seq)]);
+    const stats = await dev.getStats();
+    expect([stats.rxPackets, stats.rxRingDropped]).toEqual([total, 0]);
+  });
+
   it('refuses to replace a file that is not a socket, and checks its config', async () => {
     const path = join(dir, 'plain');
     writeFileSync(path, 'keep me');
