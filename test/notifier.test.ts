@@ -9,6 +9,7 @@ import { freshEachTest, privileged, requirePrivilege } from './netns-harness.js'
 const TEST_TYPE = 0x88b5;
 const CLI = new URL('../dist/cli/index.js', import.meta.url).pathname;
 const NETLINK_SEND = new URL('./fixtures/netlink-send.py', import.meta.url).pathname;
+const NOTIFIER_CHILD = new URL('./fixtures/notifier-child.mjs', import.meta.url).pathname;
 /** `ip -batch` lines that change vb's MTU `count` times: a link message each, to overrun a notifier that does not read. */
 const churn = (count: number) => Array.from({ length: count }, (_, i) => `link set vb mtu ${1000 + (i % 500)}`);
 
@@ -148,5 +149,21 @@ describe.skipIf(!privileged)('the rtnetlink notifier, in a network namespace of 
     child.kill('SIGTERM');
     const [code] = await exited;
     expect(code).toBe(0);
+  });
+  it('does not keep the process alive: a program whose only open things are a device and a monitor ends by itself once its own timer is cleared', async () => {
+    const child = spawn(process.execPath, [NOTIFIER_CHILD, bed.ns.name], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = once(child, 'exit');
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk));
+    try {
+      expect(await eventually(() => output.includes('ready\n'), 10_000)).toBe(true);
+      bed.ns.ip('link', 'set', 'va', 'mtu', '1400');
+      expect(await eventually(() => output.split('\n').length > 2, 5000)).toBe(true);
+      expect(output.split('\n')[1]).toBe(`notice ${bed.ns.name}/va mtu 1400`); // the notifier was listening
+      expect(await eventually(() => child.exitCode !== null, 5000)).toBe(true); // and lets the process end once nothing else is left
+      expect((await exited)[0]).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });
