@@ -279,6 +279,8 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
   const qdiscKinds = (): string[] => tcJson<{ kind: string }[]>('qdisc', 'show', 'dev', 'va').map((q) => q.kind);
   /** An independent probe of the kernel's police action (act_police): a standalone police action in the test namespace. */
   const policeProbe = (): string[] => ['tc', '-n', bed.ns.name, 'actions', 'add', 'action', 'police', 'rate', '1mbit', 'burst', '10k', 'drop'];
+  /** What the kernel answers for an action it does not have (no act_police built in or loadable). */
+  const NO_POLICE_ACTION = /Failed to load TC action module/;
 
   /** Every object with `kind: 'police'` anywhere in tc's JSON. */
   function policeActions(value: unknown): unknown[] {
@@ -306,7 +308,8 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
 
   it('polices with tc as the seed: the rate and burst tc shows (10 kbit of burst by default); rate 0 removes it', async (test) => {
     const dev = await open('va', 'none');
-    requireKernelFeature(test, 'the tc police action (act_police)', policeProbe());
+    requireTool(test, 'tc', 'iproute2');
+    requireKernelFeature(test, 'the tc police action (act_police)', policeProbe(), NO_POLICE_ACTION);
     // tc reads "kbit" of burst as 1024 bits (128 bytes), as the seed computes the burst; its rate's kbit is 1000 bits/s.
     for (const [kbitsRate, kbitsBurst, burstBytes] of [[1000, 100, 12_800], [2000, 0, 1280], [300, 64, 8192]] as const) {
       await dev.setPolicing(kbitsRate, kbitsBurst);
@@ -334,6 +337,7 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     if (probe.status === 0) {
       expect(outcome).toBeNull();
     } else {
+      expect(probe.stderr).toMatch(NO_POLICE_ACTION); // the probe failed for want of the action, not otherwise
       expect(outcome).toBeInstanceOf(NetdevError);
       expect([outcome!.code, outcome!.device, outcome!.call]).toEqual(['EINVAL', 'va', 'setPolicing']);
       expect(outcome!.message).toContain('tc filter add failed');
