@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { NetdevError, type Netdev } from '../dist/index.js';
 import { ethFrame, eventually, rejection, seqOf } from './helpers.js';
-import { freshEachTest, privileged, requirePrivilege } from './netns-harness.js';
+import { freshEachTest, privileged, requirePrivilege, TestNetns } from './netns-harness.js';
 
 const TEST_TYPE = 0x88b5; // IEEE local experimental: nothing else in the namespace sends it
 
@@ -138,5 +138,53 @@ describe.skipIf(!privileged)('devices are the kernel device they opened, by ifin
     expect([after.mtu, after.flags]).toEqual([before.mtu, before.flags]);
     const fresh = await bed.mgr.open('tap:rt0', { netns: bed.ns.name, ethertype: 'none' });
     expect(await fresh.getIfindex()).toBe(after.ifindex);
+  });
+  it('is two devices for the same name in two namespaces: each its own ifindex, MAC, MTU, notices and frames', async () => {
+    const other = new TestNetns();
+    const opened: Netdev[] = [];
+    try {
+      const inBoth = async (name: string): Promise<[Netdev, Netdev]> => {
+        const pair: [Netdev, Netdev] = [await open(name), await bed.mgr.open(name, { netns: other.name, ethertype: TEST_TYPE })];
+        opened.push(...pair);
+        return pair;
+      };
+      const [here, there] = await inBoth('va');
+      expect([here.netns, there.netns]).toEqual([bed.ns.name, other.name]);
+      const [linkHere, linkThere] = [bed.ns.link('va'), other.link('va')];
+      expect([await here.getIfindex(), await there.getIfindex()]).toEqual([linkHere.ifindex, linkThere.ifindex]);
+      expect([await here.getEtheraddr(), await there.getEtheraddr()]).toEqual([linkHere.address, linkThere.address]);
+      expect(linkHere.address).not.toBe(linkThere.address);
+
+      // A change made with ip in one namespace reaches the device of that namespace only (the two may
+      // have the same ifindex): when its notice is read, none for the other is pending.
+      const monitor = bed.mgr.monitor();
+      monitor.add(here);
+      monitor.add(there);
+      expect(monitor.poll()).toBeNull();
+      other.ip('link', 'set', 'va', 'mtu', '1300');
+      expect(await eventually(() => there.maxFrame === 1318)).toBe(true);
+      expect([monitor.poll(), monitor.poll()]).toEqual([`${other.name}/va`, null]);
+      expect(here.maxFrame).toBe(1518);
+
+      await there.setMtu(1400);
+      await here.setEtheraddr('02:00:00:00:92:01');
+      expect([bed.ns.link('va').mtu, other.link('va').mtu]).toEqual([1500, 1400]);
+      expect([bed.ns.link('va').address, other.link('va').address]).toEqual(['02:00:00:00:92:01', linkThere.address]);
+      expect([await here.getMtu(), await there.getMtu()]).toEqual([1500, 1400]);
+      expect([await here.getEtheraddr(), await there.getEtheraddr()]).toEqual(['02:00:00:00:92:01', linkThere.address]);
+
+      // Frames sent on one va reach the vb of its own namespace only: each vb's first frame is its own namespace's.
+      const [peerHere, peerThere] = await inBoth('vb');
+      for (const dev of opened) await dev.turnFlagsOn({ up: true });
+      expect(await eventually(async () => (await here.getCarrier()) && (await there.getCarrier()))).toBe(true);
+      const firstHere = peerHere.frames().next();
+      const firstThere = peerThere.frames().next();
+      await here.send(ethFrame(100, 1, TEST_TYPE));
+      await there.send(ethFrame(100, 2, TEST_TYPE));
+      expect([seqOf((await firstHere).value as Uint8Array), seqOf((await firstThere).value as Uint8Array)]).toEqual([1, 2]);
+    } finally {
+      for (const dev of opened) await dev.close();
+      other.destroy();
+    }
   });
 });

@@ -3,11 +3,13 @@ import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type { Netdev } from '../dist/index.js';
-import { eventually } from './helpers.js';
+import { eventually, requireTool } from './helpers.js';
 import { freshEachTest, privileged, requirePrivilege } from './netns-harness.js';
 
 const TEST_TYPE = 0x88b5;
 const CLI = new URL('../dist/cli/index.js', import.meta.url).pathname;
+const NETLINK_SEND = new URL('./fixtures/netlink-send.py', import.meta.url).pathname;
+const NOTIFIER_CHILD = new URL('./fixtures/notifier-child.mjs', import.meta.url).pathname;
 /** `ip -batch` lines that change vb's MTU `count` times: a link message each, to overrun a notifier that does not read. */
 const churn = (count: number) => Array.from({ length: count }, (_, i) => `link set vb mtu ${1000 + (i % 500)}`);
 
@@ -27,6 +29,62 @@ describe.skipIf(!privileged)('the rtnetlink notifier, in a network namespace of 
       .reduce((sum, fields) => sum + Number(fields[8]), 0);
   }
 
+  /** The port ids of this namespace's sockets joined to the link and address groups (/proc/net/netlink there). */
+  function notifierPorts(): number[] {
+    const rows = execFileSync('ip', ['netns', 'exec', bed.ns.name, 'cat', '/proc/net/netlink'], { encoding: 'utf8' }).trim().split('\n').slice(1);
+    return rows.map((row) => row.trim().split(/\s+/)).filter(([, protocol, , groups]) => protocol === '0' && groups === '00000111').map((fields) => Number(fields[2]));
+  }
+
+  /** Opens `names` (control only) and a monitor watching them, with no notice pending. */
+  async function watching(...names: string[]): Promise<{ devs: Netdev[]; monitor: ReturnType<typeof bed.mgr.monitor> }> {
+    const devs = await Promise.all(names.map((name) => open(name, 'none')));
+    const monitor = bed.mgr.monitor();
+    for (const dev of devs) monitor.add(dev);
+    while (monitor.poll() !== null);
+    return { devs, monitor };
+  }
+
+  /** The notices `monitor` has pending, or gets within `ms`, until it has every one of `names` (sorted, each once). */
+  async function noticesFor(monitor: ReturnType<typeof bed.mgr.monitor>, names: string[], ms = 5000): Promise<string[]> {
+    const seen = new Set<string>();
+    await eventually(() => {
+      for (let name; (name = monitor.poll()) !== null;) seen.add(name);
+      return names.every((name) => seen.has(name));
+    }, ms);
+    return [...seen].sort();
+  }
+
+  it('gives every watched device a notice after a socket overrun, changed meanwhile or not', async () => {
+    for (const [a, b] of [['q0', 'q1'], ['r0', 'r1']]) bed.ns.ip('link', 'add', a!, 'type', 'veth', 'peer', 'name', b!);
+    const names = ['q0', 'q1', 'r0'];
+    const { monitor } = await watching(...names);
+    const before = notifierDrops();
+    execFileSync('ip', ['-n', bed.ns.name, '-batch', '-'], { input: churn(3000).join('\n') }); // only vb changes
+    expect(notifierDrops()).toBeGreaterThan(before);
+    const expected = names.map((name) => `${bed.ns.name}/${name}`).sort();
+    expect(await noticesFor(monitor, expected)).toEqual(expected); // vb's messages alone would give none of them one
+  });
+
+  it('gives every watched device a notice after a message it cannot parse, and keeps listening', async (test) => {
+    bed.ns.ip('link', 'add', 'q0', 'type', 'veth', 'peer', 'name', 'q1');
+    const names = ['va', 'q0', 'q1'];
+    const { devs, monitor } = await watching(...names);
+    const ports = notifierPorts();
+    expect(ports).toHaveLength(1);
+    // A netlink header whose length (100) runs past the 20 bytes of the datagram: sent to the notifier's socket by another process.
+    const header = Buffer.alloc(20);
+    header.writeUInt32LE(100, 0);
+    header.writeUInt16LE(16, 4); // RTM_NEWLINK
+    requireTool(test, 'python3', 'python3');
+    execFileSync('ip', ['netns', 'exec', bed.ns.name, 'python3', NETLINK_SEND, String(ports[0]), header.toString('hex')]);
+    const expected = names.map((name) => `${bed.ns.name}/${name}`).sort();
+    expect(await noticesFor(monitor, expected)).toEqual(expected);
+    // Still listening: a later change is a message again, for that device only.
+    bed.ns.ip('link', 'set', 'q0', 'mtu', '1400');
+    expect(await eventually(() => devs[1]!.maxFrame === 1400 + 18)).toBe(true);
+    expect(await noticesFor(monitor, [`${bed.ns.name}/q0`])).toEqual([`${bed.ns.name}/q0`]);
+  });
+
   /** Whether `promise` settles within `ms` (for a notice that must come, without hanging the test when it does not). */
   async function settles(promise: Promise<unknown>, ms = 5000): Promise<boolean> {
     let settled = false;
@@ -43,6 +101,7 @@ describe.skipIf(!privileged)('the rtnetlink notifier, in a network namespace of 
     expect(va.maxFrame).toBe(1500 + 18);
     const goneEnds = gone.frames().next();
     const lateEnds = late.frames().next();
+    for (const ends of [goneEnds, lateEnds]) ends.catch(() => {}); // checked below; may reject before the checks look
     const monitor = bed.mgr.monitor();
     monitor.add(va);
 
@@ -90,5 +149,21 @@ describe.skipIf(!privileged)('the rtnetlink notifier, in a network namespace of 
     child.kill('SIGTERM');
     const [code] = await exited;
     expect(code).toBe(0);
+  });
+  it('does not keep the process alive: a program whose only open things are a device and a monitor ends by itself once its own timer is cleared', async () => {
+    const child = spawn(process.execPath, [NOTIFIER_CHILD, bed.ns.name], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = once(child, 'exit');
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk));
+    try {
+      expect(await eventually(() => output.includes('ready\n'), 10_000)).toBe(true);
+      bed.ns.ip('link', 'set', 'va', 'mtu', '1400');
+      expect(await eventually(() => output.split('\n').length > 2, 5000)).toBe(true);
+      expect(output.split('\n')[1]).toBe(`notice ${bed.ns.name}/va mtu 1400`); // the notifier was listening
+      expect(await eventually(() => child.exitCode !== null, 5000)).toBe(true); // and lets the process end once nothing else is left
+      expect((await exited)[0]).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });

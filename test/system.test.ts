@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { NetdevError, NetdevManager, readPcap, type Netdev } from '../dist/index.js';
 import { ethFrame, eventually, rejection, requireTool, seqOf, tempDir } from './helpers.js';
 import { freshEachTest, privileged, requirePrivilege } from './netns-harness.js';
+import { requireKernelFeature } from './kernel-features.js';
 
 const TEST_TYPE = 0x88b5; // IEEE local experimental: nothing else in the namespace sends it
 const RAW_SOCKET = new URL('./fixtures/raw-socket.py', import.meta.url).pathname;
@@ -196,6 +197,50 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     expect(tcpdump).toContain('ethertype Unknown (0x88b5), length 100');
   });
 
+  it('takes ENOBUFS from a full device queue as backpressure: every frame leaves once, in order, none lost', async () => {
+    const [a, b] = await bothUp();
+    // A token bucket that lets 1 MB/s out of va and queues at most 3000 bytes: past that, the
+    // kernel refuses each frame (sendmmsg: ENOBUFS) and the tbf counts it as a drop.
+    execFileSync('tc', ['-n', bed.ns.name, 'qdisc', 'add', 'dev', 'va', 'root', 'tbf', 'rate', '8mbit', 'burst', '4kb', 'limit', '3000']);
+    const total = 1500;
+    const length = 200;
+    let received = 0;
+    let bad = '';
+    const receiving = (async () => {
+      for await (const frame of b.frames()) {
+        const sent = ethFrame(length, received, TEST_TYPE);
+        if (frame.length !== length || !Buffer.from(frame).equals(Buffer.from(sent))) bad ||= `frame ${received}: seq ${seqOf(frame)}, ${frame.length} bytes`;
+        if (++received === total) break;
+      }
+    })();
+    const before = await a.getStats();
+    for (let seq = 0; seq < total; seq++) await a.send(ethFrame(length, seq, TEST_TYPE));
+    await eventually(() => received === total, 10_000); // 0.3 s at the tbf's rate
+    expect([received, bad]).toEqual([total, '']);
+    await receiving;
+    const [tbf] = JSON.parse(execFileSync('tc', ['-n', bed.ns.name, '-s', '-j', 'qdisc', 'show', 'dev', 'va', 'root'], { encoding: 'utf8' })) as { kind: string; packets: number; drops: number }[];
+    expect(tbf!.kind).toBe('tbf');
+    expect(tbf!.packets).toBe(total); // each frame went into the queue once: what the tbf refused was sent again
+    expect(tbf!.drops).toBeGreaterThan(0); // and the queue was full: sendmmsg said ENOBUFS
+    const after = await a.getStats();
+    expect([after.txPackets! - before.txPackets!, after.txErrors! - before.txErrors!]).toEqual([total, 0]); // the kernel's count of va, and the worker's errors
+    expect(b.tryRecv()).toBeNull(); // no frame twice
+  });
+
+  it('counts in txErrors each frame of a batch the kernel refuses (ENETDOWN), and goes on with the next', async () => {
+    const [a, b] = await bothUp();
+    await a.turnFlagsOff({ up: true });
+    const errorsBefore = (await a.getStats()).txErrors!;
+    const refused = Array.from({ length: 10 }, (_, seq) => ethFrame(100, seq, TEST_TYPE));
+    expect(a.trySendBatch(refused)).toBe(refused.length); // one batch, one sendmmsg: the kernel refuses its first frame each time
+    expect(await eventually(async () => (await a.getStats()).txErrors! - errorsBefore >= refused.length)).toBe(true);
+    await a.turnFlagsOn({ up: true });
+    expect(await eventually(async () => (await a.getCarrier()) && (await b.getCarrier()))).toBe(true);
+    await a.send(ethFrame(100, 99, TEST_TYPE)); // a marker: once it arrives, the worker is past the refused ones
+    expect(seqOf((await b.frames().next()).value as Uint8Array)).toBe(99);
+    expect((await a.getStats()).txErrors! - errorsBefore).toBe(refused.length);
+  });
+
   it('counts what it sends in the kernel statistics that ip reports', async () => {
     const [a] = await bothUp();
     const before = (await a.getStats()).txPackets!;
@@ -228,23 +273,79 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     expect(routes).toEqual([expect.objectContaining({ dst: 'default', gateway: '10.80.0.254', dev: 'va' })]);
   });
 
-  it('polices with tc as the seed, and removes policing with rate 0', async () => {
+  /** `tc -n NS ARGS...` (`json`: with -j, parsed). */
+  const tc = (...args: string[]): string => execFileSync('tc', ['-n', bed.ns.name, ...args], { encoding: 'utf8' });
+  const tcJson = <T = Record<string, unknown>[]>(...args: string[]): T => JSON.parse(tc('-j', ...args)) as T;
+  /** The kinds of va's qdiscs, as tc reports them. */
+  const qdiscKinds = (): string[] => tcJson<{ kind: string }[]>('qdisc', 'show', 'dev', 'va').map((q) => q.kind);
+  /** An independent probe of the kernel's police action (act_police): a standalone police action in the test namespace. */
+  const policeProbe = (): string[] => ['tc', '-n', bed.ns.name, 'actions', 'add', 'action', 'police', 'rate', '1mbit', 'burst', '10k', 'drop'];
+  /** What the kernel answers for an action it does not have (no act_police built in or loadable). */
+  const NO_POLICE_ACTION = /Failed to load TC action module/;
+
+  /** Every object with `kind: 'police'` anywhere in tc's JSON. */
+  function policeActions(value: unknown): unknown[] {
+    if (Array.isArray(value)) return value.flatMap(policeActions);
+    if (value === null || typeof value !== 'object') return [];
+    const own = (value as { kind?: unknown }).kind === 'police' ? [value] : [];
+    return [...own, ...Object.values(value).flatMap(policeActions)];
+  }
+
+  /**
+   * The police action of va's ingress filters as tc shows it: its rate in bit/s and burst in bytes.
+   * tc's JSON names the action but leaves rate and burst out (iproute2 prints them to text only),
+   * so they are read from the text form: "police 0x1 rate 1Mbit burst 12800b mtu 64Kb action drop".
+   */
+  function policer(): { rate: number; burst: number; action: string } {
+    expect(policeActions(tcJson('filter', 'show', 'dev', 'va', 'ingress'))).toHaveLength(1);
+    const text = tc('filter', 'show', 'dev', 'va', 'ingress');
+    const match = /\brate (\d+(?:\.\d+)?)([KMGT]?)(i?)bit burst (\d+(?:\.\d+)?)([KM]?)b mtu \S+ action (\w+)/.exec(text);
+    if (!match) throw new Error(`no police action in tc's output:\n${text}`);
+    const [, rate, rateUnit, iec, burst, burstUnit, action] = match;
+    const rateScale = (iec ? 1024 : 1000) ** ' KMGT'.indexOf(rateUnit || ' ');
+    const burstScale = 1024 ** ' KM'.indexOf(burstUnit || ' ');
+    return { rate: Number(rate) * rateScale, burst: Number(burst) * burstScale, action: action! };
+  }
+
+  it('polices with tc as the seed: the rate and burst tc shows (10 kbit of burst by default); rate 0 removes it', async (test) => {
     const dev = await open('va', 'none');
-    const tc = (...args: string[]) => execFileSync('tc', ['-j', '-n', bed.ns.name, ...args], { encoding: 'utf8' });
-    const outcome = await dev.setPolicing(1000, 100).then(() => null, (error: NetdevError) => error);
-    if (outcome === null) {
-      expect(tc('filter', 'show', 'dev', 'va', 'parent', 'ffff:')).toContain('police');
-    } else {
-      // A kernel without the police action: the error carries tc's words, and tc itself fails the same way.
-      expect(outcome.code).toBe('EINVAL');
-      expect(outcome.message).toContain('tc filter add failed');
-      const direct = spawnSync('tc', ['-n', bed.ns.name, 'filter', 'add', 'dev', 'va', 'parent', 'ffff:', 'protocol', 'ip', 'prio', '50', 'u32',
-        'match', 'ip', 'src', '0.0.0.0/0', 'police', 'rate', '1000kbit', 'burst', '100kbit', 'mtu', '65535', 'drop', 'flowid', ':1']);
-      expect(direct.status).not.toBe(0);
+    requireTool(test, 'tc', 'iproute2');
+    requireKernelFeature(test, 'the tc police action (act_police)', policeProbe(), NO_POLICE_ACTION);
+    // tc reads "kbit" of burst as 1024 bits (128 bytes), as the seed computes the burst; its rate's kbit is 1000 bits/s.
+    for (const [kbitsRate, kbitsBurst, burstBytes] of [[1000, 100, 12_800], [2000, 0, 1280], [300, 64, 8192]] as const) {
+      await dev.setPolicing(kbitsRate, kbitsBurst);
+      expect(qdiscKinds()).toContain('ingress');
+      const police = policer();
+      expect(police.rate).toBe(kbitsRate * 1000);
+      expect(Math.abs(police.burst - burstBytes)).toBeLessThanOrEqual(burstBytes * 0.01); // tc stores the burst as time: it comes back rounded
+      expect(police.action).toBe('drop');
     }
-    expect(tc('qdisc', 'show', 'dev', 'va')).toContain('ingress');
     await dev.setPolicing(0);
-    expect(tc('qdisc', 'show', 'dev', 'va')).not.toContain('ingress');
+    expect(qdiscKinds()).not.toContain('ingress');
+  });
+
+  it('removes an ingress qdisc with rate 0, and reports tc refusing the police action as EINVAL carrying its words', async () => {
+    const dev = await open('va', 'none');
+    tc('qdisc', 'add', 'dev', 'va', 'handle', 'ffff:', 'ingress');
+    tc('filter', 'add', 'dev', 'va', 'parent', 'ffff:', 'protocol', 'ip', 'prio', '50', 'u32', 'match', 'ip', 'src', '0.0.0.0/0', 'flowid', ':1');
+    expect(qdiscKinds()).toContain('ingress');
+    await dev.setPolicing(0);
+    expect(qdiscKinds()).not.toContain('ingress');
+    expect(tcJson('filter', 'show', 'dev', 'va', 'ingress')).toEqual([]);
+    // Whether tc can police here is the independent probe's answer, not the library's.
+    const probe = spawnSync(policeProbe()[0]!, policeProbe().slice(1), { encoding: 'utf8' });
+    const outcome = await dev.setPolicing(1000, 100).then(() => null, (error: NetdevError) => error);
+    if (probe.status === 0) {
+      expect(outcome).toBeNull();
+    } else {
+      expect(probe.stderr).toMatch(NO_POLICE_ACTION); // the probe failed for want of the action, not otherwise
+      expect(outcome).toBeInstanceOf(NetdevError);
+      expect([outcome!.code, outcome!.device, outcome!.call]).toEqual(['EINVAL', 'va', 'setPolicing']);
+      expect(outcome!.message).toContain('tc filter add failed');
+      expect(outcome!.message).toContain(probe.stderr.trim().split('\n')[0]); // tc's own complaint, e.g. "Failed to load TC action module"
+    }
+    await dev.setPolicing(0);
+    expect(qdiscKinds()).not.toContain('ingress');
   });
 
   it('answers getVlanVid with ENOENT for a device that is not a VLAN', async () => {
@@ -384,6 +485,43 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     } finally {
       await smallRing.close();
     }
+  });
+
+  it('counts in rxRingDropped every frame that finds a reader\'s RX ring full: what the kernel delivered = received + dropped, exactly', async (test) => {
+    const reader = await bed.mgr.open('vb', { netns: bed.ns.name, ethertype: TEST_TYPE, ringSize: 65536 }); // room for a few dozen frames of 1000 bytes
+    await reader.turnFlagsOn({ up: true });
+    bed.ns.ip('link', 'set', 'va', 'up');
+    expect(await eventually(() => reader.getCarrier())).toBe(true);
+    const [total, length] = [400, 1000];
+    const kernelBefore = bed.ns.link('vb').stats64!.rx.packets;
+    requireTool(test, 'python3', 'python3');
+    // A burst the reader does not read while it comes.
+    const sent = Number(execFileSync('ip', ['netns', 'exec', bed.ns.name, 'python3', RAW_SOCKET, 'flood', 'va', String(total), String(length)], { encoding: 'utf8' }));
+    expect(sent).toBe(total);
+    expect(bed.ns.link('vb').stats64!.rx.packets - kernelBefore).toBe(total); // what the kernel delivered to vb
+    const received: number[] = [];
+    let bad = '';
+    const drops = async () => {
+      const stats = await reader.getStats();
+      return stats.rxRingDropped! + stats.rxQueueDropped!;
+    };
+    // Reads what the ring holds (and what the worker still brings) until every frame is accounted for.
+    const accounted = await eventually(async () => {
+      for (let frame; (frame = reader.tryRecv()) !== null;) {
+        const seq = seqOf(frame);
+        if (!Buffer.from(frame).equals(Buffer.from(ethFrame(length, seq, TEST_TYPE))) || seq <= (received.at(-1) ?? -1)) bad ||= `frame ${received.length}: seq ${seq}`;
+        received.push(seq);
+      }
+      return received.length + (await drops()) === total;
+    });
+    const stats = await reader.getStats();
+    expect([accounted, bad, received.length + stats.rxRingDropped! + stats.rxQueueDropped!]).toEqual([true, '', total]);
+    expect(stats.rxRingDropped).toBeGreaterThan(0);
+    expect(received.slice(0, 20)).toEqual(Array.from({ length: 20 }, (_, seq) => seq)); // the ring filled first, then dropped
+    // Nothing else is on its way: a marker sent now is the next frame, and the account stays as it is.
+    execFileSync('ip', ['netns', 'exec', bed.ns.name, 'python3', RAW_SOCKET, 'send', 'va', Buffer.from(ethFrame(100, 9999, TEST_TYPE)).toString('hex')]);
+    expect(seqOf((await reader.frames().next()).value as Uint8Array)).toBe(9999);
+    expect(received.length + (await drops())).toBe(total);
   });
 
   it('enumerates the devices of a namespace', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import { ethFrame, rejection, requireTool, seqOf } from './helpers.js';
+import { ethFrame, eventually, rejection, requireTool, seqOf } from './helpers.js';
 import { freshEachTest, privileged, requirePrivilege } from './netns-harness.js';
 
 const TEST_TYPE = 0x88b5;
@@ -68,5 +68,37 @@ describe.skipIf(!privileged)('tap devices in a network namespace of the test run
     expect(seqOf(second)).toBe(2);
     expect(second).toEqual(frames[1]);
     expect((await tap.getStats()).rxQueueDropped).toBeNull(); // a tap has no packet socket queue
+  });
+  it('counts in rxRingDropped every frame that finds a reader\'s RX ring full: what the kernel sent through the tap = received + dropped, exactly', async (test) => {
+    const tap = await bed.mgr.open('tap:t0', { netns: bed.ns.name, ethertype: TEST_TYPE, ringSize: 65536 }); // room for a few dozen frames of 1000 bytes
+    bed.ns.ip('link', 'set', 't0', 'addrgenmode', 'none'); // no IPv6 of the kernel's own through the tap
+    await tap.turnFlagsOn({ up: true });
+    const [total, length] = [400, 1000];
+    const kernel = () => bed.ns.link('t0').stats64!.tx.packets;
+    const kernelBefore = kernel();
+    requireTool(test, 'python3', 'python3');
+    // A burst the reader does not read while it comes.
+    const sent = Number(execFileSync('ip', ['netns', 'exec', bed.ns.name, 'python3', RAW_SOCKET, 'flood', 't0', String(total), String(length)], { encoding: 'utf8' }));
+    expect(sent).toBe(total);
+    const received: number[] = [];
+    let bad = '';
+    const dropped = async () => (await tap.getStats()).rxRingDropped!;
+    const accounted = await eventually(async () => {
+      for (let frame; (frame = tap.tryRecv()) !== null;) {
+        const seq = seqOf(frame);
+        if (!Buffer.from(frame).equals(Buffer.from(ethFrame(length, seq, TEST_TYPE))) || seq <= (received.at(-1) ?? -1)) bad ||= `frame ${received.length}: seq ${seq}`;
+        received.push(seq);
+      }
+      return received.length + (await dropped()) === total;
+    });
+    expect([accounted, bad, received.length + (await dropped())]).toEqual([true, '', total]);
+    expect(kernel() - kernelBefore).toBe(total); // every frame went through the tap to the reader's worker
+    expect(bed.ns.link('t0').stats64!.tx).toMatchObject({ dropped: 0 });
+    expect(await dropped()).toBeGreaterThan(0);
+    expect(received.slice(0, 20)).toEqual(Array.from({ length: 20 }, (_, seq) => seq)); // the ring filled first, then dropped
+    // Nothing else is on its way: a marker sent now is the next frame, and the account stays as it is.
+    execFileSync('ip', ['netns', 'exec', bed.ns.name, 'python3', RAW_SOCKET, 'send', 't0', Buffer.from(ethFrame(100, 9999, TEST_TYPE)).toString('hex')]);
+    expect(seqOf((await tap.frames().next()).value as Uint8Array)).toBe(9999);
+    expect(received.length + (await dropped())).toBe(total);
   });
 });

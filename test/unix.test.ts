@@ -1,15 +1,17 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NetdevManager } from '../dist/index.js';
 import type { Netdev } from '../dist/index.js';
-import { ethFrame, eventually, rejection, seqOf } from './helpers.js';
+import { ethFrame, eventually, rejection, requireTool, seqOf } from './helpers.js';
 import { checkedFrame } from './fixtures/checked-frame.mjs';
 
 const PEER = new URL('./fixtures/unix-peer.mjs', import.meta.url).pathname;
+const SEQPACKET = new URL('./fixtures/unix-seqpacket.py', import.meta.url).pathname;
+const TEST_TYPE = 0x88b5;
 
 let mgr: NetdevManager;
 let dir: string;
@@ -29,6 +31,29 @@ function peer(...args: string[]): ChildProcess {
   const child = spawn(process.execPath, [PEER, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
   return child;
+}
+
+/** A plain Python SOCK_SEQPACKET peer (fixtures/unix-seqpacket.py); `line(n)` resolves with its output's line n (from 1) once written. */
+function pythonPeer(...args: string[]): { child: ChildProcess; write: (text: string) => void; line: (n: number, ms?: number) => Promise<string> } {
+  const child = spawn('python3', [SEQPACKET, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  children.push(child);
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const line = async (n: number, ms = 10_000): Promise<string> => {
+    if (!(await eventually(() => output.split('\n').length > n, ms))) throw new Error(`the Python peer wrote ${output.split('\n').length - 1} lines, not ${n}: ${output}`);
+    return output.split('\n')[n - 1]!;
+  };
+  return { child, write: (text) => child.stdin!.write(text), line };
+}
+
+const hex = (frame: Uint8Array): string => Buffer.from(frame).toString('hex');
+
+/** CPU time (user + system, ms, in clock ticks of 10 ms) used so far by threads `tids` of this process (/proc/self/task/TID/stat). */
+function threadsCpuMs(tids: string[]): number {
+  return tids.reduce((sum, tid) => {
+    const fields = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return sum + (Number(fields[11]) + Number(fields[12])) * 10;
+  }, 0);
 }
 
 async function ready(child: ChildProcess): Promise<void> {
@@ -218,6 +243,105 @@ describe('unix devices', () => {
     expect(slowSaw.received).toBeLessThan(FRAMES);
     expect(slowSaw.gaps).toBeGreaterThan(0);
     expect(slowSaw.received + dropped!).toBe(FRAMES);
+  });
+
+  it('send each frame as one message that a plain SOCK_SEQPACKET socket in another process reads byte for byte', async (test) => {
+    requireTool(test, 'python3', 'python3');
+    const path = join(dir, 'sock');
+    const sizes = [14, 15, 59, 60, 61, 100, 1000, 1514, 1500, 64];
+    const frames = sizes.map((length, seq) => ethFrame(length, seq, TEST_TYPE));
+    const python = pythonPeer('recv', path, String(frames.length));
+    expect(await python.line(1)).toBe('ready');
+    const dev = await mgr.open(`unix:${path}`); // connect mode
+    expect(await eventually(() => dev.getCarrier())).toBe(true);
+    for (const frame of frames) await dev.send(frame);
+    const lines = await Promise.all(frames.map((_, i) => python.line(2 + i)));
+    expect(lines).toEqual(frames.map(hex)); // as sent: not padded, not joined, not cut
+    const stats = await dev.getStats();
+    expect([stats.txPackets, stats.txBytes, stats.txDropped]).toEqual([frames.length, sizes.reduce((a, b) => a + b), 0]);
+  });
+
+  it('receive each message a plain SOCK_SEQPACKET socket in another process sends as one frame, byte for byte, padded to 60', async (test) => {
+    requireTool(test, 'python3', 'python3');
+    const path = join(dir, 'sock');
+    const dev = await mgr.open(`unix:${path}`, { config: { mode: 'listen' } });
+    const sizes = [14, 20, 59, 60, 61, 100, 1514, 1000, 64];
+    const frames = sizes.map((length, seq) => ethFrame(length, seq, TEST_TYPE));
+    const received = (async () => {
+      const got: Uint8Array[] = [];
+      for await (const frame of dev.frames({ copy: true })) if (got.push(frame) === frames.length) break;
+      return got;
+    })();
+    const python = pythonPeer('send', path, ...frames.map(hex));
+    expect(await python.line(1)).toBe('sent');
+    const got = await received;
+    expect(got.map((frame) => frame.length)).toEqual(sizes.map((length) => Math.max(60, length)));
+    got.forEach((frame, i) => {
+      expect(hex(frame.subarray(0, sizes[i]))).toBe(hex(frames[i]!));
+      expect(frame.subarray(sizes[i]).every((byte) => byte === 0)).toBe(true);
+    });
+    const stats = await dev.getStats();
+    expect([stats.rxPackets, stats.rxBytes, stats.rxRingDropped]).toEqual([frames.length, sizes.reduce((a, b) => a + b), 0]);
+    expect(dev.tryRecv()).toBeNull(); // nothing more than was sent
+  });
+
+  it('reconnects 100 ms after the peer went away, then after intervals doubling to 2 s, without spinning', async (test) => {
+    requireTool(test, 'python3', 'python3');
+    // One device per attempt to observe: its listener comes back between two attempts, so its
+    // first connection shows when the next attempt came.  Attempts after the peer goes away, at
+    // 100, 200, 400, 800, 1600 and 2000 ms intervals: 100, 300, 700, 1500, 3100 and 5100 ms.
+    const attempts = [100, 300, 700, 1500, 3100, 5100];
+    const offsets = [40, 180, 450, 1000, 2000, 3700]; // well after the attempt before (a steady or faster retry would come early)
+    const paths = attempts.map((_, i) => join(dir, `s${i}`));
+    const python = pythonPeer('reappear', offsets.join(','), ...paths);
+    expect(await python.line(1)).toBe('ready');
+    const threadsBefore = new Set(readdirSync('/proc/self/task'));
+    const devs = await Promise.all(paths.map((path) => mgr.open(`unix:${path}`)));
+    const workers = readdirSync('/proc/self/task').filter((tid) => !threadsBefore.has(tid)); // the devices' worker threads
+    expect(await python.line(2)).toBe('connected');
+    for (const dev of devs) expect(await eventually(() => dev.getCarrier())).toBe(true);
+    const cpuBefore = threadsCpuMs(workers);
+    const started = performance.now();
+    python.write('go\n');
+    const arrived = JSON.parse(await python.line(3, 8000)) as number[];
+    const cpu = threadsCpuMs(workers) - cpuBefore;
+    const wall = performance.now() - started;
+    console.log(`reconnections after ${arrived.join(', ')} ms (attempts due at ${attempts.join(', ')}); the ${workers.length} new threads used ${cpu} ms of CPU in ${wall.toFixed(0)} ms`);
+    // A timer never fires early, so an attempt before its time is a wrong schedule; one late by a
+    // loaded machine is not, up to a margin that still tells 5100 (the 2 s cap) from 6300 (none).
+    arrived.forEach((ms, i) => {
+      expect(ms, `device ${i}: reconnected after ${ms} ms, its attempt was due at ${attempts[i]} ms`).toBeGreaterThanOrEqual(attempts[i]! - 10);
+      expect(ms, `device ${i}: reconnected after ${ms} ms, its attempt was due at ${attempts[i]} ms`).toBeLessThan(attempts[i]! + 300);
+    });
+    // Six devices waiting to reconnect for 5 s: timers, no polling loop (a spinning worker would use a core).
+    expect(workers.length).toBeGreaterThanOrEqual(devs.length);
+    expect(cpu).toBeLessThan(wall * 0.02);
+    for (const dev of devs) expect(await eventually(() => dev.getCarrier())).toBe(true);
+  });
+
+  it('hold a peer back while a reader\'s RX ring is full instead of dropping: every frame of a burst arrives, rxRingDropped 0', async (test) => {
+    requireTool(test, 'python3', 'python3');
+    const path = join(dir, 'sock');
+    const dev = await mgr.open(`unix:${path}`, { config: { mode: 'listen' }, ringSize: 65536 }); // room for a few dozen frames of 1000 bytes
+    const [total, length] = [400, 1000];
+    const python = pythonPeer('flood', path, String(total), String(length));
+    // The reader does not read while the RX ring fills; then the socket fills, and the peer waits in send().
+    expect(await eventually(async () => (await dev.getStats()).rxPackets! >= 20)).toBe(true);
+    expect(await python.line(1, 0).catch(() => 'still sending')).toBe('still sending'); // the ring and the socket hold far fewer than 400
+    const received: number[] = [];
+    let bad = '';
+    expect(await eventually(() => {
+      for (let frame; (frame = dev.tryRecv()) !== null;) {
+        const seq = seqOf(frame);
+        if (!Buffer.from(frame).equals(Buffer.from(ethFrame(length, seq, TEST_TYPE)))) bad ||= `frame ${received.length}: seq ${seq}`;
+        received.push(seq);
+      }
+      return received.length === total;
+    })).toBe(true);
+    expect(await python.line(1)).toBe(String(total)); // the peer's every send() went through
+    expect([bad, received]).toEqual(['', Array.from({ length: total }, (_, seq) => seq)]);
+    const stats = await dev.getStats();
+    expect([stats.rxPackets, stats.rxRingDropped]).toEqual([total, 0]);
   });
 
   it('refuses to replace a file that is not a socket, and checks its config', async () => {

@@ -318,7 +318,8 @@ export interface DeviceIo {
   /**
    * Transmits up to `budget` frames from `tx`: for each, `length = tx.next()` (-1: none left),
    * data at `tx.bytes[tx.offset ..]`.  A frame the device cannot take now (EAGAIN) is put back
-   * with `tx.unread()`, and the I/O half must then arrange for ctx.bell to ring when the device
+   * with `tx.unread()` (several, read for one batch: `tx.rewind(mark, count)` to the `tx.mark()`
+   * taken before them), and the I/O half must then arrange for ctx.bell to ring when the device
    * can take more.  Frames that fail for good are counted (txErrors/txDropped), not retried.
    * Returns how many frames it took; the worker releases them.
    */

@@ -245,7 +245,7 @@ export class RingReader extends RingEnd {
     }
   }
 
-  /** Steps back over the record returned by the last next(), so that the next next() returns it again (once: see mark()). */
+  /** Steps back over the record returned by the last next(), so that the next next() returns it again (one record only: see mark()). */
   unread(): void {
     this.readPos = this.previousPos;
     this.consumed--;

@@ -200,7 +200,7 @@ class PacketIo implements DeviceIo {
       // A frame only partly sent is the seed's EMSGSIZE: counted as an error, not sent again.
       for (let i = 0; i < accepted; i++) if (this.txVector.length(i) !== this.txVector.iovecLength(i)) this.context.counters.txErrors++;
       if (accepted < queued) {
-        // The frames after the accepted ones go back to the ring, to be sent (or refused) again.
+        // The frames not accepted stay in the ring, to be sent again (or, the first, counted below).
         tx.rewind(mark, queued);
         for (let i = 0; i < accepted; i++) tx.next();
       }

@@ -99,6 +99,11 @@ class UnixIo implements DeviceIo {
       return;
     }
     sys.close(fd);
+    this.connectLater();
+  }
+
+  /** Schedules the next connection attempt after the backoff, and doubles the backoff (up to 2 s) for the one after. */
+  private connectLater(): void {
     this.reconnect = setTimeout(() => this.connect(), this.backoff);
     this.backoff = Math.min(BACKOFF_MAX_MS, this.backoff * 2);
   }
@@ -116,7 +121,7 @@ class UnixIo implements DeviceIo {
     peer.waker.close();
     sys.close(peer.fd);
     if (this.peers.length === 0) this.carrierChanged();
-    if (this.options.mode === 'connect' && !this.closed && !this.reconnect) this.reconnect = setTimeout(() => this.connect(), this.backoff);
+    if (this.options.mode === 'connect' && !this.closed && !this.reconnect) this.connectLater();
   }
 
   private carrierChanged(): void {
