@@ -153,6 +153,41 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     }
   });
 
+  it('never receives a frame of another interface, even when opened while other interfaces carry traffic', async () => {
+    bed.ns.ip('link', 'add', 'vc', 'type', 'veth', 'peer', 'name', 'vd');
+    for (const dev of ['vc', 'vd']) bed.ns.ip('link', 'set', dev, 'addrgenmode', 'none');
+    const [vc, vd] = await Promise.all(['vc', 'vd'].map((name) => bed.mgr.open(name, { netns: bed.ns.name, ethertype: 'any' })));
+    for (const dev of [vc, vd]) await dev.turnFlagsOn({ up: true });
+    const va = await open('va');
+    await va.turnFlagsOn({ up: true });
+    bed.ns.ip('link', 'set', 'vb', 'up');
+    expect(await eventually(async () => (await va.getCarrier()) && (await vd.getCarrier()))).toBe(true);
+    let flooding = true;
+    const flood = (async () => {
+      const burst = Array.from({ length: 64 }, (_, i) => ethFrame(60, i, 0x88b6));
+      while (flooding) await vc.sendBatch(burst);
+    })();
+    const foreign: number[] = [];
+    for (let round = 0; round < 10; round++) {
+      const vb = await bed.mgr.open('vb', { netns: bed.ns.name, ethertype: 'any' }); // every protocol: a frame of vc's would show
+      const got: Uint8Array[] = [];
+      const reading = (async () => {
+        for await (const frame of vb.frames({ copy: true })) {
+          got.push(frame);
+          if (frame[12] === 0x88 && frame[13] === 0xb5 && seqOf(frame) === round) break;
+        }
+      })();
+      await va.send(ethFrame(60, round, TEST_TYPE)); // the marker: once it is in, so is anything that came before
+      await reading;
+      foreign.push(got.filter((f) => f[12] !== 0x88 || f[13] !== 0xb5).length);
+      await vb.close();
+    }
+    flooding = false;
+    await flood;
+    expect((await vd.getStats()).rxPackets).toBeGreaterThan(1000); // the other pair did carry traffic meanwhile
+    expect(foreign).toEqual(new Array(10).fill(0));
+  });
+
   it('receives 802.1Q-tagged frames with their tag, as they were sent (the kernel moves it to PACKET_AUXDATA)', async () => {
     const sender = await bed.mgr.open('va', { netns: bed.ns.name, ethertype: 'any' });
     const any = await bed.mgr.open('vb', { netns: bed.ns.name, ethertype: 'any' });
