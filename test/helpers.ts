@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -107,4 +108,29 @@ export const warningLedger = { emitted: [] as string[], expected: [] as RegExp[]
  */
 export function expectWarning(pattern: RegExp): void {
   warningLedger.expected.push(pattern);
+}
+
+/**
+ * Resolves once `child` has printed `word` on its standard output; rejects, saying so, if it
+ * exits first or `ms` pass (a child that never gets ready fails the test at once, not at its timeout).
+ */
+export function untilPrinted(child: ChildProcess, word = 'ready', ms = 10_000): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let output = '';
+    const done = (error?: Error) => {
+      clearTimeout(timer);
+      child.stdout!.off('data', onData);
+      child.off('exit', onExit);
+      if (error) reject(error);
+      else resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes(word)) done();
+    };
+    const onExit = (code: number | null, signal: string | null) => done(new Error(`the child exited (${code ?? signal}) before it printed '${word}'; it printed: ${output}`));
+    const timer = setTimeout(() => done(new Error(`the child did not print '${word}' within ${ms} ms; it printed: ${output}`)), ms);
+    child.stdout!.on('data', onData);
+    child.on('exit', onExit);
+  });
 }

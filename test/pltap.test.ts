@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NetdevError, NetdevManager } from '../dist/index.js';
 import { JobPool } from '../dist/main/job-pool.js';
-import { ethFrame, eventually, rejection, requireTool, seqOf, tempDir } from './helpers.js';
+import { ethFrame, eventually, rejection, requireTool, seqOf, tempDir, untilPrinted } from './helpers.js';
 import { privileged, requirePrivilege, TestNetns } from './netns-harness.js';
 
 const TEST_TYPE = 0x88b5;
@@ -81,7 +81,7 @@ describe.skipIf(!privileged)('pltap devices with the vsysd backend, in a network
     reader.stderr.on('data', (chunk: Buffer) => (errors += chunk));
     let output = '';
     reader.stdout.on('data', (chunk: Buffer) => (output += chunk));
-    await new Promise<void>((resolve) => reader.stdout.on('data', () => output.includes('ready') && resolve()));
+    await untilPrinted(reader);
     await dev.setConfig({ local_ip: '10.91.0.1', local_netmask: 16 });
     expect(await eventually(() => ['UP', 'PROMISC'].every((flag) => ns.link(tapname).flags.includes(flag)))).toBe(true);
     await exited;
@@ -107,7 +107,7 @@ describe.skipIf(!privileged)('pltap devices with the vsysd backend, in a network
     const exited = once(reader, 'exit');
     let output = '';
     reader.stdout.on('data', (chunk: Buffer) => (output += chunk));
-    await new Promise<void>((resolve) => reader.stdout.on('data', () => output.includes('ready') && resolve()));
+    await untilPrinted(reader);
     for (const frame of sent) await dev.send(frame);
     await exited;
     expect(output.trim().split('\n').slice(1)).toEqual(sent.map((f) => Buffer.from(f).toString('hex')));

@@ -3,7 +3,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NetdevError, NetdevManager, readPcap, type Netdev } from '../dist/index.js';
-import { ethFrame, eventually, rejection, requireTool, seqOf, tempDir } from './helpers.js';
+import { ethFrame, eventually, rejection, requireTool, seqOf, tempDir, untilPrinted } from './helpers.js';
 import { freshEachTest, privileged, requirePrivilege } from './netns-harness.js';
 import { requireKernelFeature } from './kernel-features.js';
 
@@ -90,7 +90,7 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     const child = spawn(process.execPath, [new URL('./fixtures/system-flag-child.mjs', import.meta.url).pathname, bed.ns.name, 'va'], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
-    await new Promise<void>((resolve) => child.stdout.on('data', (chunk: Buffer) => chunk.toString().includes('ready') && resolve()));
+    await untilPrinted(child);
     expect(bed.ns.link('va').flags).toContain('PROMISC');
     child.kill('SIGTERM');
     const signal = await new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, sig) => resolve(sig)));

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import { ethFrame, eventually, rejection, requireTool, seqOf } from './helpers.js';
+import { ethFrame, eventually, rejection, requireTool, seqOf, untilPrinted } from './helpers.js';
 import { freshEachTest, privileged, requirePrivilege } from './netns-harness.js';
 
 const TEST_TYPE = 0x88b5;
@@ -47,7 +47,7 @@ describe.skipIf(!privileged)('tap devices in a network namespace of the test run
     const reader = spawn('ip', ['netns', 'exec', bed.ns.name, 'python3', RAW_SOCKET, 'recv', 't0', String(frames.length)]);
     let output = '';
     reader.stdout.on('data', (chunk: Buffer) => (output += chunk));
-    await new Promise<void>((resolve) => reader.stdout.on('data', () => output.includes('ready') && resolve()));
+    await untilPrinted(reader);
     for (const frame of frames) await tap.send(frame);
     await new Promise((resolve) => reader.on('exit', resolve));
     const lines = output.trim().split('\n').slice(1);

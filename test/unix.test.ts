@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NetdevManager } from '../dist/index.js';
 import type { Netdev } from '../dist/index.js';
-import { ethFrame, eventually, rejection, requireTool, seqOf } from './helpers.js';
+import { ethFrame, eventually, rejection, requireTool, seqOf, untilPrinted } from './helpers.js';
 import { checkedFrame } from './fixtures/checked-frame.mjs';
 
 const PEER = new URL('./fixtures/unix-peer.mjs', import.meta.url).pathname;
@@ -57,7 +57,7 @@ function threadsCpuMs(tids: string[]): number {
 }
 
 async function ready(child: ChildProcess): Promise<void> {
-  await new Promise<void>((resolve) => child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('ready') && resolve()));
+  await untilPrinted(child);
 }
 
 /** What a `unix-peer.mjs recv` process saw. */
