@@ -1,7 +1,7 @@
 import { readdirSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Switch, type Netdev } from '../dist/index.js';
-import { eventually, sleep } from './helpers.js';
+import { eventually } from './helpers.js';
 import { freshEachTest, privileged, requirePrivilege } from './netns-harness.js';
 
 const TEST_TYPE = 0x88b5;
@@ -103,8 +103,11 @@ describe.skipIf(!privileged)('Switch over system devices (veth pairs in a namesp
     await sw.removePort(vc);
     await va.send(frame(BROADCAST, macOf(1), 9));
     expect(await eventually(() => atHost.length === 2)).toBe(true);
-    await sleep(50);
-    expect(atD).toHaveLength(1);
+    // A marker sent on vc itself, after 9 reached the host: had vb's worker sent 9 to vc too, it
+    // would have done so before handing 9 up, so 9 would arrive at vd before the marker.
+    await vc.send(frame(BROADCAST, macOf(3), 10));
+    expect(await eventually(() => atD.length === 2)).toBe(true);
+    expect(atD.map(seqOf)).toEqual([7, 10]);
     expect(sw.counters().map((p) => p.name)).toEqual([vb.name, 'dummy:s']);
   });
 
@@ -128,8 +131,9 @@ describe.skipIf(!privileged)('Switch over system devices (veth pairs in a namesp
     await vd.send(frame(macOf(1), macOf(4), 3)); // from the access port: to the trunk, tagged 10
     expect(await eventually(() => atTrunk.some((f) => f[6] === 2 && f[11] === 4))).toBe(true);
     expect(atTrunk.find((f) => f[11] === 4)).toEqual(tag(frame(macOf(1), macOf(4), 3), 10));
-    await sleep(30);
-    expect(atD).toHaveLength(1);
+    await trunkHost.send(tag(frame(BROADCAST, macOf(1), 4), 10)); // a marker behind 1 (VLAN 20), had it leaked to vc
+    expect(await eventually(() => atD.length === 2)).toBe(true);
+    expect(atD.map(seqOf)).toEqual([2, 4]);
   });
 
   it('stops forwarding in a worker whose port handle closes while the device stays open', async () => {
@@ -144,12 +148,16 @@ describe.skipIf(!privileged)('Switch over system devices (veth pairs in a namesp
     expect(await eventually(() => atD.length === 1)).toBe(true);
     await vb.close();
     expect(await eventually(() => sw!.counters().length === 1)).toBe(true);
+    await sw.ready(); // the port's removal has reached its worker
     bed.ns.ip('link', 'set', 'vb', 'up'); // the closed handle took vb down with it; the device itself stays open
     expect(await eventually(() => other.getCarrier())).toBe(true);
-    await sleep(50); // the port's removal reaches its worker
+    const atOther = collect(other);
     await va.send(frame(BROADCAST, macOf(1), 2));
-    await sleep(100);
-    expect(atD).toHaveLength(1);
+    // vb's worker hands 2 to its reader, as a device that is no port does; it forwards nothing.
+    expect(await eventually(() => atOther.some((f) => seqOf(f) === 2))).toBe(true);
+    await vc.send(frame(BROADCAST, macOf(3), 3)); // a marker on vc: behind 2, had vb's worker sent it there
+    expect(await eventually(() => atD.length === 2)).toBe(true);
+    expect(atD.map(seqOf)).toEqual([1, 3]);
     expect(other.isOpen).toBe(true);
   });
 

@@ -141,11 +141,12 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
         }
         return frames;
       })();
-      for (let seq = 0; seq < total; seq++) await from.send(ethFrame(Math.max(18, sizes[seq % sizes.length]!), seq, TEST_TYPE));
+      // A frame under 18 bytes has no room for its number: it is known by its place in the order.
+      for (let seq = 0; seq < total; seq++) await from.send(ethFrame(sizes[seq % sizes.length]!, seq, TEST_TYPE));
       const frames = await received;
       frames.forEach((frame, seq) => {
-        const sent = ethFrame(Math.max(18, sizes[seq % sizes.length]!), seq, TEST_TYPE);
-        expect(seqOf(frame)).toBe(seq);
+        const sent = ethFrame(sizes[seq % sizes.length]!, seq, TEST_TYPE);
+        if (sent.length >= 18) expect(seqOf(frame)).toBe(seq);
         expect(frame.length).toBe(Math.max(60, sent.length));
         expect(frame.subarray(0, sent.length)).toEqual(sent);
         expect(frame.subarray(sent.length).every((byte) => byte === 0)).toBe(true);
