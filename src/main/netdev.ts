@@ -6,6 +6,7 @@
 import { canonicalIPv6, isGroupMac, parseIPv4, parseMac, parsePrefixLength } from '../common/addresses.js';
 import { readFile } from 'node:fs/promises';
 import { NetdevError, toNetdevError } from '../common/errors.js';
+import { ETH_HEADER, isVlanTagged, VLAN_TAG } from '../common/ethernet.js';
 import { readPcap } from '../common/pcap.js';
 import type { Config, Ethertype, Features, Flags, In4, ProviderDevice, Stats } from '../providers/contract.js';
 import type { Device, DeviceIoState } from './device.js';
@@ -21,8 +22,6 @@ export interface FlagOptions {
   permanent?: boolean;
 }
 
-const ETH_HEADER = 14;
-const VLAN_TAG = 4;
 const DEFAULT_BATCH = 256;
 /** Frames per worker call when replaying a capture. */
 const REPLAY_BATCH = 256;
@@ -563,11 +562,6 @@ const STAT_FIELDS: readonly (keyof Stats)[] = [
   'txAbortedErrors', 'txCarrierErrors', 'txFifoErrors', 'txHeartbeatErrors', 'txWindowErrors', 'rxRingDropped',
   'rxQueueDropped',
 ];
-
-function isVlanTagged(frame: Uint8Array): boolean {
-  const type = (frame[12]! << 8) | frame[13]!;
-  return type === 0x8100 || type === 0x88a8;
-}
 
 /** Config values as strings; EINVAL for a non-object or a value that is not a string, number or boolean. */
 export function normalizeConfig(changes: unknown): Config {

@@ -142,8 +142,3 @@ export class PortSet {
 
 /** The smallest RX ring record: a 60-byte frame and its 4-byte length. */
 const MIN_RECORD = 64;
-
-/** The VID of the 802.1Q-tagged frame at `bytes[at ..]` of `length` bytes, or 0. */
-export function vidAt(bytes: Uint8Array, at: number, length: number): number {
-  return length >= 18 && bytes[at + 12] === 0x81 && bytes[at + 13] === 0x00 ? ((bytes[at + 14]! << 8) | bytes[at + 15]!) & 0x0fff : 0;
-}

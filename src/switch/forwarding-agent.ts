@@ -11,12 +11,13 @@
  * the others go on at their own pace.  A frame the RX ring has no room for is counted as dropped
  * for each output that needed the main thread.
  */
+import { vidAt } from '../common/ethernet.js';
 import type { DeviceIo, IoContext } from '../providers/contract.js';
 import { addressHalves, MessageVector, setIovec } from '../sys/fd-io.js';
 import { errnoName, lastErrno, MMSGHDR_SIZE, MSG_DONTWAIT, sys } from '../sys/libc.js';
 import {
   FILTERED, FLOODS, inputCounter, MAX_PORTS, outputCounter, PassUpMasks, PortSet, RX_BYTES, RX_FRAMES, TX_BYTES, TX_DROPS, TX_FRAMES,
-  vidAt, type AgentSpec, type OutputSpec,
+  type AgentSpec, type OutputSpec,
 } from './fabric.js';
 import { MacTable } from './mac-table.js';
 

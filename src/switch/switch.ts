@@ -26,10 +26,11 @@
  */
 import { NetdevError } from '../common/errors.js';
 import type { Netdev } from '../main/netdev.js';
-import { ETH_P_8021Q, sys } from '../sys/libc.js';
+import { sys } from '../sys/libc.js';
+import { vidAt, withoutVlanTag, withVlanTag } from '../common/ethernet.js';
 import {
   FILTERED, FLOODS, forwardingCounters, inputCounter, MAX_PORTS, outputCounter, PassUpMasks, PortSet, RX_BYTES, RX_FRAMES, TX_BYTES, TX_DROPS,
-  TX_FRAMES, vidAt, type OutputSpec,
+  TX_FRAMES, type OutputSpec,
 } from './fabric.js';
 import { MacTable } from './mac-table.js';
 
@@ -95,26 +96,6 @@ interface Port {
   loop: Promise<void> | null;
   iterator: AsyncIterableIterator<Uint8Array[]> | null;
   removed: boolean;
-}
-
-/** `frame` with an 802.1Q tag for `vid` inserted after the MAC addresses. */
-function tagged(frame: Uint8Array, vid: number): Uint8Array {
-  const out = new Uint8Array(frame.length + 4);
-  out.set(frame.subarray(0, 12), 0);
-  out[12] = ETH_P_8021Q >> 8;
-  out[13] = ETH_P_8021Q & 0xff;
-  out[14] = (vid >> 8) & 0x0f;
-  out[15] = vid & 0xff;
-  out.set(frame.subarray(12), 16);
-  return out;
-}
-
-/** `frame` without its 802.1Q tag. */
-function untagged(frame: Uint8Array): Uint8Array {
-  const out = new Uint8Array(frame.length - 4);
-  out.set(frame.subarray(0, 12), 0);
-  out.set(frame.subarray(16), 12);
-  return out;
 }
 
 /** Entries of the MAC table (a power of two). */
@@ -466,8 +447,8 @@ export class Switch {
    * between access ports and trunks (one new frame each way, whatever the number of outputs).
    */
   private queue(input: Port, output: Port, frame: Uint8Array, vlan: number, vid: number): void {
-    if (input.vlan !== null && output.vlan === null) output.pending.push(this.retag(frame, () => tagged(frame, vlan)));
-    else if (input.vlan === null && output.vlan !== null && vid !== 0) output.pending.push(this.retag(frame, () => untagged(frame)));
+    if (input.vlan !== null && output.vlan === null) output.pending.push(this.retag(frame, () => withVlanTag(frame, vlan)));
+    else if (input.vlan === null && output.vlan !== null && vid !== 0) output.pending.push(this.retag(frame, () => withoutVlanTag(frame)));
     else output.pending.push(frame);
   }
 

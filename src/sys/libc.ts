@@ -38,7 +38,6 @@ export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
 export const ETH_P_ALL = 0x0003;
 export const ETH_P_802_2 = 0x0004;
-export const ETH_P_8021Q = 0x8100;
 export const SOL_SOCKET = 1;
 export const SO_RCVBUF = 8;
 export const SO_SNDBUF = 7;

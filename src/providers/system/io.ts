@@ -24,10 +24,11 @@
  *   made with protocol 0 and given its protocol by bind(), so it never hears another interface.
  */
 import { NetdevError } from '../../common/errors.js';
+import { insertVlanTag, MAC_ADDRESSES, TPID_8021Q, VLAN_TAG } from '../../common/ethernet.js';
 import type { RingReader } from '../../ring/ring.js';
 import {
   AF_PACKET, AUXDATA_STATUS, AUXDATA_VLAN_TCI, AUXDATA_VLAN_TPID, CMSG_HEADER, CMSG_LEVEL, CMSG_TYPE, PACKET_AUXDATA,
-  TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID, check, ETH_P_802_2, ETH_P_8021Q, ETH_P_ALL, errnoName, htons, lastErrno, MSG_DONTWAIT, MSG_TRUNC, PACKET_IGNORE_OUTGOING,
+  TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID, check, ETH_P_802_2, ETH_P_ALL, errnoName, htons, lastErrno, MSG_DONTWAIT, MSG_TRUNC, PACKET_IGNORE_OUTGOING,
   SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, SOCKADDR_LL_SIZE, SOL_PACKET, SOL_SOCKET, SO_RCVBUF, sys,
 } from '../../sys/libc.js';
 import { addressHalves, FdWaker, MessageVector, setIovec } from '../../sys/fd-io.js';
@@ -46,7 +47,6 @@ const RCVBUF = 4 * 1024 * 1024;
 const DROPS_READ_EVERY = 8;
 /** Control buffer per received frame: one cmsghdr with a struct tpacket_auxdata (CMSG_SPACE(20) = 40). */
 const CONTROL_BYTES = 48;
-const VLAN_TAG = 4;
 const EAGAIN = 'EAGAIN';
 
 function protocolOf(ethertype: Ethertype): number {
@@ -138,14 +138,10 @@ class PacketIo implements DeviceIo {
     if (this.rxVector.controlLength(i) < CMSG_HEADER + AUXDATA_VLAN_TPID + 2) return length;
     if (control.readInt32LE(at + CMSG_LEVEL) !== SOL_PACKET || control.readInt32LE(at + CMSG_TYPE) !== PACKET_AUXDATA) return length;
     const status = control.readUInt32LE(at + CMSG_HEADER + AUXDATA_STATUS);
-    if ((status & TP_STATUS_VLAN_VALID) === 0 || length < 12) return length;
+    if ((status & TP_STATUS_VLAN_VALID) === 0 || length < MAC_ADDRESSES) return length;
     if (length + VLAN_TAG > SLOT) return -1;
-    const tpid = (status & TP_STATUS_VLAN_TPID_VALID) !== 0 ? control.readUInt16LE(at + CMSG_HEADER + AUXDATA_VLAN_TPID) : ETH_P_8021Q;
-    const frame = i * SLOT;
-    this.staging.copyWithin(frame + 12 + VLAN_TAG, frame + 12, frame + length);
-    this.staging.writeUInt16BE(tpid, frame + 12);
-    this.staging.writeUInt16BE(control.readUInt16LE(at + CMSG_HEADER + AUXDATA_VLAN_TCI), frame + 14);
-    return length + VLAN_TAG;
+    const tpid = (status & TP_STATUS_VLAN_TPID_VALID) !== 0 ? control.readUInt16LE(at + CMSG_HEADER + AUXDATA_VLAN_TPID) : TPID_8021Q;
+    return insertVlanTag(this.staging, i * SLOT, length, tpid, control.readUInt16LE(at + CMSG_HEADER + AUXDATA_VLAN_TCI));
   }
 
   /** Adds the frames the kernel dropped from the socket's queue since the last read to rxQueueDropped. */
