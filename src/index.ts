@@ -3,7 +3,7 @@
  * layer), with a worker thread per device and shared-memory frame rings.
  */
 export { NetdevManager, type ManagerOptions, type OpenOptions } from './main/manager.js';
-export { Netdev, type FlagOptions } from './main/netdev.js';
+export { Netdev, type AgentHandle, type FlagOptions } from './main/netdev.js';
 export { NetdevMonitor } from './main/monitor.js';
 export { Capture, type CaptureOptions } from './main/capture.js';
 export { Switch, type PortCounters, type PortOptions, type SwitchOptions } from './switch/switch.js';
@@ -23,6 +23,7 @@ export {
   type Ethertype,
   type Features,
   type Flags,
+  type FrameStaging,
   type In4,
   type IoContext,
   type IoControl,
@@ -34,3 +35,4 @@ export {
   type Stats,
 } from './providers/contract.js';
 export { NETDEV_PROMISC, NETDEV_UP } from './ring/device-shared.js';
+export { HOT_BELL, HOT_FRAMES, type AgentContext, type CreateAgent, type WorkerAgent } from './workers/agent-contract.js';

@@ -28,8 +28,8 @@ export function deviceLabel(name: string, netns: string | undefined): string {
   return netns === undefined ? name : `${netns}/${name}`;
 }
 
-/** A provider's ioModule as a URL string: URLs and 'file:' strings as they are, paths through pathToFileURL. */
-function moduleUrl(module: string | URL): string {
+/** A module's URL string (a provider's ioModule, a worker agent): URLs and 'file:' strings as they are, paths through pathToFileURL. */
+export function moduleUrl(module: string | URL): string {
   if (module instanceof URL) return module.href;
   return module.startsWith('file:') ? module : pathToFileURL(module).href;
 }

@@ -9,12 +9,22 @@ import { NetdevError, toNetdevError } from '../common/errors.js';
 import { ETH_HEADER, isVlanTagged, VLAN_TAG } from '../common/ethernet.js';
 import { readPcap } from '../common/pcap.js';
 import type { Config, Ethertype, Features, Flags, In4, ProviderDevice, Stats } from '../providers/contract.js';
-import type { Device, DeviceIoState } from './device.js';
+import { moduleUrl, type Device, type DeviceIoState } from './device.js';
 import { ALL_FLAGS, FlagBook, flagBits, flagsOf } from './flags.js';
 import { BatchIterator, FrameIterator, type BatchOptions, type ReadOptions } from './rx-queue.js';
 import { Capture, type CaptureOptions } from './capture.js';
 import type { Remote } from '../common/rpc.js';
 import type { DeviceWorkerApi } from '../workers/device-worker.js';
+
+/** A worker agent running in a device's worker (Netdev.attachAgent). */
+export interface AgentHandle {
+  /** What the agent's `started` said. */
+  readonly started: unknown;
+  /** Calls the agent's control(op, arg) in the worker; resolves with its answer. */
+  call(op: string, arg?: unknown): Promise<unknown>;
+  /** Detaches the agent (the worker receives into the RX ring again); resolves with what its close() returned. */
+  detach(): Promise<unknown>;
+}
 
 /** Options of setFlags/turnFlagsOn/turnFlagsOff. */
 export interface FlagOptions {
@@ -186,12 +196,38 @@ export class Netdev {
   }
 
   /**
-   * @internal For the Switch: a call on the device's worker.  EPIPE for a control-only handle,
-   * the device's failure if it failed, and the worker's error if the call fails.  With
-   * `evenIfClosed`, the call is made while the device runs even if this handle has closed (undoing
-   * what the handle set up in the worker).
+   * Runs a worker agent in the device's worker (see "Writing a worker agent" in README and
+   * src/workers/agent-contract.ts): the module at `module` (a URL or absolute path) must export
+   * `createAgent`; it is given `options` (structured-cloned) and takes over the worker's receive
+   * rounds until detached.  Resolves with a handle once it runs.  EPIPE for a control-only
+   * handle, EBUSY if an agent runs already, and the agent's own error if it cannot start.
    */
-  workerCall<T>(call: string, invoke: (api: Remote<DeviceWorkerApi>) => Promise<T>, evenIfClosed = false): Promise<T> {
+  async attachAgent(module: string | URL, options?: unknown): Promise<AgentHandle> {
+    const url = moduleUrl(module);
+    const started = await this.onWorker('attachAgent', (api) => api.attachAgent(url, options));
+    return {
+      started,
+      call: (op, arg) => this.onWorker('agentCall', (api) => api.agentCall(op, arg)),
+      // Also once this handle has closed, while the device runs on: what the agent set up is undone.
+      detach: () => this.onWorker('detachAgent', (api) => api.detachAgent(), true),
+    };
+  }
+
+  /**
+   * A new descriptor of the device's packet socket (system devices), on which any thread of the
+   * process may call sendmmsg (a worker agent sending to this device); the caller owns and closes
+   * it.  EOPNOTSUPP for a device without one.
+   */
+  dupPacketSocket(): Promise<number> {
+    return this.onWorker('dupPacketSocket', (api) => api.packetFd());
+  }
+
+  /**
+   * A call on the device's worker.  EPIPE for a control-only handle, the device's failure if it
+   * failed, and the worker's error if the call fails.  With `evenIfClosed`, the call is made
+   * while the device runs even if this handle has closed.
+   */
+  private onWorker<T>(call: string, invoke: (api: Remote<DeviceWorkerApi>) => Promise<T>, evenIfClosed = false): Promise<T> {
     try {
       const io = evenIfClosed ? this.device.io : this.requireIo(call);
       if (!io) throw new NetdevError({ code: 'EBADF', device: this.name, call, detail: 'device is closed' });

@@ -324,18 +324,8 @@ export interface DeviceIo {
    * Returns how many frames it took; the worker releases them.
    */
   transmit(tx: RingReader, budget: number): number;
-  /**
-   * Optional, for forwarding inside the worker (the Switch): like receive(), but leaves up to
-   * `budget` frames in the I/O half's own staging memory instead of ctx.rx, padded and counted;
-   * returns how many.  Frame i is stagedBytes[stagedOffset(i) ..] of stagedLength(i) bytes (-1:
-   * a bad frame, already counted) until the next call.  Arranges a wake-up like receive().
-   */
-  receiveStaged?(budget: number): number;
-  stagedBytes?: Uint8Array;
-  stagedOffset?(i: number): number;
-  stagedLength?(i: number): number;
-  /** The descriptor receiveStaged reads: a worker forwarding in a hurry may wait on it with poll(2). */
-  stagedFd?: number;
+  /** Optional: receiving into the I/O half's own staging memory, for worker agents that forward (see FrameStaging). */
+  readonly staging?: FrameStaging;
   /**
    * Optional, for forwarding inside other workers: a new descriptor (close-on-exec) of the
    * device's AF_PACKET socket, on which any thread of the process may call sendmmsg.  The caller
@@ -348,6 +338,24 @@ export interface DeviceIo {
   control?(op: string, arg: unknown): unknown;
   /** Releases everything the I/O half holds; nothing is called after it. */
   close(): void | Promise<void>;
+}
+
+/**
+ * An I/O half's staging capability, for worker agents that forward (the Switch's): frames
+ * received into the I/O half's own memory instead of the RX ring, to be sent on from there.
+ */
+export interface FrameStaging {
+  /**
+   * Like DeviceIo.receive(), but leaves up to `budget` frames in `bytes`, padded and counted;
+   * returns how many.  Arranges a wake-up like receive().
+   */
+  receive(budget: number): number;
+  /** The staging memory: frame i of the last receive() is bytes[offset(i) ..] of length(i) bytes (-1: a bad frame, already counted), until the next receive(). */
+  readonly bytes: Uint8Array;
+  offset(i: number): number;
+  length(i: number): number;
+  /** The descriptor receive() reads: an agent in a hurry may wait on it with poll(2). */
+  readonly fd: number;
 }
 
 /** The export `createIo` of a provider's ioModule. */

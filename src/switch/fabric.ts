@@ -59,7 +59,7 @@ export interface AgentSpec {
   kickFd: number;
 }
 
-/** What a port's worker says when it starts forwarding (see DeviceWorkerApi.attachSwitch). */
+/** What the forwarding agent says when it starts in a port's worker (its WorkerAgent.started). */
 export interface AgentStart {
   /** Frames the worker put in the RX ring before its agent started: every later one was passed up. */
   from: number;

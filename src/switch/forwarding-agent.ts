@@ -1,6 +1,6 @@
 /**
- * The Switch's forwarding agent, in a port's worker: it takes the frames the port's I/O half
- * staged, learns their sources and looks up their destinations in the shared MAC table, and
+ * The Switch's forwarding agent, a worker agent (src/workers/agent-contract.ts) in a port's
+ * worker: it takes the frames the port's I/O half staged (its staging capability), learns their sources and looks up their destinations in the shared MAC table, and
  * sends each frame straight out of the output ports' packet sockets with one sendmmsg per output
  * per batch: no thread hand-off, no copy.  Frames it cannot send as they are (an output without a
  * socket, or a VLAN tag to add or remove) are copied to the RX ring, where the Switch on the main
@@ -12,19 +12,18 @@
  * for each output that needed the main thread.
  */
 import { vidAt } from '../common/ethernet.js';
-import type { DeviceIo, IoContext } from '../providers/contract.js';
+import { netdevError } from '../common/errors.js';
+import type { FrameStaging, IoContext } from '../providers/contract.js';
+import { HOT_BELL, HOT_FRAMES, type CreateAgent, type WorkerAgent } from '../workers/agent-contract.js';
 import { addressHalves, MessageVector, setIovec } from '../sys/fd-io.js';
 import { errnoName, lastErrno, MMSGHDR_SIZE, MSG_DONTWAIT, sys } from '../sys/libc.js';
 import {
   FILTERED, FLOODS, inputCounter, MAX_PORTS, outputCounter, PassUpMasks, PortSet, RX_BYTES, RX_FRAMES, TX_BYTES, TX_DROPS, TX_FRAMES,
-  type AgentSpec, type OutputSpec,
+  type AgentSpec, type AgentStart, type OutputSpec,
 } from './fabric.js';
 import { MacTable } from './mac-table.js';
 
 const BATCH = 64;
-/** What waitHot saw: the socket is readable; the bell rang. */
-export const HOT_SOCKET = 1;
-export const HOT_BELL = 2;
 
 /**
  * True if a frame of VLAN id `vid` (0: untagged) from a port with access VLAN `from` can go out
@@ -42,15 +41,13 @@ interface Output {
   queued: number;
 }
 
-/** Staged frames handed to the agent by an I/O half that has receiveStaged. */
-export type StagingIo = Required<Pick<DeviceIo, 'receiveStaged' | 'stagedBytes' | 'stagedOffset' | 'stagedLength' | 'stagedFd'>>;
+/** The Switch's worker agent module: attached with an AgentSpec; EOPNOTSUPP for an I/O half without staging. */
+export const createAgent: CreateAgent = ({ io, device, options }) => {
+  if (!io.staging) throw netdevError('EOPNOTSUPP', 'the I/O half cannot stage frames for forwarding in its worker');
+  return new ForwardingAgent(options as AgentSpec, io.staging, device);
+};
 
-/** True if `io` can stage frames for an agent. */
-export function canStage(io: DeviceIo): io is DeviceIo & StagingIo {
-  return typeof io.receiveStaged === 'function' && typeof io.stagedFd === 'number';
-}
-
-export class ForwardingAgent {
+class ForwardingAgent implements WorkerAgent {
   private readonly table: MacTable;
   private readonly counters: Float64Array;
   private readonly index: number;
@@ -60,16 +57,19 @@ export class ForwardingAgent {
   /** Outputs by port index (sparse). */
   private byIndex: (Output | undefined)[] = [];
   private readonly stagingAddress: [number, number];
-  readonly kickFd: number;
+  private readonly kickFd: number;
   /** The outputs the frame being forwarded needs the main thread for. */
   private readonly viaMain = new PortSet();
   /** For each frame passed up, the outputs it is for; and how many frames were passed up. */
-  readonly masks: PassUpMasks;
+  private readonly masks: PassUpMasks;
   private passed = 0;
+
+  /** Where the main thread's part starts, for attachAgent's answer (see AgentStart). */
+  readonly started: AgentStart;
 
   constructor(
     spec: AgentSpec,
-    private readonly io: StagingIo,
+    private readonly io: FrameStaging,
     private readonly context: IoContext,
   ) {
     this.table = new MacTable(spec.table);
@@ -77,14 +77,29 @@ export class ForwardingAgent {
     this.index = spec.index;
     this.vlan = spec.vlan;
     this.maxAge = spec.maxAge;
-    this.stagingAddress = addressHalves(io.stagedBytes);
+    this.stagingAddress = addressHalves(io.bytes);
     this.kickFd = spec.kickFd;
     this.masks = PassUpMasks.forRing(context.rx.capacity);
     this.setOutputs(spec.outputs);
+    context.bell.setKickFd(spec.kickFd); // a ring of the worker's bell reaches waitHot's poll(2)
+    this.started = { from: context.rx.committed, masks: this.masks.buffer }; // between rounds: every frame committed is published
+  }
+
+  /** 'outputs': a new set of other ports; answers the frames put in the RX ring so far (frames passed up later see the new set). */
+  control(op: string, arg: unknown): unknown {
+    if (op !== 'outputs') throw netdevError('EOPNOTSUPP', `the Switch's agent has no control '${op}'`);
+    this.setOutputs(arg as OutputSpec[]);
+    return this.context.rx.committed;
+  }
+
+  /** Detached: the bell no longer reaches the eventfd; answers the frames put in the RX ring so far. */
+  close(): number {
+    this.context.bell.setKickFd(-1);
+    return this.context.rx.committed;
   }
 
   /** Replaces the set of other ports (a port added or removed); takes effect for the next batch. */
-  setOutputs(outputs: OutputSpec[]): void {
+  private setOutputs(outputs: OutputSpec[]): void {
     this.outputs = outputs.map((spec) => ({ spec, vector: new MessageVector(BATCH), queued: 0 }));
     this.byIndex = new Array<Output | undefined>(MAX_PORTS);
     for (const output of this.outputs) this.byIndex[output.spec.index] = output;
@@ -92,28 +107,28 @@ export class ForwardingAgent {
 
   /**
    * Blocks this thread in poll(2) until the port's socket is readable, the bell's eventfd is
-   * signalled (cleared here), or `timeoutMs` passes.  Returns HOT_SOCKET and/or HOT_BELL, or 0.
+   * signalled (cleared here), or `timeoutMs` passes.  Returns HOT_FRAMES and/or HOT_BELL, or 0.
    * Waking from a poll(2) costs far less than a wake through the event loop.
    */
   waitHot(timeoutMs: number): number {
-    const ready = sys.pollTwo(this.io.stagedFd, this.kickFd, timeoutMs);
-    if ((ready & HOT_BELL) !== 0) sys.clearEventfd(this.kickFd);
-    return ready;
+    const ready = sys.pollTwo(this.io.fd, this.kickFd, timeoutMs);
+    if ((ready & 2) !== 0) sys.clearEventfd(this.kickFd);
+    return ((ready & 1) !== 0 ? HOT_FRAMES : 0) | ((ready & 2) !== 0 ? HOT_BELL : 0);
   }
 
   /** Receives and forwards up to `budget` frames; returns how many it took from the device. */
   round(budget: number): number {
     const { io, table, counters } = this;
-    const count = io.receiveStaged(budget);
+    const count = io.receive(budget);
     if (count === 0) return 0;
-    const bytes = io.stagedBytes;
+    const bytes = io.bytes;
     const now = table.now();
     const row = inputCounter(this.index, 0);
     let up = 0;
     for (let i = 0; i < count; i++) {
-      const length = io.stagedLength(i);
+      const length = io.length(i);
       if (length < 0) continue;
-      const at = io.stagedOffset(i);
+      const at = io.offset(i);
       counters[row + RX_FRAMES]++;
       counters[row + RX_BYTES] += length;
       const vid = vidAt(bytes, at, length);

@@ -25,12 +25,12 @@
  * is a new frame made; otherwise frames are forwarded as they are, with no allocation per frame.
  */
 import { NetdevError } from '../common/errors.js';
-import type { Netdev } from '../main/netdev.js';
+import type { AgentHandle, Netdev } from '../main/netdev.js';
 import { sys } from '../sys/libc.js';
 import { vidAt, withoutVlanTag, withVlanTag } from '../common/ethernet.js';
 import {
   FILTERED, FLOODS, forwardingCounters, inputCounter, MAX_PORTS, outputCounter, PassUpMasks, PortSet, RX_BYTES, RX_FRAMES, TX_BYTES, TX_DROPS,
-  TX_FRAMES, type OutputSpec,
+  TX_FRAMES, type AgentStart, type OutputSpec,
 } from './fabric.js';
 import { MacTable } from './mac-table.js';
 
@@ -80,6 +80,8 @@ interface Port {
   kickFd: number;
   /** True once the port's worker forwards its frames itself. */
   agent: boolean;
+  /** The port's worker agent, once attached. */
+  agentHandle: AgentHandle | null;
   /** Set while the port's worker is being made to forward; its loop waits for it before forwarding a batch. */
   attaching: Promise<void> | null;
   /**
@@ -98,6 +100,8 @@ interface Port {
   removed: boolean;
 }
 
+/** The worker agent module that forwards in a system port's worker. */
+const FORWARDING_AGENT = new URL('./forwarding-agent.js', import.meta.url);
 /** Entries of the MAC table (a power of two). */
 const TABLE_SIZE = 8192;
 /** A port's loop that forwards without a pause gives the event loop a turn this often. */
@@ -161,6 +165,7 @@ export class Switch {
       fd: -1,
       kickFd: -1,
       agent: false,
+      agentHandle: null,
       attaching: null,
       agentFrom: null,
       masks: null,
@@ -273,7 +278,7 @@ export class Switch {
     await Promise.all(
       [...this.agents].map(async (p) => {
         try {
-          told.set(p, await p.dev.workerCall('Switch', (api) => api.setSwitchOutputs(p.removed ? [] : this.outputsOf(p)), true));
+          told.set(p, (await p.agentHandle!.call('outputs', p.removed ? [] : this.outputsOf(p))) as number);
         } catch {
           // its worker has ended: it passes nothing up any more
         }
@@ -286,21 +291,22 @@ export class Switch {
   private async startAgent(port: Port): Promise<void> {
     if (port.removed) return;
     // Without a packet socket to share, the port is reached through the main thread.
-    port.fd = await port.dev.workerCall('Switch', (api) => api.packetFd()).catch(() => -1);
+    port.fd = await port.dev.dupPacketSocket().catch(() => -1);
     await this.updateAgents(); // either way the other agents must know of it
     if (port.removed || port.fd < 0) return;
     port.kickFd = sys.eventfd();
     const spec = { table: this.table.descriptor, counters: this.shared, index: port.index, vlan: port.vlan, maxAge: this.maxAge, outputs: this.outputsOf(port), kickFd: port.kickFd };
-    const attach = port.dev.workerCall('Switch', (api) => api.attachSwitch(spec));
-    this.agents.add(port); // from now on it may be forwarding: every change of the ports must reach it
+    const attach = port.dev.attachAgent(FORWARDING_AGENT, spec);
     port.attaching = attach.then(
-      (start) => {
+      (handle) => {
+        const start = handle.started as AgentStart;
+        port.agentHandle = handle;
         port.agentFrom = start.from;
         port.masks = new PassUpMasks(start.masks);
         port.agent = true;
+        this.agents.add(port); // it forwards: every change of the ports must reach it
       },
       (error: unknown) => {
-        this.agents.delete(port);
         if (!port.removed) this.notice(`port ${port.dev.name} forwards on the main thread: its worker cannot: ${(error as Error).message}`);
       },
     );
@@ -318,7 +324,7 @@ export class Switch {
   private async stopAgent(port: Port): Promise<void> {
     if (this.agents.delete(port)) {
       try {
-        const until = await port.dev.workerCall('Switch', (api) => api.detachSwitch(), true);
+        const until = (await port.agentHandle!.detach()) as number;
         this.dropPassedUp(port, until);
       } catch {
         // the worker has ended

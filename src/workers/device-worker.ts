@@ -4,9 +4,9 @@
  * round moves nothing it sleeps on its bell (Atomics.waitAsync), so an idle device costs no CPU
  * and control calls from the main thread (comlink messages) are served while it sleeps.  A busy
  * loop yields to the event loop every few milliseconds so control calls are never starved.
- * While the device is a Switch port whose I/O half can stage frames, a ForwardingAgent takes the
- * place of receive(): it forwards each batch itself (see src/switch/forwarding-agent.ts), and
- * after traffic the loop waits hot, in poll(2), for a while before it sleeps (see run()).
+ * While a worker agent is attached (see agent-contract.ts), its round() takes the place of
+ * receive(), and after traffic the loop waits hot, in the agent's waitHot(), for a while before
+ * it sleeps (see run()).
  *
  * If the I/O half throws, the error is rethrown outside any promise: the worker dies and the main
  * thread puts the device in an error state (a crashed worker harms no other device).
@@ -19,8 +19,7 @@ import { RingFollower, RingReader, RingWriter, type RingDescriptor } from '../ri
 import { CAPTURE_RECORD_HEADER, CAPTURE_RX, CAPTURE_TX, type CaptureSpec } from '../ring/capture-format.js';
 import { CounterBatch, DeviceShared } from '../ring/device-shared.js';
 import type { CreateIo, DeviceIo, Ethertype, IoContext } from '../providers/contract.js';
-import { canStage, ForwardingAgent, HOT_SOCKET } from '../switch/forwarding-agent.js';
-import type { AgentSpec, AgentStart, OutputSpec } from '../switch/fabric.js';
+import { HOT_FRAMES, type CreateAgent, type WorkerAgent } from './agent-contract.js';
 
 /** Everything the main thread hands a new device worker. */
 export interface DeviceWorkerSpec {
@@ -104,16 +103,12 @@ export interface DeviceWorkerApi {
   stopCapture(id: number): Promise<void>;
   /** A new descriptor of the device's packet socket for other workers to send on (DeviceIo.packetFd); EOPNOTSUPP without one. */
   packetFd(): Promise<number>;
-  /**
-   * Makes this worker forward its received frames itself, as a Switch port; EOPNOTSUPP if the I/O
-   * half cannot stage frames.  Resolves with the number of frames the worker had put in the RX
-   * ring before (every later one is a frame the agent passed up) and the agent's pass-up masks.
-   */
-  attachSwitch(spec: AgentSpec): Promise<AgentStart>;
-  /** Gives the forwarding agent a new set of other ports; resolves with the frames put in the RX ring so far (frames passed up later see the new set). */
-  setSwitchOutputs(outputs: OutputSpec[]): Promise<number>;
-  /** Ends forwarding in this worker: received frames go to the RX ring again.  Resolves with the frames put in the RX ring so far. */
-  detachSwitch(): Promise<number>;
+  /** Loads the worker agent module at `url` and attaches it with `options`; resolves with its `started`.  EBUSY if one is attached. */
+  attachAgent(url: string, options: unknown): Promise<unknown>;
+  /** Calls the attached agent's control(op, arg); EOPNOTSUPP if it has none, EBADF if none is attached. */
+  agentCall(op: string, arg: unknown): Promise<unknown>;
+  /** Detaches the agent (the worker receives into the RX ring again); resolves with what its close() returned. */
+  detachAgent(): Promise<unknown>;
   /** Stops the loop and closes the I/O half. */
   stop(): Promise<void>;
 }
@@ -132,8 +127,8 @@ class IoLoop {
   private readonly done: Promise<void>;
   /** The captures in progress, by id. */
   readonly captures = new Map<number, CaptureTap>();
-  /** Set while the device is a Switch port forwarding in this worker. */
-  agent: ForwardingAgent | null = null;
+  /** The worker agent attached, if any. */
+  agent: WorkerAgent | null = null;
   /** Hot waits in a row that found nothing (see run); any round that moves frames resets it. */
   private idleHotWaits = HOT_IDLE_WAITS;
 
@@ -187,17 +182,19 @@ class IoLoop {
         }
         continue;
       }
-      if (this.agent && this.idleHotWaits < HOT_IDLE_WAITS) {
-        // Hot: a forwarding worker that moved frames lately waits in poll(2) on its socket and its
-        // bell's eventfd.  Its event loop gets a turn when the bell rang (a control call, or
-        // frames to send), when a wait timed out, and every YIELD_AFTER_MS.
-        bell.prepare(); // a ring now also signals the eventfd
+      const hot = this.agent?.waitHot;
+      if (hot && this.idleHotWaits < HOT_IDLE_WAITS) {
+        // Hot: an agent's worker that moved frames lately waits in the agent's waitHot (poll(2) on
+        // its socket and its bell's eventfd, for the Switch's).  Its event loop gets a turn when
+        // the bell rang (a control call, or frames to send), when a wait timed out, and every
+        // YIELD_AFTER_MS.
+        bell.prepare(); // a ring now also reaches the agent's wait
         const moved = this.stopping ? 0 : this.round();
-        const woke = moved === 0 ? this.agent.waitHot(HOT_WAIT_MS) : 0;
+        const woke = moved === 0 ? hot.call(this.agent, HOT_WAIT_MS) : 0;
         bell.cancel();
-        if ((woke & HOT_SOCKET) !== 0) this.round();
+        if ((woke & HOT_FRAMES) !== 0) this.round();
         if (moved === 0 && woke === 0) this.idleHotWaits++;
-        if ((moved === 0 && (woke & HOT_SOCKET) === 0) || performance.now() - lastYield > YIELD_AFTER_MS) {
+        if ((moved === 0 && (woke & HOT_FRAMES) === 0) || performance.now() - lastYield > YIELD_AFTER_MS) {
           await yieldToEventLoop();
           lastYield = performance.now();
         }
@@ -282,25 +279,29 @@ const api: DeviceWorkerApi = {
     return device.packetFd();
   },
 
-  async attachSwitch(spec) {
+  async attachAgent(url, options) {
     const device = requireIo();
-    if (!canStage(device)) throw netdevError('EOPNOTSUPP', 'the I/O half cannot stage frames for forwarding in its worker');
-    const agent = new ForwardingAgent(spec, device, context!);
+    if (loop!.agent) throw netdevError('EBUSY', 'a worker agent is attached to this device already');
+    const module = (await import(url)) as { createAgent?: CreateAgent };
+    if (typeof module.createAgent !== 'function') throw netdevError('EINVAL', `agent module ${url} does not export createAgent`);
+    if (loop!.agent) throw netdevError('EBUSY', 'a worker agent is attached to this device already');
+    const agent = await module.createAgent({ io: device, device: context!, options });
     loop!.agent = agent;
-    context!.bell.setKickFd(spec.kickFd);
-    return { from: context!.rx.committed, masks: agent.masks.buffer }; // between rounds: every committed frame is published
+    return agent.started;
   },
 
-  async setSwitchOutputs(outputs) {
+  async agentCall(op, arg) {
     requireIo();
-    loop!.agent?.setOutputs(outputs);
-    return context!.rx.committed;
+    const agent = loop!.agent;
+    if (!agent) throw netdevError('EBADF', 'no worker agent is attached to this device');
+    if (!agent.control) throw netdevError('EOPNOTSUPP', `the worker agent has no control calls (asked for '${op}')`);
+    return agent.control(op, arg);
   },
 
-  async detachSwitch() {
-    context?.bell.setKickFd(-1);
+  async detachAgent() {
+    const agent = loop?.agent ?? null;
     if (loop) loop.agent = null;
-    return context?.rx.committed ?? 0;
+    return agent?.close?.();
   },
 
   async stop() {

@@ -6,8 +6,8 @@
  *   can carry without GSO (MTU 65535, 802.1Q-tagged) and a GSO frame of up to 64 KiB from a veth
  *   with offloads on; a frame that does not fit (a larger GSO frame, BIG TCP) is counted in
  *   rxErrors, never delivered cut.  Then one copy per frame into the RX ring, padded to 60
- *   bytes.  For a Switch port, receiveStaged leaves the frames in the staging area for the
- *   worker's forwarding agent, and packetFd shares the socket with the other ports' workers.
+ *   bytes.  Its staging capability leaves the frames in the staging area for a worker agent
+ *   (the Switch's), and packetFd shares the socket with the other ports' workers.
  * - Frames the kernel drops because the socket's receive buffer is full (the worker fell behind)
  *   are read from PACKET_STATISTICS into rxQueueDropped: every few full batches (the queue may be
  *   overflowing), whenever the queue is found empty after frames were received (so the count is
@@ -33,7 +33,7 @@ import {
 } from '../../sys/libc.js';
 import { addressHalves, FdWaker, MessageVector, setIovec } from '../../sys/fd-io.js';
 import { Netns } from '../../sys/netns.js';
-import { MIN_FRAME, type CreateIo, type DeviceIo, type Ethertype, type IoContext } from '../contract.js';
+import { MIN_FRAME, type CreateIo, type DeviceIo, type Ethertype, type FrameStaging, type IoContext } from '../contract.js';
 import type { SystemIoOptions } from './control.js';
 
 const BATCH = 32;
@@ -58,12 +58,13 @@ function protocolOf(ethertype: Ethertype): number {
 class PacketIo implements DeviceIo {
   private readonly rxVector = new MessageVector(BATCH, CONTROL_BYTES);
   private readonly txVector = new MessageVector(BATCH);
-  private readonly staging = Buffer.alloc(BATCH * SLOT);
+  private readonly stagingArea = Buffer.alloc(BATCH * SLOT);
   /** Length of each frame of the last receiveStaged, padded; -1 for a bad one. */
   private readonly stagedLengths = new Int32Array(BATCH);
   /** The TX ring's record region address, learned on the first transmit. */
   private txBase: [number, number] | null = null;
   private readonly waker: FdWaker;
+  readonly staging: FrameStaging;
   /** Frames were received since the socket's drop count was last read. */
   private dropsUnread = false;
   /** Full batches received since then. */
@@ -73,9 +74,16 @@ class PacketIo implements DeviceIo {
     private readonly context: IoContext,
     private readonly fd: number,
   ) {
-    const staging = addressHalves(this.staging);
+    const staging = addressHalves(this.stagingArea);
     for (let i = 0; i < BATCH; i++) setIovec(this.rxVector.iovecs, i, staging, i * SLOT, SLOT);
     this.waker = new FdWaker(fd, context.bell);
+    this.staging = {
+      receive: (budget) => this.receiveStaged(budget),
+      bytes: this.stagingArea,
+      offset: (i) => i * SLOT,
+      length: (i) => this.stagedLengths[i]!,
+      fd,
+    };
   }
 
   receive(budget: number): number {
@@ -89,13 +97,13 @@ class PacketIo implements DeviceIo {
         rx.countDrops(1);
         continue;
       }
-      rx.bytes.set(this.staging.subarray(i * SLOT, i * SLOT + length), at);
+      rx.bytes.set(this.stagingArea.subarray(i * SLOT, i * SLOT + length), at);
       rx.commit(length);
     }
     return count;
   }
 
-  receiveStaged(budget: number): number {
+  private receiveStaged(budget: number): number {
     const want = Math.min(budget, BATCH);
     this.rxVector.resetControl(want);
     const count = sys.recvmmsg(this.fd, this.rxVector.headers, want, MSG_DONTWAIT);
@@ -118,7 +126,7 @@ class PacketIo implements DeviceIo {
         counters.rxErrors++;
         this.stagedLengths[i] = -1;
       } else if (length < MIN_FRAME) {
-        this.staging.fill(0, i * SLOT + length, i * SLOT + MIN_FRAME);
+        this.stagingArea.fill(0, i * SLOT + length, i * SLOT + MIN_FRAME);
         this.stagedLengths[i] = MIN_FRAME;
       } else {
         this.stagedLengths[i] = length;
@@ -141,7 +149,7 @@ class PacketIo implements DeviceIo {
     if ((status & TP_STATUS_VLAN_VALID) === 0 || length < MAC_ADDRESSES) return length;
     if (length + VLAN_TAG > SLOT) return -1;
     const tpid = (status & TP_STATUS_VLAN_TPID_VALID) !== 0 ? control.readUInt16LE(at + CMSG_HEADER + AUXDATA_VLAN_TPID) : TPID_8021Q;
-    return insertVlanTag(this.staging, i * SLOT, length, tpid, control.readUInt16LE(at + CMSG_HEADER + AUXDATA_VLAN_TCI));
+    return insertVlanTag(this.stagingArea, i * SLOT, length, tpid, control.readUInt16LE(at + CMSG_HEADER + AUXDATA_VLAN_TCI));
   }
 
   /** Adds the frames the kernel dropped from the socket's queue since the last read to rxQueueDropped. */
@@ -158,22 +166,6 @@ class PacketIo implements DeviceIo {
     if (op !== 'readQueueDrops') throw new NetdevError({ code: 'EOPNOTSUPP', device: this.context.name, call: op, detail: `system I/O has no control '${op}'` });
     this.readQueueDrops();
     return undefined;
-  }
-
-  get stagedFd(): number {
-    return this.fd;
-  }
-
-  get stagedBytes(): Uint8Array {
-    return this.staging;
-  }
-
-  stagedOffset(i: number): number {
-    return i * SLOT;
-  }
-
-  stagedLength(i: number): number {
-    return this.stagedLengths[i]!;
   }
 
   packetFd(): number {
