@@ -11,16 +11,16 @@
  * the others go on at their own pace.  A frame the RX ring has no room for is counted as dropped
  * for each output that needed the main thread.
  */
-import { vidAt } from '../common/ethernet.js';
 import { netdevError } from '../common/errors.js';
 import type { FrameStaging, IoContext } from '../providers/contract.js';
 import { HOT_BELL, HOT_FRAMES, type CreateAgent, type WorkerAgent } from '../workers/agent-contract.js';
 import { addressHalves, MessageVector, setIovec } from '../sys/fd-io.js';
 import { errnoName, lastErrno, MMSGHDR_SIZE, MSG_DONTWAIT, sys } from '../sys/libc.js';
 import {
-  FILTERED, FLOODS, inputCounter, MAX_PORTS, outputCounter, PassUpMasks, PortSet, RX_BYTES, RX_FRAMES, TX_BYTES, TX_DROPS, TX_FRAMES,
+  FLOODS, inputCounter, MAX_PORTS, outputCounter, PassUpMasks, PortSet, TX_BYTES, TX_DROPS, TX_FRAMES,
   type AgentSpec, type AgentStart, type OutputSpec,
 } from './fabric.js';
+import { FILTER, ForwardingDecision } from './decision.js';
 import { MacTable } from './mac-table.js';
 
 const BATCH = 64;
@@ -49,10 +49,10 @@ export const createAgent: CreateAgent = ({ io, device, options }) => {
 
 class ForwardingAgent implements WorkerAgent {
   private readonly table: MacTable;
+  private readonly decision: ForwardingDecision;
   private readonly counters: Float64Array;
   private readonly index: number;
   private readonly vlan: number | null;
-  private readonly maxAge: number;
   private outputs: Output[] = [];
   /** Outputs by port index (sparse). */
   private byIndex: (Output | undefined)[] = [];
@@ -73,10 +73,10 @@ class ForwardingAgent implements WorkerAgent {
     private readonly context: IoContext,
   ) {
     this.table = new MacTable(spec.table);
+    this.decision = new ForwardingDecision(this.table, spec.maxAge);
     this.counters = spec.counters;
     this.index = spec.index;
     this.vlan = spec.vlan;
-    this.maxAge = spec.maxAge;
     this.stagingAddress = addressHalves(io.bytes);
     this.kickFd = spec.kickFd;
     this.masks = PassUpMasks.forRing(context.rx.capacity);
@@ -118,7 +118,7 @@ class ForwardingAgent implements WorkerAgent {
 
   /** Receives and forwards up to `budget` frames; returns how many it took from the device. */
   round(budget: number): number {
-    const { io, table, counters } = this;
+    const { io, table, counters, decision } = this;
     const count = io.receive(budget);
     if (count === 0) return 0;
     const bytes = io.bytes;
@@ -129,21 +129,10 @@ class ForwardingAgent implements WorkerAgent {
       const length = io.length(i);
       if (length < 0) continue;
       const at = io.offset(i);
-      counters[row + RX_FRAMES]++;
-      counters[row + RX_BYTES] += length;
-      const vid = vidAt(bytes, at, length);
-      if (this.vlan !== null && vid !== 0) {
-        counters[row + FILTERED]++; // a tagged frame on an access port: not of its VLAN
-        continue;
-      }
-      const vlan = this.vlan ?? vid;
-      if ((bytes[at + 6]! & 1) === 0) table.learn(vlan, bytes, at + 6, this.index, now);
-      const port = (bytes[at]! & 1) === 0 ? table.lookup(vlan, bytes, at, now, this.maxAge) : -1;
-      const known = port >= 0 ? (port === this.index ? null : this.byIndex[port]) : undefined;
-      if (known === null) {
-        counters[row + FILTERED]++;
-        continue;
-      }
+      const to = decision.decide(counters, row, this.index, this.vlan, bytes, at, length, now);
+      if (to === FILTER) continue;
+      const { vid, vlan } = decision;
+      const known = to >= 0 ? this.byIndex[to] : undefined; // a port it does not know yet: flooded
       const viaMain = this.viaMain;
       if (known !== undefined) {
         if (!this.queue(known, at, length, vid)) viaMain.add(known.spec.index);

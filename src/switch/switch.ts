@@ -32,6 +32,7 @@ import {
   FILTERED, FLOODS, forwardingCounters, inputCounter, MAX_PORTS, outputCounter, PassUpMasks, PortSet, RX_BYTES, RX_FRAMES, TX_BYTES, TX_DROPS,
   TX_FRAMES, type AgentStart, type OutputSpec,
 } from './fabric.js';
+import { FILTER, ForwardingDecision } from './decision.js';
 import { MacTable } from './mac-table.js';
 
 /** Options of a Switch. */
@@ -128,6 +129,7 @@ export class Switch {
   /** The pass-up mask of the frame being forwarded (reused). */
   private readonly passedUp = new PortSet();
   private readonly maxAge: number;
+  private readonly decision: ForwardingDecision;
   private readonly notice: (message: string) => void;
   private readonly ager: NodeJS.Timeout;
   /** Port changes reach the workers one at a time, in order. */
@@ -137,6 +139,7 @@ export class Switch {
     const aging = options.agingSeconds ?? 300;
     if (typeof aging !== 'number' || !(aging > 0)) throw new NetdevError({ code: 'EINVAL', call: 'Switch', detail: `agingSeconds must be a positive number, not ${String(aging)}` });
     this.maxAge = MacTable.ticks(aging * 1000);
+    this.decision = new ForwardingDecision(this.table, this.maxAge);
     this.notice = options.onNotice ?? (() => {});
     // Forget aged entries now and then (lookups ignore them anyway); the timer never keeps the process alive.
     this.ager = setInterval(() => this.table.purge(this.table.now(), this.maxAge), Math.max(1000, aging * 500));
@@ -424,18 +427,10 @@ export class Switch {
         }
         continue;
       }
-      counters[row + RX_FRAMES]++;
-      counters[row + RX_BYTES] += frame.length;
-      if (input.vlan !== null && vid !== 0) {
-        counters[row + FILTERED]++; // a tagged frame on an access port: not of its VLAN
-        continue;
-      }
-      if ((frame[6]! & 1) === 0) table.learn(vlan, frame, 6, input.index, now);
-      const index = (frame[0]! & 1) === 0 ? table.lookup(vlan, frame, 0, now, this.maxAge) : -1;
-      const owner = index >= 0 ? this.slots[index] : undefined;
-      if (owner === input) {
-        counters[row + FILTERED]++;
-      } else if (owner) {
+      const to = this.decision.decide(counters, row, input.index, input.vlan, frame, 0, frame.length, now);
+      if (to === FILTER) continue;
+      const owner = to >= 0 ? this.slots[to] : undefined; // a port gone meanwhile: flooded
+      if (owner) {
         this.queue(input, owner, frame, vlan, vid);
       } else {
         counters[row + FLOODS]++;
