@@ -4,7 +4,7 @@
  * prints a table, or with --json one JSON document (monitor: one JSON object per line).
  */
 import { NetdevError } from '../common/errors.js';
-import { LinkNotifier } from '../main/link-notifier.js';
+import { LinkNotifier } from '../providers/linux/link-notifier.js';
 import { NetdevManager } from '../main/manager.js';
 import type { Netdev } from '../main/netdev.js';
 import { Netns } from '../sys/netns.js';

@@ -12,7 +12,7 @@
 import { formatIPv4, formatMac, prefixToNetmask } from '../../common/addresses.js';
 import { netdevError } from '../../common/errors.js';
 import { NETDEV_UP } from '../../ring/device-shared.js';
-import type { Config, CreateOptions, DeviceContext, In4, IoControl, Provider, ProviderDevice, Stats } from '../contract.js';
+import { FRAME_OVERHEAD, type Config, type CreateOptions, type DeviceContext, type In4, type IoControl, type Provider, type ProviderDevice, type Stats } from '../contract.js';
 import { DummyLinks } from './links.js';
 import { countedStats, localMac, nextFlags } from '../in-process.js';
 
@@ -46,7 +46,7 @@ export class DummyDevice implements ProviderDevice {
     private readonly maxFrame: number,
   ) {
     this.mac = localMac(context.name, 0x00); // each dummy its own
-    context.shared.mtu = Math.min(1500, maxFrame - 18);
+    context.shared.mtu = Math.min(1500, maxFrame - FRAME_OVERHEAD);
   }
 
   get name(): string {
@@ -126,7 +126,7 @@ export class DummyDevice implements ProviderDevice {
   }
 
   setMtu(mtu: number): void {
-    const max = Math.min(MAX_MTU, this.maxFrame - 18);
+    const max = Math.min(MAX_MTU, this.maxFrame - FRAME_OVERHEAD);
     if (mtu < MIN_MTU || mtu > max) throw netdevError('EINVAL', `MTU must be from ${MIN_MTU} to ${max}, not ${mtu}`);
     if (mtu === this.context.shared.mtu) return;
     this.context.shared.mtu = mtu;

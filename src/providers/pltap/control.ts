@@ -20,16 +20,13 @@ import { isIPv4 } from 'node:net';
 import { formatIPv4, formatMac, parseIPv4 } from '../../common/addresses.js';
 import { netdevError } from '../../common/errors.js';
 import { NETDEV_PROMISC, NETDEV_UP } from '../../ring/device-shared.js';
-import {
-  check, errnoError, IFF_PROMISC, IFF_TAP, IFF_UP, IFREQ_UNION, lastErrno, O_CLOEXEC, O_NONBLOCK, O_RDWR, SIOCGIFFLAGS,
-  SIOCGIFHWADDR, SIOCGIFTXQLEN, sys, TUNSETIFF,
-} from '../../sys/libc.js';
-import { ifreq, ifreqIoctl } from '../../sys/ifreq.js';
+import { IFF_TAP, IFREQ_UNION, SIOCGIFFLAGS, SIOCGIFHWADDR, SIOCGIFTXQLEN, sys } from '../../sys/libc.js';
+import { ifreqIoctl } from '../../sys/ifreq.js';
 import type { Config, CreateOptions, DeviceContext, IoControl, Provider, ProviderContext } from '../contract.js';
-import { LinuxServices, type ControlSocket } from '../system/control.js';
+import { netdevFlagsOf } from '../linux/iff-flags.js';
+import { LinuxServices, type ControlSocket } from '../linux/services.js';
+import { openTun } from '../linux/tun.js';
 import type { TapIoOptions } from '../tap/control.js';
-
-const TUN_PATH = '/dev/net/tun';
 const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** Resolves `value` (an IPv4 address or a host name) to an IPv4 address; EINVAL naming local_ip otherwise. */
@@ -72,19 +69,9 @@ class PltapDevice {
 
   /** Allocates the tap (IFF_TAP with the packet-info header; the kernel picks its name). */
   open(): void {
-    const create = () => {
-      const fd = check(sys.open(TUN_PATH, O_RDWR | O_NONBLOCK | O_CLOEXEC), 'open', `cannot open ${TUN_PATH}`);
-      const ifr = ifreq('');
-      ifr.writeUInt16LE(IFF_TAP, IFREQ_UNION);
-      if (sys.ioctl(fd, TUNSETIFF, ifr) < 0) {
-        const error = errnoError(lastErrno(), 'open', 'TUNSETIFF');
-        sys.close(fd);
-        throw error;
-      }
-      this.realName = ifr.toString('utf8', 0, ifr.indexOf(0));
-      return fd;
-    };
-    this.fd = this.socket.netns ? this.socket.netns.run(create) : create();
+    const tun = openTun('', IFF_TAP, this.socket.netns);
+    this.fd = tun.fd;
+    this.realName = tun.name;
   }
 
   get finalized(): boolean {
@@ -132,8 +119,7 @@ class PltapDevice {
   }
 
   private readFlags(): number {
-    const iff = this.ioctl(SIOCGIFFLAGS, 'SIOCGIFFLAGS').readUInt16LE(IFREQ_UNION);
-    return (iff & IFF_UP ? NETDEV_UP : 0) | (iff & IFF_PROMISC ? NETDEV_PROMISC : 0);
+    return netdevFlagsOf(this.ioctl(SIOCGIFFLAGS, 'SIOCGIFFLAGS').readUInt16LE(IFREQ_UNION));
   }
 
   /** The seed's netdev_pltap_sync_flags: bring the kernel to the wanted flags through vsys. */

@@ -7,12 +7,12 @@
  * config persist=true (TUNSETPERSIST) keeps it.
  */
 import { netdevError } from '../../common/errors.js';
-import { check, errnoError, IFF_NO_PI, IFF_TAP, IFREQ_UNION, lastErrno, O_CLOEXEC, O_NONBLOCK, O_RDWR, SIOCGIFTXQLEN, sys, TUNSETIFF, TUNSETPERSIST } from '../../sys/libc.js';
-import { ifreq, validateIfName } from '../../sys/ifreq.js';
+import { check, IFF_NO_PI, IFF_TAP, IFREQ_UNION, SIOCGIFTXQLEN, sys, TUNSETPERSIST } from '../../sys/libc.js';
+import { validateIfName } from '../../sys/ifreq.js';
 import type { Config, CreateOptions, DeviceContext, Provider } from '../contract.js';
-import { LinuxServices, SystemDevice, type WorkerStats } from '../system/control.js';
-
-const TUN_PATH = '/dev/net/tun';
+import { LinuxServices } from '../linux/services.js';
+import { openTun } from '../linux/tun.js';
+import { SystemDevice, type WorkerStats } from '../system/control.js';
 
 /** What the tap I/O half needs: the tun file descriptor (owned by the main thread), and how much drain() may read. */
 export interface TapIoOptions {
@@ -30,18 +30,7 @@ class TapDevice extends SystemDevice {
 
   /** Creates or attaches to the tap (in the device's namespace), then reads its attributes. */
   override open(): void {
-    const create = () => {
-      const fd = check(sys.open(TUN_PATH, O_RDWR | O_NONBLOCK | O_CLOEXEC), 'open', `cannot open ${TUN_PATH}`);
-      const ifr = ifreq(this.ifname);
-      ifr.writeUInt16LE(IFF_TAP | IFF_NO_PI, IFREQ_UNION);
-      if (sys.ioctl(fd, TUNSETIFF, ifr) < 0) {
-        const error = errnoError(lastErrno(), 'open', `TUNSETIFF ${this.ifname}`);
-        sys.close(fd);
-        throw error;
-      }
-      return fd;
-    };
-    this.fd = this.socket.netns ? this.socket.netns.run(create) : create();
+    this.fd = openTun(this.ifname, IFF_TAP | IFF_NO_PI, this.socket.netns).fd;
     try {
       super.open();
     } catch (error) {

@@ -11,7 +11,7 @@
  */
 import { formatMac, isGroupMac, parseMac } from '../../common/addresses.js';
 import { netdevError } from '../../common/errors.js';
-import type { Config, CreateOptions, DeviceContext, IoControl, Provider, ProviderDevice, Stats } from '../contract.js';
+import { FRAME_OVERHEAD, type Config, type CreateOptions, type DeviceContext, type IoControl, type Provider, type ProviderDevice, type Stats } from '../contract.js';
 import type { UnixIoOptions } from './io.js';
 import { countedStats, localMac, nextFlags } from '../in-process.js';
 
@@ -37,7 +37,7 @@ class UnixDevice implements ProviderDevice {
     private readonly maxFrame: number,
   ) {
     this.mac = localMac(context.suffix, 0x55);
-    context.shared.mtu = Math.min(1500, maxFrame - 18);
+    context.shared.mtu = Math.min(1500, maxFrame - FRAME_OVERHEAD);
   }
 
   getConfig(): Config {
@@ -62,7 +62,7 @@ class UnixDevice implements ProviderDevice {
         overflow = value;
       } else if (key === 'mtu') {
         mtu = Number(value);
-        const max = Math.min(65535, this.maxFrame - 18);
+        const max = Math.min(65535, this.maxFrame - FRAME_OVERHEAD);
         if (!/^\d+$/.test(value) || mtu < 68 || mtu > max) throw netdevError('EINVAL', `config key 'mtu' must be from 68 to ${max}, not ${JSON.stringify(value)}`);
       } else if (key === 'mac') {
         try {
