@@ -22,6 +22,7 @@ import { netdevError } from '../../common/errors.js';
 import { NETDEV_PROMISC, NETDEV_UP } from '../../ring/device-shared.js';
 import { IFF_TAP, IFREQ_UNION, SIOCGIFFLAGS, SIOCGIFHWADDR, SIOCGIFTXQLEN, sys } from '../../sys/libc.js';
 import { ifreqIoctl } from '../../sys/ifreq.js';
+import { ConfigSchema, mustBe } from '../config-schema.js';
 import type { Config, CreateOptions, DeviceContext, IoControl, Provider, ProviderContext } from '../contract.js';
 import { netdevFlagsOf } from '../linux/iff-flags.js';
 import { LinuxServices, type ControlSocket } from '../linux/services.js';
@@ -29,7 +30,7 @@ import { openTun } from '../linux/tun.js';
 import type { TapIoOptions } from '../tap/control.js';
 const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 
-/** Resolves `value` (an IPv4 address or a host name) to an IPv4 address; EINVAL naming local_ip otherwise. */
+/** Resolves `value` (an IPv4 address or a host name) to an IPv4 address; refuses it otherwise. */
 async function resolveIPv4(value: string): Promise<number> {
   if (isIPv4(value)) return parseIPv4(value);
   try {
@@ -37,20 +38,36 @@ async function resolveIPv4(value: string): Promise<number> {
   } catch {
     // fall through to the error below
   }
-  throw netdevError('EINVAL', `config key 'local_ip' must be an IPv4 address or a name that resolves to one, not ${JSON.stringify(value)}`);
+  mustBe('an IPv4 address or a name that resolves to one', value);
 }
 
 function parseNetmask(value: string): number {
   if (/^\d{1,2}$/.test(value) && Number(value) <= 32) return Number(value);
-  throw netdevError('EINVAL', `config key 'local_netmask' must be a prefix length from 0 to 32, not ${JSON.stringify(value)}`);
+  mustBe('a prefix length from 0 to 32', value);
 }
+
+const config = new ConfigSchema<PltapDevice, { local_ip: number; local_netmask: number }>('pltap', {
+  local_ip: {
+    doc: 'the IPv4 address (or a name that resolves to one) vif_up gives the tap',
+    parse: resolveIPv4,
+    current: (device) => (device.localIp === null ? undefined : formatIPv4(device.localIp)),
+  },
+  local_netmask: {
+    doc: 'the prefix length (0-32) vif_up gives the tap; once both keys are set the tap is brought up',
+    parse: parseNetmask,
+    current: (device) => (device.localNetmask === null ? undefined : String(device.localNetmask)),
+  },
+});
+
+/** The config keys of pltap devices. */
+export const pltapConfigKeys = config.describe();
 
 class PltapDevice {
   /** The kernel's name of the tap ('' until created). */
   realName = '';
   private fd = -1;
-  private localIp: number | null = null;
-  private localNetmask: number | null = null;
+  localIp: number | null = null;
+  localNetmask: number | null = null;
   /** Flags as last read from the kernel, and as wanted. */
   private flags = 0;
   private wantedFlags = 0;
@@ -88,20 +105,11 @@ class PltapDevice {
   }
 
   getConfig(): Config {
-    const config: Config = {};
-    if (this.localIp !== null) config.local_ip = formatIPv4(this.localIp);
-    if (this.localNetmask !== null) config.local_netmask = String(this.localNetmask);
-    return config;
+    return config.values(this);
   }
 
   async setConfig(changes: Config): Promise<void> {
-    let ip: number | undefined;
-    let netmask: number | undefined;
-    for (const [key, value] of Object.entries(changes)) {
-      if (key === 'local_ip') ip = await resolveIPv4(value);
-      else if (key === 'local_netmask') netmask = parseNetmask(value);
-      else throw netdevError('EINVAL', `unknown config key '${key}' (pltap devices know: local_ip, local_netmask)`);
-    }
+    const { local_ip: ip, local_netmask: netmask } = await config.parse(changes, this);
     if (ip !== undefined) this.localIp = ip;
     if (netmask !== undefined) this.localNetmask = netmask;
     if (!this.finalized) return;
@@ -223,6 +231,7 @@ export function pltapProvider(): Provider {
     prefix: 'pltap:',
     ioModule: new URL('../tap/io.js', import.meta.url),
     namespaced: true,
+    configKeys: pltapConfigKeys,
     init(context) {
       services.init(context);
       vsys = context.vsys;

@@ -19,6 +19,7 @@ import {
 import { disableOffloads, ifnameOf, ifreqIoctl, ifreqWithData, validateIfName } from '../../sys/ifreq.js';
 import { netnsPath, readProcNet } from '../../sys/netns.js';
 import type { Config, CreateOptions, DeviceContext, Features, In4, IoControl, Provider, ProviderContext, ProviderDevice, Stats } from '../contract.js';
+import { ConfigSchema } from '../config-schema.js';
 import { featuresOf, ofppfToEthtool } from '../linux/ethtool-features.js';
 import { netdevFlagsOf, withNetdevFlags } from '../linux/iff-flags.js';
 import type { LinkNotifier, RouteChange } from '../linux/link-notifier.js';
@@ -42,6 +43,12 @@ export interface SystemIoOptions {
   ifindex: number;
   netnsPath: string | null;
 }
+
+/** System devices have no config keys. */
+const config = new ConfigSchema<SystemDevice, object>('system', {});
+
+/** The config keys of system devices: none. */
+export const systemConfigKeys = config.describe();
 
 /** A Linux network device as the seed's netdev-linux sees it: attributes through ioctls and /proc. */
 export class SystemDevice implements ProviderDevice {
@@ -172,12 +179,11 @@ export class SystemDevice implements ProviderDevice {
   }
 
   getConfig(): Config {
-    return {};
+    return config.values(this);
   }
 
-  setConfig(changes: Config): void {
-    const key = Object.keys(changes)[0];
-    if (key !== undefined) throw netdevError('EINVAL', `unknown config key '${key}' (system devices have none)`);
+  async setConfig(changes: Config): Promise<void> {
+    await config.parse(changes, this);
   }
 
   ioOptions(): unknown {
@@ -441,6 +447,7 @@ export function systemProvider(): Provider {
     prefix: '',
     ioModule: new URL('./io.js', import.meta.url),
     namespaced: true,
+    configKeys: systemConfigKeys,
     init: (context) => services.init(context),
     close: () => services.close(),
     validateName: validateIfName,
