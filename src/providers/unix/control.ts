@@ -55,9 +55,19 @@ function parseUnicastMac(value: string): Uint8Array {
 }
 
 const config = new ConfigSchema<UnixDevice, { mode: 'listen' | 'connect'; overflow: 'wait' | 'drop'; mtu: number; mac: Uint8Array }>('unix', {
-  mode: { doc: 'listen: bind the path and take any number of peers; connect: connect to it, reconnecting', default: 'connect', parse: fixedDuringIo('mode', 'listen', 'connect'), current: (device) => device.mode },
-  overflow: { doc: "what a peer whose queue is full does to a frame: holds it up (wait) or misses it (drop)", default: 'wait', parse: fixedDuringIo('overflow', 'wait', 'drop'), current: (device) => device.overflow },
-  mtu: { doc: `the MTU (${MIN_MTU}-65535)`, default: '1500', parse: parseMtu, current: (device) => String(device.mtu) },
+  mode: {
+    doc: 'listen: bind the path and take any number of peers; connect: connect to it (and reconnect)',
+    default: 'connect',
+    parse: fixedDuringIo('mode', 'listen', 'connect'),
+    current: (device) => device.mode,
+  },
+  overflow: {
+    doc: 'what a peer whose queue is full does to a frame: holds it up (wait) or misses it (drop)',
+    default: 'wait',
+    parse: fixedDuringIo('overflow', 'wait', 'drop'),
+    current: (device) => device.overflow,
+  },
+  mtu: { doc: `the MTU (${MIN_MTU}-${MAX_MTU})`, default: '1500', parse: parseMtu, current: (device) => String(device.mtu) },
   mac: { doc: 'the MAC address (default: a locally administered address derived from the path)', parse: parseUnicastMac, current: (device) => device.configuredMac },
 });
 
