@@ -12,7 +12,9 @@ export type { BatchOptions, ReadOptions } from './main/rx-queue.js';
 export { NetdevError, netdevError, type NetdevErrorFields } from './common/errors.js';
 export { formatMac, parseMac, formatIPv4, parseIPv4 } from './common/addresses.js';
 export { dummyProvider } from './providers/dummy/provider.js';
+export { badValue, ConfigSchema, mustBe, oneOf, type ConfigKey, type ConfigKeyInfo, type ConfigKeys } from './providers/config-schema.js';
 export {
+  FRAME_OVERHEAD,
   MIN_FRAME,
   matchesEthertype,
   type Config,

@@ -4,9 +4,15 @@
  * prints a table, or with --json one JSON document (monitor: one JSON object per line).
  */
 import { NetdevError } from '../common/errors.js';
-import { LinkNotifier } from '../main/link-notifier.js';
+import { LinkNotifier } from '../providers/linux/link-notifier.js';
 import { NetdevManager } from '../main/manager.js';
 import type { Netdev } from '../main/netdev.js';
+import type { ConfigKeyInfo } from '../providers/config-schema.js';
+import { dummyConfigKeys } from '../providers/dummy/provider.js';
+import { pltapConfigKeys } from '../providers/pltap/control.js';
+import { systemConfigKeys } from '../providers/system/control.js';
+import { tapConfigKeys } from '../providers/tap/control.js';
+import { unixConfigKeys } from '../providers/unix/control.js';
 import { Netns } from '../sys/netns.js';
 import { untilStopped } from './output.js';
 
@@ -15,6 +21,11 @@ export interface InspectOptions {
   json: boolean;
   out: (line: string) => void;
 }
+
+/** The config keys of the built-in providers' devices, by type. */
+const CONFIG_KEYS: Readonly<Record<string, readonly ConfigKeyInfo[]>> = {
+  system: systemConfigKeys, tap: tapConfigKeys, pltap: pltapConfigKeys, unix: unixConfigKeys, dummy: dummyConfigKeys,
+};
 
 /** Errors that mean "there is none": no address (EADDRNOTAVAIL), not a VLAN device (ENOENT). */
 const NONE = new Set(['EADDRNOTAVAIL', 'ENOENT']);
@@ -95,12 +106,23 @@ export async function showDevice(name: string, options: InspectOptions): Promise
       for (const [key, value] of Object.entries(details)) {
         const text = key === 'flags' ? flagText(value) : typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value);
         options.out(`${key.padEnd(9)} ${text}`);
+        if (key === 'config') configLines(CONFIG_KEYS[dev.type] ?? [], value).forEach(options.out);
       }
     }
     return 0;
   } finally {
     await mgr.close();
   }
+}
+
+/** One line per config key under `show`'s config line: the key, its value ('unset' if none), its doc line and default. */
+function configLines(keys: readonly ConfigKeyInfo[], config: unknown): string[] {
+  const values = typeof config === 'object' && config !== null ? (config as Record<string, string>) : {};
+  const width = Math.max(0, ...keys.map(({ name }) => name.length));
+  return keys.map(({ name, doc, default: fallback }) => {
+    const value = values[name] ?? 'unset';
+    return `  ${name.padEnd(width)} = ${value}  ${doc}${fallback === undefined ? '' : ` (default ${fallback})`}`;
+  });
 }
 
 /**

@@ -13,6 +13,7 @@
  * class member (except getVlanVid, which the seed answers with ENOENT).
  */
 import type { NetdevError } from '../common/errors.js';
+import type { ConfigKeyInfo } from './config-schema.js';
 import type { RingReader, RingWriter } from '../ring/ring.js';
 import type { Bell } from '../ring/bell.js';
 import type { CounterBatch, DeviceShared } from '../ring/device-shared.js';
@@ -147,7 +148,7 @@ export interface CreateOptions {
  * on the first open of a name, destroyed on the last close.
  */
 export interface ProviderDevice {
-  /** Returns the device's configuration (every key that has a value). */
+  /** Returns the device's configuration: every key that has a value or a default (ConfigSchema.values). */
   getConfig(): Config;
   /**
    * Applies `changes` (key -> string value; '' clears a key).  Validates every key and value
@@ -242,6 +243,8 @@ export interface Provider {
   readonly ioModule?: string | URL;
   /** True if its devices may be opened in another network namespace (OpenOptions.netns); EINVAL otherwise. */
   readonly namespaced?: boolean;
+  /** The config keys its devices know, with their defaults and doc lines (see config-schema.ts). */
+  readonly configKeys?: readonly ConfigKeyInfo[];
 
   /**
    * One-time initialization, run before the provider's first device is created.  If it fails,
@@ -271,6 +274,12 @@ export interface Provider {
 
 /** Received frames shorter than this are padded with zeros (the seed's ETH_TOTAL_MIN). */
 export const MIN_FRAME = 60;
+
+/**
+ * The bytes a frame carries beyond its payload at most: the Ethernet header (14) and one 802.1Q
+ * tag (4).  A device's largest frame is its MTU plus this, so its MTU is at most maxFrame minus this.
+ */
+export const FRAME_OVERHEAD = 18;
 
 /** What the worker gives the I/O half. */
 export interface IoContext {

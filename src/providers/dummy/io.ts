@@ -12,7 +12,7 @@
 import { netdevError } from '../../common/errors.js';
 import { CounterBatch, DeviceShared, NETDEV_UP } from '../../ring/device-shared.js';
 import { copyRecord, RingReader, RingWriter, type RingDescriptor } from '../../ring/ring.js';
-import { matchesEthertype, MIN_FRAME, type CreateIo, type DeviceIo, type IoContext } from '../contract.js';
+import { FRAME_OVERHEAD, matchesEthertype, MIN_FRAME, type CreateIo, type DeviceIo, type IoContext } from '../contract.js';
 
 /** Argument of the 'setOut' control: the outgoing wire and the peer's shared block, or null to unplug. */
 export interface OutgoingWire {
@@ -22,7 +22,7 @@ export interface OutgoingWire {
 
 /** Largest frame a device with this MTU receives: MTU + Ethernet header + one VLAN tag. */
 function frameLimit(mtu: number): number {
-  return mtu + 18;
+  return mtu + FRAME_OVERHEAD;
 }
 
 class DummyIo implements DeviceIo {

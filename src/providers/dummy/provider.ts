@@ -12,7 +12,8 @@
 import { formatIPv4, formatMac, prefixToNetmask } from '../../common/addresses.js';
 import { netdevError } from '../../common/errors.js';
 import { NETDEV_UP } from '../../ring/device-shared.js';
-import type { Config, CreateOptions, DeviceContext, In4, IoControl, Provider, ProviderDevice, Stats } from '../contract.js';
+import { FRAME_OVERHEAD, type Config, type CreateOptions, type DeviceContext, type In4, type IoControl, type Provider, type ProviderDevice, type Stats } from '../contract.js';
+import { badValue, ConfigSchema } from '../config-schema.js';
 import { DummyLinks } from './links.js';
 import { countedStats, localMac, nextFlags } from '../in-process.js';
 
@@ -28,6 +29,28 @@ function validateName(suffix: string): void {
     throw netdevError('EINVAL', `dummy device names are 1-64 letters, digits, '_', '.' or '-', not ${JSON.stringify(suffix)}`);
   }
 }
+
+/** '' (no peer), or another dummy's name, with or without the 'dummy:' prefix; returns the full name. */
+function parsePeer(value: string, device: DummyDevice): string {
+  if (value === '') return '';
+  const suffix = value.startsWith(PREFIX) ? value.slice(PREFIX.length) : value;
+  try {
+    validateName(suffix);
+  } catch {
+    badValue(`must name a dummy device, not ${JSON.stringify(value)}`);
+  }
+  if (PREFIX + suffix === device.name) badValue('cannot name the device itself');
+  return PREFIX + suffix;
+}
+
+const config = new ConfigSchema<DummyDevice, { peer: string; rxq_pcap: string; tx_pcap: string }>('dummy', {
+  peer: { doc: "the dummy at the other end of this one's wire ('' unlinks)", parse: parsePeer, current: (device) => device.peer },
+  rxq_pcap: { doc: "a pcap file that records the frames received ('' stops)", parse: (value) => value, current: (device) => device.pcapPath('rxq_pcap') },
+  tx_pcap: { doc: "a pcap file that records the frames sent ('' stops)", parse: (value) => value, current: (device) => device.pcapPath('tx_pcap') },
+});
+
+/** The config keys of dummy devices. */
+export const dummyConfigKeys = config.describe();
 
 export class DummyDevice implements ProviderDevice {
   flags = 0;
@@ -46,7 +69,7 @@ export class DummyDevice implements ProviderDevice {
     private readonly maxFrame: number,
   ) {
     this.mac = localMac(context.name, 0x00); // each dummy its own
-    context.shared.mtu = Math.min(1500, maxFrame - 18);
+    context.shared.mtu = Math.min(1500, maxFrame - FRAME_OVERHEAD);
   }
 
   get name(): string {
@@ -58,23 +81,24 @@ export class DummyDevice implements ProviderDevice {
   }
 
   getConfig(): Config {
-    const config: Config = {};
-    const peer = this.links.peerOf(this.name);
-    if (peer) config.peer = peer;
-    for (const [key, { path }] of this.pcaps) config[key] = path;
-    return config;
+    return config.values(this);
   }
 
   async setConfig(changes: Config): Promise<void> {
-    let peer: string | undefined;
-    const pcaps: [PcapKey, string][] = [];
-    for (const [key, value] of Object.entries(changes)) {
-      if (key === 'peer') peer = this.parsePeer(value);
-      else if (key === 'rxq_pcap' || key === 'tx_pcap') pcaps.push([key, value]);
-      else throw netdevError('EINVAL', `unknown config key '${key}' (dummy devices know: peer, rxq_pcap, tx_pcap)`);
-    }
+    const { peer, rxq_pcap, tx_pcap } = await config.parse(changes, this);
     if (peer !== undefined) await this.links.setPeer(this.name, peer);
-    for (const [key, path] of pcaps) await this.setPcap(key, path);
+    if (rxq_pcap !== undefined) await this.setPcap('rxq_pcap', rxq_pcap);
+    if (tx_pcap !== undefined) await this.setPcap('tx_pcap', tx_pcap);
+  }
+
+  /** The peer's name, if linked. */
+  get peer(): string | undefined {
+    return this.links.peerOf(this.name) ?? undefined;
+  }
+
+  /** The file config `key` records frames in, if any. */
+  pcapPath(key: PcapKey): string | undefined {
+    return this.pcaps.get(key)?.path;
   }
 
   /** Records received (rxq_pcap) or sent (tx_pcap) frames in `path` ('' stops), as OVS netdev-dummy. */
@@ -89,19 +113,6 @@ export class DummyDevice implements ProviderDevice {
 
   private startPcap(key: PcapKey, path: string): Promise<{ close(): Promise<void> }> {
     return this.context.capture(path, { direction: key === 'rxq_pcap' ? 'rx' : 'tx' });
-  }
-
-  /** '' (no peer), or another dummy's name, with or without the 'dummy:' prefix; returns the full name. */
-  private parsePeer(value: string): string {
-    if (value === '') return '';
-    const suffix = value.startsWith(PREFIX) ? value.slice(PREFIX.length) : value;
-    try {
-      validateName(suffix);
-    } catch {
-      throw netdevError('EINVAL', `config key 'peer' must name a dummy device, not ${JSON.stringify(value)}`);
-    }
-    if (PREFIX + suffix === this.name) throw netdevError('EINVAL', "config key 'peer' cannot name the device itself");
-    return PREFIX + suffix;
   }
 
   updateFlags(off: number, on: number): number {
@@ -126,7 +137,7 @@ export class DummyDevice implements ProviderDevice {
   }
 
   setMtu(mtu: number): void {
-    const max = Math.min(MAX_MTU, this.maxFrame - 18);
+    const max = Math.min(MAX_MTU, this.maxFrame - FRAME_OVERHEAD);
     if (mtu < MIN_MTU || mtu > max) throw netdevError('EINVAL', `MTU must be from ${MIN_MTU} to ${max}, not ${mtu}`);
     if (mtu === this.context.shared.mtu) return;
     this.context.shared.mtu = mtu;
@@ -196,6 +207,7 @@ export function dummyProvider(): Provider {
     type: 'dummy',
     prefix: PREFIX,
     ioModule: new URL('./io.js', import.meta.url),
+    configKeys: dummyConfigKeys,
     validateName,
     create(context: DeviceContext, options: CreateOptions): DummyDevice {
       const device = new DummyDevice(context, links, options.maxFrame);

@@ -20,19 +20,17 @@ import { isIPv4 } from 'node:net';
 import { formatIPv4, formatMac, parseIPv4 } from '../../common/addresses.js';
 import { netdevError } from '../../common/errors.js';
 import { NETDEV_PROMISC, NETDEV_UP } from '../../ring/device-shared.js';
-import {
-  check, errnoError, IFF_PROMISC, IFF_TAP, IFF_UP, IFREQ_UNION, lastErrno, O_CLOEXEC, O_NONBLOCK, O_RDWR, SIOCGIFFLAGS,
-  SIOCGIFHWADDR, SIOCGIFTXQLEN, sys, TUNSETIFF,
-} from '../../sys/libc.js';
-import { ifreq, ifreqIoctl } from '../../sys/ifreq.js';
+import { IFF_TAP, IFREQ_UNION, SIOCGIFFLAGS, SIOCGIFHWADDR, SIOCGIFTXQLEN, sys } from '../../sys/libc.js';
+import { ifreqIoctl } from '../../sys/ifreq.js';
+import { ConfigSchema, mustBe } from '../config-schema.js';
 import type { Config, CreateOptions, DeviceContext, IoControl, Provider, ProviderContext } from '../contract.js';
-import { LinuxServices, type ControlSocket } from '../system/control.js';
+import { netdevFlagsOf } from '../linux/iff-flags.js';
+import { LinuxServices, type ControlSocket } from '../linux/services.js';
+import { openTun } from '../linux/tun.js';
 import type { TapIoOptions } from '../tap/control.js';
-
-const TUN_PATH = '/dev/net/tun';
 const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 
-/** Resolves `value` (an IPv4 address or a host name) to an IPv4 address; EINVAL naming local_ip otherwise. */
+/** Resolves `value` (an IPv4 address or a host name) to an IPv4 address; refuses it otherwise. */
 async function resolveIPv4(value: string): Promise<number> {
   if (isIPv4(value)) return parseIPv4(value);
   try {
@@ -40,20 +38,36 @@ async function resolveIPv4(value: string): Promise<number> {
   } catch {
     // fall through to the error below
   }
-  throw netdevError('EINVAL', `config key 'local_ip' must be an IPv4 address or a name that resolves to one, not ${JSON.stringify(value)}`);
+  mustBe('an IPv4 address or a name that resolves to one', value);
 }
 
 function parseNetmask(value: string): number {
   if (/^\d{1,2}$/.test(value) && Number(value) <= 32) return Number(value);
-  throw netdevError('EINVAL', `config key 'local_netmask' must be a prefix length from 0 to 32, not ${JSON.stringify(value)}`);
+  mustBe('a prefix length from 0 to 32', value);
 }
+
+const config = new ConfigSchema<PltapDevice, { local_ip: number; local_netmask: number }>('pltap', {
+  local_ip: {
+    doc: 'the IPv4 address (or a name that resolves to one) vif_up gives the tap',
+    parse: resolveIPv4,
+    current: (device) => (device.localIp === null ? undefined : formatIPv4(device.localIp)),
+  },
+  local_netmask: {
+    doc: 'the prefix length (0-32) vif_up gives the tap; once both keys are set the tap is brought up',
+    parse: parseNetmask,
+    current: (device) => (device.localNetmask === null ? undefined : String(device.localNetmask)),
+  },
+});
+
+/** The config keys of pltap devices. */
+export const pltapConfigKeys = config.describe();
 
 class PltapDevice {
   /** The kernel's name of the tap ('' until created). */
   realName = '';
   private fd = -1;
-  private localIp: number | null = null;
-  private localNetmask: number | null = null;
+  localIp: number | null = null;
+  localNetmask: number | null = null;
   /** Flags as last read from the kernel, and as wanted. */
   private flags = 0;
   private wantedFlags = 0;
@@ -72,19 +86,9 @@ class PltapDevice {
 
   /** Allocates the tap (IFF_TAP with the packet-info header; the kernel picks its name). */
   open(): void {
-    const create = () => {
-      const fd = check(sys.open(TUN_PATH, O_RDWR | O_NONBLOCK | O_CLOEXEC), 'open', `cannot open ${TUN_PATH}`);
-      const ifr = ifreq('');
-      ifr.writeUInt16LE(IFF_TAP, IFREQ_UNION);
-      if (sys.ioctl(fd, TUNSETIFF, ifr) < 0) {
-        const error = errnoError(lastErrno(), 'open', 'TUNSETIFF');
-        sys.close(fd);
-        throw error;
-      }
-      this.realName = ifr.toString('utf8', 0, ifr.indexOf(0));
-      return fd;
-    };
-    this.fd = this.socket.netns ? this.socket.netns.run(create) : create();
+    const tun = openTun('', IFF_TAP, this.socket.netns);
+    this.fd = tun.fd;
+    this.realName = tun.name;
   }
 
   get finalized(): boolean {
@@ -101,20 +105,11 @@ class PltapDevice {
   }
 
   getConfig(): Config {
-    const config: Config = {};
-    if (this.localIp !== null) config.local_ip = formatIPv4(this.localIp);
-    if (this.localNetmask !== null) config.local_netmask = String(this.localNetmask);
-    return config;
+    return config.values(this);
   }
 
   async setConfig(changes: Config): Promise<void> {
-    let ip: number | undefined;
-    let netmask: number | undefined;
-    for (const [key, value] of Object.entries(changes)) {
-      if (key === 'local_ip') ip = await resolveIPv4(value);
-      else if (key === 'local_netmask') netmask = parseNetmask(value);
-      else throw netdevError('EINVAL', `unknown config key '${key}' (pltap devices know: local_ip, local_netmask)`);
-    }
+    const { local_ip: ip, local_netmask: netmask } = await config.parse(changes, this);
     if (ip !== undefined) this.localIp = ip;
     if (netmask !== undefined) this.localNetmask = netmask;
     if (!this.finalized) return;
@@ -132,8 +127,7 @@ class PltapDevice {
   }
 
   private readFlags(): number {
-    const iff = this.ioctl(SIOCGIFFLAGS, 'SIOCGIFFLAGS').readUInt16LE(IFREQ_UNION);
-    return (iff & IFF_UP ? NETDEV_UP : 0) | (iff & IFF_PROMISC ? NETDEV_PROMISC : 0);
+    return netdevFlagsOf(this.ioctl(SIOCGIFFLAGS, 'SIOCGIFFLAGS').readUInt16LE(IFREQ_UNION));
   }
 
   /** The seed's netdev_pltap_sync_flags: bring the kernel to the wanted flags through vsys. */
@@ -237,6 +231,7 @@ export function pltapProvider(): Provider {
     prefix: 'pltap:',
     ioModule: new URL('../tap/io.js', import.meta.url),
     namespaced: true,
+    configKeys: pltapConfigKeys,
     init(context) {
       services.init(context);
       vsys = context.vsys;

@@ -9,51 +9,21 @@
  */
 import { formatIPv4, formatMac, prefixToNetmask } from '../../common/addresses.js';
 import { NetdevError, netdevError } from '../../common/errors.js';
-import { LinkNotifiers, type LinkNotifier, type RouteChange } from '../../main/link-notifier.js';
 import type { LinkMessage } from '../../sys/netlink.js';
-import { NETDEV_PROMISC, NETDEV_UP } from '../../ring/device-shared.js';
 import {
-  AF_INET, ARP_DEV, ARP_HA, ARP_PA, ARPHRD_ETHER, ARPREQ_SIZE, check, ECMD_ADVERTISING, ECMD_AUTONEG, ECMD_DUPLEX, ECMD_PORT,
-  ECMD_SPEED, ECMD_SPEED_HI, ECMD_SUPPORTED, ETHTOOL_CMD_SIZE, ETHTOOL_GSET, ETHTOOL_SSET, IFF_PROMISC, IFF_UP, IFREQ_UNION,
-  PORT_FIBRE, PORT_TP, RT_DST, RT_FLAGS, RT_GATEWAY, RT_GENMASK, RTENTRY_SIZE, RTF_UP_GATEWAY, SIOCADDRT, SIOCETHTOOL, SIOCGARP, SIOCGIFADDR, SIOCGIFFLAGS,
-  SIOCGIFHWADDR, SIOCGIFINDEX, SIOCGIFMTU, SIOCGIFNETMASK, SIOCSIFADDR, SIOCSIFFLAGS, SIOCSIFHWADDR, SIOCSIFMTU,
-  SIOCSIFNETMASK, SOCK_CLOEXEC, SOCK_DGRAM, sys,
+  AF_INET, ARP_DEV, ARP_HA, ARP_PA, ARPHRD_ETHER, ARPREQ_SIZE, check, ECMD_ADVERTISING, ETHTOOL_CMD_SIZE, ETHTOOL_GSET, ETHTOOL_SSET,
+  IFREQ_UNION, RT_DST, RT_FLAGS, RT_GATEWAY, RT_GENMASK, RTENTRY_SIZE, RTF_UP_GATEWAY, SIOCADDRT, SIOCETHTOOL, SIOCGARP, SIOCGIFADDR,
+  SIOCGIFFLAGS, SIOCGIFHWADDR, SIOCGIFINDEX, SIOCGIFMTU, SIOCGIFNETMASK, SIOCSIFADDR, SIOCSIFFLAGS, SIOCSIFHWADDR, SIOCSIFMTU,
+  SIOCSIFNETMASK, sys,
 } from '../../sys/libc.js';
 import { disableOffloads, ifnameOf, ifreqIoctl, ifreqWithData, validateIfName } from '../../sys/ifreq.js';
-import { Netns, netnsPath, readProcNet } from '../../sys/netns.js';
+import { netnsPath, readProcNet } from '../../sys/netns.js';
 import type { Config, CreateOptions, DeviceContext, Features, In4, IoControl, Provider, ProviderContext, ProviderDevice, Stats } from '../contract.js';
-
-/** OpenFlow port-feature bits (enum ofp_port_features). */
-const OFPPF = {
-  '10MB_HD': 1 << 0, '10MB_FD': 1 << 1, '100MB_HD': 1 << 2, '100MB_FD': 1 << 3, '1GB_HD': 1 << 4, '1GB_FD': 1 << 5,
-  '10GB_FD': 1 << 6, COPPER: 1 << 7, FIBER: 1 << 8, AUTONEG: 1 << 9, PAUSE: 1 << 10, PAUSE_ASYM: 1 << 11,
-} as const;
-
-/** ethtool SUPPORTED_/ADVERTISED_ bit -> OpenFlow bit, as the seed's netdev_linux_get_features maps them. */
-const ETHTOOL_TO_OFPPF: readonly [number, number][] = [
-  [1 << 0, OFPPF['10MB_HD']], [1 << 1, OFPPF['10MB_FD']], [1 << 2, OFPPF['100MB_HD']], [1 << 3, OFPPF['100MB_FD']],
-  [1 << 4, OFPPF['1GB_HD']], [1 << 5, OFPPF['1GB_FD']], [1 << 12, OFPPF['10GB_FD']], [1 << 7, OFPPF.COPPER],
-  [1 << 10, OFPPF.FIBER], [1 << 6, OFPPF.AUTONEG], [1 << 13, OFPPF.PAUSE], [1 << 14, OFPPF.PAUSE_ASYM],
-];
-
-/** The current-speed bit of the seed: speed (Mbit/s) and duplex (1 full). */
-function currentSpeedBit(speed: number, fullDuplex: boolean): number {
-  switch (speed) {
-    case 10: return fullDuplex ? OFPPF['10MB_FD'] : OFPPF['10MB_HD'];
-    case 100: return fullDuplex ? OFPPF['100MB_FD'] : OFPPF['100MB_HD'];
-    case 1000: return fullDuplex ? OFPPF['1GB_FD'] : OFPPF['1GB_HD'];
-    case 10000: return OFPPF['10GB_FD'];
-    default: return 0;
-  }
-}
-
-function ethtoolToOfppf(bits: number): number {
-  return ETHTOOL_TO_OFPPF.reduce((acc, [ethtool, ofppf]) => (bits & ethtool ? acc | ofppf : acc), 0);
-}
-
-function ofppfToEthtool(bits: number): number {
-  return ETHTOOL_TO_OFPPF.reduce((acc, [ethtool, ofppf]) => (bits & ofppf ? acc | ethtool : acc), 0);
-}
+import { ConfigSchema } from '../config-schema.js';
+import { featuresOf, ofppfToEthtool } from '../linux/ethtool-features.js';
+import { netdevFlagsOf, withNetdevFlags } from '../linux/iff-flags.js';
+import type { LinkNotifier, RouteChange } from '../linux/link-notifier.js';
+import { LinuxServices, type ControlSocket, type DeviceServices } from '../linux/services.js';
 
 /** The statistics the kernel keeps of a device (it always has rxErrors and txErrors). */
 type KernelStats = Omit<Stats, 'rxRingDropped' | 'rxQueueDropped' | 'rxErrors' | 'txErrors'> & { rxErrors: number; txErrors: number };
@@ -74,70 +44,11 @@ export interface SystemIoOptions {
   netnsPath: string | null;
 }
 
-/** One AF_INET datagram socket for the ioctls of one namespace. */
-export interface ControlSocket {
-  fd: number;
-  netns: Netns | null;
-}
+/** System devices have no config keys. */
+const config = new ConfigSchema<SystemDevice, object>('system', {});
 
-/** The control sockets of a provider, one per namespace, each created inside its namespace on first use. */
-export class ControlSockets {
-  private readonly sockets = new Map<string, ControlSocket>();
-
-  /** Closes every socket and namespace descriptor. */
-  close(): void {
-    for (const { fd, netns } of this.sockets.values()) {
-      sys.close(fd);
-      netns?.close();
-    }
-    this.sockets.clear();
-  }
-
-  /** The socket of namespace `spec` (undefined: this process's own). */
-  get(spec: string | undefined): ControlSocket {
-    const key = spec ?? '';
-    let socket = this.sockets.get(key);
-    if (!socket) {
-      const netns = spec === undefined ? null : Netns.open(spec);
-      const open = () => check(sys.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), 'socket', 'cannot create the AF_INET control socket');
-      socket = { fd: netns ? netns.run(open) : open(), netns };
-      this.sockets.set(key, socket);
-    }
-    return socket;
-  }
-}
-
-/** What a Linux device needs from its provider: its namespace's control socket and notifier, and the job pool. */
-export interface DeviceServices {
-  socket: ControlSocket;
-  notifier: LinkNotifier;
-  runProgram: ProviderContext['runProgram'];
-}
-
-/** The services the Linux providers (system, tap) keep: per namespace, a control socket and a notifier. */
-export class LinuxServices {
-  private readonly sockets = new ControlSockets();
-  private readonly notifiers = new LinkNotifiers();
-  private runProgram: ProviderContext['runProgram'] | null = null;
-
-  /** Provider init: keeps the job pool, and opens this namespace's control socket (failing init if it cannot). */
-  init(context: ProviderContext): void {
-    this.runProgram = context.runProgram;
-    this.sockets.get(undefined);
-  }
-
-  /** Closes the sockets of every namespace (after every device closed). */
-  close(): void {
-    this.notifiers.close();
-    this.sockets.close();
-  }
-
-  /** The services of a device in namespace `netns` (undefined: this process's own). */
-  forNamespace(netns: string | undefined): DeviceServices {
-    const socket = this.sockets.get(netns);
-    return { socket, notifier: this.notifiers.get(netns, socket.netns), runProgram: this.runProgram! };
-  }
-}
+/** The config keys of system devices: none. */
+export const systemConfigKeys = config.describe();
 
 /** A Linux network device as the seed's netdev-linux sees it: attributes through ioctls and /proc. */
 export class SystemDevice implements ProviderDevice {
@@ -207,7 +118,7 @@ export class SystemDevice implements ProviderDevice {
     if (this.gone) return;
     if (link) {
       if (link.mtu !== undefined) this.context.shared.mtu = link.mtu;
-      this.context.shared.flags = (link.flags & IFF_UP ? NETDEV_UP : 0) | (link.flags & IFF_PROMISC ? NETDEV_PROMISC : 0);
+      this.context.shared.flags = netdevFlagsOf(link.flags);
     }
     this.context.changed();
   }
@@ -268,12 +179,11 @@ export class SystemDevice implements ProviderDevice {
   }
 
   getConfig(): Config {
-    return {};
+    return config.values(this);
   }
 
-  setConfig(changes: Config): void {
-    const key = Object.keys(changes)[0];
-    if (key !== undefined) throw netdevError('EINVAL', `unknown config key '${key}' (system devices have none)`);
+  async setConfig(changes: Config): Promise<void> {
+    await config.parse(changes, this);
   }
 
   ioOptions(): unknown {
@@ -288,10 +198,10 @@ export class SystemDevice implements ProviderDevice {
 
   updateFlags(off: number, on: number): number {
     const iff = this.ioctl(SIOCGIFFLAGS, 'SIOCGIFFLAGS').readUInt16LE(IFREQ_UNION);
-    const old = (iff & IFF_UP ? NETDEV_UP : 0) | (iff & IFF_PROMISC ? NETDEV_PROMISC : 0);
+    const old = netdevFlagsOf(iff);
     const wanted = (old & ~off) | on;
     if (wanted !== old) {
-      const next = (iff & ~(IFF_UP | IFF_PROMISC)) | (wanted & NETDEV_UP ? IFF_UP : 0) | (wanted & NETDEV_PROMISC ? IFF_PROMISC : 0);
+      const next = withNetdevFlags(iff, wanted);
       this.ioctl(SIOCSIFFLAGS, 'SIOCSIFFLAGS', (ifr) => ifr.writeUInt16LE(next, IFREQ_UNION));
       this.context.shared.flags = wanted;
       this.changedHere();
@@ -432,19 +342,7 @@ export class SystemDevice implements ProviderDevice {
 
   /** OpenFlow feature bits from ETHTOOL_GSET, mapped as the seed maps them (peer: 0, as the seed). */
   getFeatures(): Features {
-    const ecmd = this.ethtool(ETHTOOL_GSET, 'ETHTOOL_GSET');
-    const speed = ecmd.getUint16(ECMD_SPEED, true) | (ecmd.getUint16(ECMD_SPEED_HI, true) << 16);
-    const port = ecmd.getUint8(ECMD_PORT);
-    const current =
-      currentSpeedBit(speed, ecmd.getUint8(ECMD_DUPLEX) === 1) |
-      (port === PORT_TP ? OFPPF.COPPER : port === PORT_FIBRE ? OFPPF.FIBER : 0) |
-      (ecmd.getUint8(ECMD_AUTONEG) ? OFPPF.AUTONEG : 0);
-    return {
-      current,
-      advertised: ethtoolToOfppf(ecmd.getUint32(ECMD_ADVERTISING, true)),
-      supported: ethtoolToOfppf(ecmd.getUint32(ECMD_SUPPORTED, true)),
-      peer: 0,
-    };
+    return featuresOf(this.ethtool(ETHTOOL_GSET, 'ETHTOOL_GSET'));
   }
 
   /** Advertises the OpenFlow bits `bits` (ETHTOOL_GSET, then ETHTOOL_SSET with the advertising mask replaced). */
@@ -549,6 +447,7 @@ export function systemProvider(): Provider {
     prefix: '',
     ioModule: new URL('./io.js', import.meta.url),
     namespaced: true,
+    configKeys: systemConfigKeys,
     init: (context) => services.init(context),
     close: () => services.close(),
     validateName: validateIfName,

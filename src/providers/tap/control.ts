@@ -6,13 +6,13 @@
  * the system device's, by the kernel name.  The tap goes away when the device closes, unless
  * config persist=true (TUNSETPERSIST) keeps it.
  */
-import { netdevError } from '../../common/errors.js';
-import { check, errnoError, IFF_NO_PI, IFF_TAP, IFREQ_UNION, lastErrno, O_CLOEXEC, O_NONBLOCK, O_RDWR, SIOCGIFTXQLEN, sys, TUNSETIFF, TUNSETPERSIST } from '../../sys/libc.js';
-import { ifreq, validateIfName } from '../../sys/ifreq.js';
+import { check, IFF_NO_PI, IFF_TAP, IFREQ_UNION, SIOCGIFTXQLEN, sys, TUNSETPERSIST } from '../../sys/libc.js';
+import { validateIfName } from '../../sys/ifreq.js';
 import type { Config, CreateOptions, DeviceContext, Provider } from '../contract.js';
-import { LinuxServices, SystemDevice, type WorkerStats } from '../system/control.js';
-
-const TUN_PATH = '/dev/net/tun';
+import { ConfigSchema, oneOf } from '../config-schema.js';
+import { LinuxServices } from '../linux/services.js';
+import { openTun } from '../linux/tun.js';
+import { SystemDevice, type WorkerStats } from '../system/control.js';
 
 /** What the tap I/O half needs: the tun file descriptor (owned by the main thread), and how much drain() may read. */
 export interface TapIoOptions {
@@ -24,24 +24,25 @@ export interface TapIoOptions {
   ready: boolean;
 }
 
+const config = new ConfigSchema<TapDevice, { persist: boolean }>('tap', {
+  persist: {
+    doc: 'true: the tap stays after the device closes (TUNSETPERSIST)',
+    default: 'false',
+    parse: (value) => oneOf('true', 'false')(value) === 'true',
+    current: (device) => String(device.persist),
+  },
+});
+
+/** The config keys of tap devices. */
+export const tapConfigKeys = config.describe();
+
 class TapDevice extends SystemDevice {
   private fd = -1;
-  private persist = false;
+  persist = false;
 
   /** Creates or attaches to the tap (in the device's namespace), then reads its attributes. */
   override open(): void {
-    const create = () => {
-      const fd = check(sys.open(TUN_PATH, O_RDWR | O_NONBLOCK | O_CLOEXEC), 'open', `cannot open ${TUN_PATH}`);
-      const ifr = ifreq(this.ifname);
-      ifr.writeUInt16LE(IFF_TAP | IFF_NO_PI, IFREQ_UNION);
-      if (sys.ioctl(fd, TUNSETIFF, ifr) < 0) {
-        const error = errnoError(lastErrno(), 'open', `TUNSETIFF ${this.ifname}`);
-        sys.close(fd);
-        throw error;
-      }
-      return fd;
-    };
-    this.fd = this.socket.netns ? this.socket.netns.run(create) : create();
+    this.fd = openTun(this.ifname, IFF_TAP | IFF_NO_PI, this.socket.netns).fd;
     try {
       super.open();
     } catch (error) {
@@ -51,16 +52,11 @@ class TapDevice extends SystemDevice {
   }
 
   override getConfig(): Config {
-    return this.persist ? { persist: 'true' } : {};
+    return config.values(this);
   }
 
-  override setConfig(changes: Config): void {
-    let persist: boolean | undefined;
-    for (const [key, value] of Object.entries(changes)) {
-      if (key !== 'persist') throw netdevError('EINVAL', `unknown config key '${key}' (tap devices know: persist)`);
-      if (value !== 'true' && value !== 'false') throw netdevError('EINVAL', `config key 'persist' must be true or false, not ${JSON.stringify(value)}`);
-      persist = value === 'true';
-    }
+  override async setConfig(changes: Config): Promise<void> {
+    const { persist } = await config.parse(changes, this);
     if (persist === undefined || persist === this.persist) return;
     check(sys.ioctlInt(this.fd, TUNSETPERSIST, persist ? 1 : 0), '', `TUNSETPERSIST ${this.ifname}`);
     this.persist = persist;
@@ -94,6 +90,7 @@ export function tapProvider(): Provider {
     prefix: 'tap:',
     ioModule: new URL('./io.js', import.meta.url),
     namespaced: true,
+    configKeys: tapConfigKeys,
     init: (context) => services.init(context),
     close: () => services.close(),
     validateName: validateIfName,

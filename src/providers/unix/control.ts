@@ -11,11 +11,14 @@
  */
 import { formatMac, isGroupMac, parseMac } from '../../common/addresses.js';
 import { netdevError } from '../../common/errors.js';
-import type { Config, CreateOptions, DeviceContext, IoControl, Provider, ProviderDevice, Stats } from '../contract.js';
+import { FRAME_OVERHEAD, type Config, type CreateOptions, type DeviceContext, type IoControl, type Provider, type ProviderDevice, type Stats } from '../contract.js';
 import type { UnixIoOptions } from './io.js';
+import { badValue, ConfigSchema, mustBe, oneOf } from '../config-schema.js';
 import { countedStats, localMac, nextFlags } from '../in-process.js';
 
 const MAX_PATH = 107;
+const MIN_MTU = 68;
+const MAX_MTU = 65535;
 
 function validateName(suffix: string): void {
   if (suffix.length === 0 || Buffer.byteLength(suffix) > MAX_PATH || suffix.includes('\0')) {
@@ -23,9 +26,57 @@ function validateName(suffix: string): void {
   }
 }
 
+/** A parser of `choices` that also refuses a change of the key while the device does I/O (its worker has read it). */
+function fixedDuringIo<T extends string>(key: 'mode' | 'overflow', ...choices: T[]): (value: string, device: UnixDevice) => T {
+  const parse = oneOf(...choices);
+  return (value, device) => {
+    const parsed = parse(value);
+    if (device.doesIo && parsed !== device[key]) badValue('cannot change while the device does I/O', 'EBUSY');
+    return parsed;
+  };
+}
+
+function parseMtu(value: string, device: UnixDevice): number {
+  const max = device.largestMtu;
+  const mtu = Number(value);
+  if (!/^\d+$/.test(value) || mtu < MIN_MTU || mtu > max) mustBe(`from ${MIN_MTU} to ${max}`, value);
+  return mtu;
+}
+
+function parseUnicastMac(value: string): Uint8Array {
+  let mac: Uint8Array;
+  try {
+    mac = parseMac(value);
+  } catch {
+    mustBe('a MAC address', value);
+  }
+  if (isGroupMac(mac)) badValue('cannot be a multicast address');
+  return mac;
+}
+
+const config = new ConfigSchema<UnixDevice, { mode: 'listen' | 'connect'; overflow: 'wait' | 'drop'; mtu: number; mac: Uint8Array }>('unix', {
+  mode: {
+    doc: 'listen: bind the path and take any number of peers; connect: connect to it (and reconnect)',
+    default: 'connect',
+    parse: fixedDuringIo('mode', 'listen', 'connect'),
+    current: (device) => device.mode,
+  },
+  overflow: {
+    doc: 'what a peer whose queue is full does to a frame: holds it up (wait) or misses it (drop)',
+    default: 'wait',
+    parse: fixedDuringIo('overflow', 'wait', 'drop'),
+    current: (device) => device.overflow,
+  },
+  mtu: { doc: `the MTU (${MIN_MTU}-${MAX_MTU})`, default: '1500', parse: parseMtu, current: (device) => String(device.mtu) },
+  mac: { doc: 'the MAC address (default: a locally administered address derived from the path)', parse: parseUnicastMac, current: (device) => device.configuredMac },
+});
+
+/** The config keys of unix devices. */
+export const unixConfigKeys = config.describe();
+
 class UnixDevice implements ProviderDevice {
-  private mode: 'listen' | 'connect' = 'connect';
-  private overflow: 'wait' | 'drop' = 'wait';
+  mode: 'listen' | 'connect' = 'connect';
+  overflow: 'wait' | 'drop' = 'wait';
   private mac: Uint8Array;
   private macConfigured = false;
   private flags = 0;
@@ -37,44 +88,15 @@ class UnixDevice implements ProviderDevice {
     private readonly maxFrame: number,
   ) {
     this.mac = localMac(context.suffix, 0x55);
-    context.shared.mtu = Math.min(1500, maxFrame - 18);
+    context.shared.mtu = Math.min(1500, maxFrame - FRAME_OVERHEAD);
   }
 
   getConfig(): Config {
-    const config: Config = { mode: this.mode, mtu: String(this.context.shared.mtu), overflow: this.overflow };
-    if (this.macConfigured) config.mac = formatMac(this.mac);
-    return config;
+    return config.values(this);
   }
 
-  setConfig(changes: Config): void {
-    let mode: 'listen' | 'connect' | undefined;
-    let overflow: 'wait' | 'drop' | undefined;
-    let mtu: number | undefined;
-    let mac: Uint8Array | undefined;
-    for (const [key, value] of Object.entries(changes)) {
-      if (key === 'mode') {
-        if (value !== 'listen' && value !== 'connect') throw netdevError('EINVAL', `config key 'mode' must be listen or connect, not ${JSON.stringify(value)}`);
-        if (this.io && value !== this.mode) throw netdevError('EBUSY', "config key 'mode' cannot change while the device does I/O");
-        mode = value;
-      } else if (key === 'overflow') {
-        if (value !== 'wait' && value !== 'drop') throw netdevError('EINVAL', `config key 'overflow' must be wait or drop, not ${JSON.stringify(value)}`);
-        if (this.io && value !== this.overflow) throw netdevError('EBUSY', "config key 'overflow' cannot change while the device does I/O");
-        overflow = value;
-      } else if (key === 'mtu') {
-        mtu = Number(value);
-        const max = Math.min(65535, this.maxFrame - 18);
-        if (!/^\d+$/.test(value) || mtu < 68 || mtu > max) throw netdevError('EINVAL', `config key 'mtu' must be from 68 to ${max}, not ${JSON.stringify(value)}`);
-      } else if (key === 'mac') {
-        try {
-          mac = parseMac(value);
-        } catch {
-          throw netdevError('EINVAL', `config key 'mac' must be a MAC address, not ${JSON.stringify(value)}`);
-        }
-        if (isGroupMac(mac)) throw netdevError('EINVAL', "config key 'mac' cannot be a multicast address");
-      } else {
-        throw netdevError('EINVAL', `unknown config key '${key}' (unix devices know: mode, overflow, mtu, mac)`);
-      }
-    }
+  async setConfig(changes: Config): Promise<void> {
+    const { mode, overflow, mtu, mac } = await config.parse(changes, this);
     if (mode) this.mode = mode;
     if (overflow) this.overflow = overflow;
     if (mtu !== undefined) this.context.shared.mtu = mtu;
@@ -83,6 +105,25 @@ class UnixDevice implements ProviderDevice {
       this.macConfigured = true;
     }
     if (mtu !== undefined || mac) this.context.changed();
+  }
+
+  /** True while the I/O half runs (it has read mode and overflow). */
+  get doesIo(): boolean {
+    return this.io !== null;
+  }
+
+  /** The largest MTU the device's rings can carry frames of (at most 65535). */
+  get largestMtu(): number {
+    return Math.min(MAX_MTU, this.maxFrame - FRAME_OVERHEAD);
+  }
+
+  get mtu(): number {
+    return this.context.shared.mtu;
+  }
+
+  /** The MAC set by config, if any. */
+  get configuredMac(): string | undefined {
+    return this.macConfigured ? formatMac(this.mac) : undefined;
   }
 
   updateFlags(off: number, on: number): number {
@@ -147,6 +188,7 @@ export function unixProvider(): Provider {
     type: 'unix',
     prefix: 'unix:',
     ioModule: new URL('./io.js', import.meta.url),
+    configKeys: unixConfigKeys,
     validateName,
     create: (context: DeviceContext, options: CreateOptions) => new UnixDevice(context, options.maxFrame),
   };

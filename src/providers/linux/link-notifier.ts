@@ -9,13 +9,13 @@
  * on the overrun's POLLERR, so it is started again).  A second socket answers RTM_GETLINK queries
  * and dumps (statistics, carrier, VLAN).
  */
-import { NetdevError } from '../common/errors.js';
-import { check, errnoError, errnoName, lastErrno, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, sys, watchReadable } from '../sys/libc.js';
-import type { Netns } from '../sys/netns.js';
+import { NetdevError } from '../../common/errors.js';
+import { check, errnoError, errnoName, lastErrno, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, sys, watchReadable } from '../../sys/libc.js';
+import type { Netns } from '../../sys/netns.js';
 import {
   AF_NETLINK, dumpLinksRequest, getLinkRequest, NETLINK_ROUTE, netlinkAddress, parseRouteMessages, RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR,
   RTMGRP_LINK, type AddressMessage, type LinkMessage,
-} from '../sys/netlink.js';
+} from '../../sys/netlink.js';
 
 /**
  * After messages were lost (or one could not be parsed), anything may have changed: `links` are
