@@ -9,7 +9,7 @@ export const MAC_ADDRESSES = 12;
 export const ETH_HEADER = 14;
 /** An 802.1Q (or 802.1ad) tag: TPID and TCI, after the MAC addresses. */
 export const VLAN_TAG = 4;
-/** The largest frame a device of MTU `mtu` carries: header and one VLAN tag besides the MTU. */
+/** What a frame carries at most beyond its MTU's worth of payload: the header and one VLAN tag. */
 export const FRAME_OVERHEAD = ETH_HEADER + VLAN_TAG;
 /** TPIDs of a customer (802.1Q) and a service (802.1ad) VLAN tag. */
 export const TPID_8021Q = 0x8100;

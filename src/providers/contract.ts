@@ -279,7 +279,7 @@ export const MIN_FRAME = 60;
  * The bytes a frame carries beyond its payload at most: the Ethernet header (14) and one 802.1Q
  * tag (4).  A device's largest frame is its MTU plus this, so its MTU is at most maxFrame minus this.
  */
-export const FRAME_OVERHEAD = 18;
+export { FRAME_OVERHEAD } from '../common/ethernet.js';
 
 /** What the worker gives the I/O half. */
 export interface IoContext {
