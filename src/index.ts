@@ -1,9 +1,11 @@
 /**
  * netdev: one abstract interface to network devices for Node.js (after Open vSwitch's netdev
- * layer), with a worker thread per device and shared-memory frame rings.
+ * layer), with a worker thread per device and shared-memory frame rings.  Linux only: on another
+ * platform importing it throws a NetdevError (EOPNOTSUPP) saying so.
  */
+import './require-linux.js'; // first: it must run before any module below loads libc
 export { NetdevManager, type ManagerOptions, type OpenOptions } from './main/manager.js';
-export { Netdev, type AgentHandle, type FlagOptions } from './main/netdev.js';
+export { Netdev, type AgentHandle, type FlagOptions, type SendOptions } from './main/netdev.js';
 export { NetdevMonitor } from './main/monitor.js';
 export { Capture, type CaptureOptions } from './main/capture.js';
 export { Switch, type PortCounters, type PortOptions, type SwitchOptions } from './switch/switch.js';

@@ -5,6 +5,7 @@
  * Arguments are checked, and a --netns must exist, before any device is opened; a failure is one
  * line on stderr and status 1.  `netdev --help` lists the commands and their options.
  */
+import './require-linux.js'; // first: it must run before any module below loads libc
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { netnsPath } from '../sys/netns.js';

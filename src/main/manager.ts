@@ -19,6 +19,7 @@ import { addExitRestorer } from './exit-hooks.js';
 import { JobPool } from './job-pool.js';
 import { NetdevMonitor, type Watchable } from './monitor.js';
 import { Netdev, normalizeConfig } from './netdev.js';
+import { abortError, checkSignal, throwIfAborted } from './abort.js';
 
 /** Options of NetdevManager.open. */
 export interface OpenOptions {
@@ -33,6 +34,11 @@ export interface OpenOptions {
    * that support it, e.g. system and tap).  The same name in two namespaces is two devices.
    */
   netns?: string;
+  /**
+   * Cancels the open: it rejects with ECANCELED, at once if it has not started (it waits behind
+   * other calls on the same name), else after undoing what it did (a device it created is closed).
+   */
+  signal?: AbortSignal;
 }
 
 /** Options of the NetdevManager constructor. */
@@ -113,9 +119,26 @@ export class NetdevManager {
    * Opens the device `name` ('dummy:a', 'eth0', ...) and returns a new handle to it.  The first
    * open of a name creates the device (and its worker, if the ethertype is not 'none'); later
    * opens share it.  Errors: EAFNOSUPPORT (no provider for the prefix), EINVAL (bad name, options
-   * or config), ENODEV (no such device), EBUSY (already open for I/O with another ethertype).
+   * or config), ENODEV (no such device), EBUSY (already open for I/O with another ethertype),
+   * ECANCELED (options.signal aborted).
    */
   async open(name: string, options: OpenOptions = {}): Promise<Netdev> {
+    const signal = checkSignal(options.signal, name, 'open');
+    throwIfAborted(signal, name, 'open');
+    if (!signal) return this.openDevice(name, options, undefined);
+    let started = false;
+    const opening = this.openDevice(name, options, signal, () => (started = true));
+    return new Promise<Netdev>((resolve, reject) => {
+      const abortWait = (): void => {
+        if (!started) reject(abortError(signal, name, 'open'));
+      };
+      signal.addEventListener('abort', abortWait, { once: true });
+      void opening.then(resolve, reject).finally(() => signal.removeEventListener('abort', abortWait));
+    });
+  }
+
+  /** open(): `start` runs when its turn on the device name comes; an abort of `signal` is checked between its steps. */
+  private async openDevice(name: string, options: OpenOptions, signal: AbortSignal | undefined, start?: () => void): Promise<Netdev> {
     const { entry, suffix } = this.resolve(name, 'open');
     const netns = checkNetns(entry.provider, name, options.netns);
     const key = deviceLabel(name, netns);
@@ -128,15 +151,21 @@ export class NetdevManager {
       throw toNetdevError(error, name, 'open');
     }
     return this.serialize(key, async () => {
+      start?.();
+      throwIfAborted(signal, name, 'open');
       this.requireOpen('open');
       await this.initialize(entry, name);
+      throwIfAborted(signal, name, 'open');
       let device = this.devices.get(key);
       if (device && !holdsName(device)) device = undefined; // new opens get the device the name leads to now
       const created = !device;
       if (!device) device = await this.createDevice(entry.provider, name, suffix, ethertype, capacity, netns);
       try {
+        throwIfAborted(signal, name, 'open');
         if (config) await device.impl.setConfig(config);
+        throwIfAborted(signal, name, 'open');
         if (ethertype !== 'none') await this.ensureIo(device, ethertype);
+        throwIfAborted(signal, name, 'open');
       } catch (error) {
         if (created) await this.destroyDevice(device);
         throw toNetdevError(error, name, 'open');
@@ -261,6 +290,11 @@ export class NetdevManager {
     await this.pool.close();
     this.removeExitRestorer?.();
     this.removeExitRestorer = null;
+  }
+
+  /** close(), for `await using mgr = new NetdevManager()`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   /* ---------------------------------------------------------------- internals */

@@ -13,6 +13,7 @@ import { moduleUrl, type Device, type DeviceIoState } from './device.js';
 import { ALL_FLAGS, FlagBook, flagBits, flagsOf } from './flags.js';
 import { BatchIterator, FrameIterator, type BatchOptions, type ReadOptions } from './rx-queue.js';
 import { Capture, type CaptureOptions } from './capture.js';
+import { abortError, checkSignal, throwIfAborted } from './abort.js';
 import type { Remote } from '../common/rpc.js';
 import type { DeviceWorkerApi } from '../workers/device-worker.js';
 
@@ -24,6 +25,12 @@ export interface AgentHandle {
   call(op: string, arg?: unknown): Promise<unknown>;
   /** Detaches the agent (the worker receives into the RX ring again); resolves with what its close() returned. */
   detach(): Promise<unknown>;
+}
+
+/** Options of send/sendBatch. */
+export interface SendOptions {
+  /** Withdraws the send while it waits for room in the TX ring: it rejects with ECANCELED (frames already queued stay queued). */
+  signal?: AbortSignal;
 }
 
 /** Options of setFlags/turnFlagsOn/turnFlagsOff. */
@@ -96,12 +103,15 @@ export class Netdev {
    * Frames received on the device, one per step, each at least 60 bytes (short frames are padded
    * with zeros).  Without `copy`, a frame is a view into the RX ring, valid only until the next
    * step.  Ends when this handle closes; throws if the device fails (e.g. its worker crashed).
-   * One iterator (or batches()) may read a device at a time: EBUSY otherwise.
+   * One iterator (or batches()) may read a device at a time: EBUSY otherwise.  An abort of
+   * `signal` rejects the step waiting (or the next one) with ECANCELED and ends the iterator.
    */
   frames(options: ReadOptions = {}): AsyncIterableIterator<Uint8Array> {
     const io = this.requireIo('frames');
     this.requireHealthy('frames');
-    const iterator = new FrameIterator(io.rx, () => this.readEnded('frames'), options.copy === true);
+    const signal = checkSignal(options.signal, this.name, 'frames');
+    throwIfAborted(signal, this.name, 'frames');
+    const iterator = new FrameIterator(io.rx, this.readGate('frames', signal), options.copy === true, signal);
     io.rx.claim(iterator, this.name, 'frames');
     return iterator;
   }
@@ -109,7 +119,7 @@ export class Netdev {
   /**
    * Batches of received frames (arrays of up to `max`, default 256, never empty): the form for
    * forwarding loops.  Without `copy`, the array and its views are reused and valid only until
-   * the next step.  Same ending and exclusivity as frames().
+   * the next step.  Same ending, exclusivity and `signal` as frames().
    */
   batches(options: BatchOptions = {}): AsyncIterableIterator<Uint8Array[]> {
     const io = this.requireIo('batches');
@@ -118,7 +128,9 @@ export class Netdev {
     if (!Number.isInteger(max) || max < 1) {
       throw new NetdevError({ code: 'EINVAL', device: this.name, call: 'batches', detail: `max must be a positive integer, not ${max}` });
     }
-    const iterator = new BatchIterator(io.rx, () => this.readEnded('batches'), options.copy === true, max);
+    const signal = checkSignal(options.signal, this.name, 'batches');
+    throwIfAborted(signal, this.name, 'batches');
+    const iterator = new BatchIterator(io.rx, this.readGate('batches', signal), options.copy === true, max, signal);
     io.rx.claim(iterator, this.name, 'batches');
     return iterator;
   }
@@ -141,12 +153,23 @@ export class Netdev {
   /**
    * Queues `frame` for transmission and resolves once it is in the TX ring (the frame is copied;
    * do not change it before the promise resolves).  Waits, in order, while the ring is full.
-   * EMSGSIZE for a frame shorter than an Ethernet header or longer than maxFrame.
+   * EMSGSIZE for a frame shorter than an Ethernet header or longer than maxFrame.  An abort of
+   * `signal` before the frame is queued withdraws it: ECANCELED, and the senders behind it move up.
    */
-  send(frame: Uint8Array): Promise<void> {
+  send(frame: Uint8Array, options: SendOptions = {}): Promise<void> {
+    try {
+      const signal = checkSignal(options.signal, this.name, 'send');
+      return this.queueFrame(frame, signal, () => abortError(signal!, this.name, 'send'));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** send() of one frame, an abort rejecting with `aborted()`. */
+  private queueFrame(frame: Uint8Array, signal: AbortSignal | undefined, aborted: () => NetdevError): Promise<void> {
     try {
       const io = this.requireSendable(frame, 'send');
-      return io.tx.send(frame).catch((error: unknown) => {
+      return io.tx.send(frame, signal, aborted).catch((error: unknown) => {
         throw toNetdevError(error, this.name, 'send');
       });
     } catch (error) {
@@ -173,11 +196,15 @@ export class Netdev {
   /**
    * Queues every frame of `frames`, in order: as many as fit at once with one wake-up of the
    * worker, then the rest one by one, waiting while the ring is full.  The frames are copied by
-   * the time it resolves (views from batches() may be passed straight through).
+   * the time it resolves (views from batches() may be passed straight through).  An abort of
+   * `signal` rejects with ECANCELED saying how many were queued: those, the first ones in order, stay queued.
    */
-  async sendBatch(frames: readonly Uint8Array[]): Promise<void> {
+  async sendBatch(frames: readonly Uint8Array[], options: SendOptions = {}): Promise<void> {
+    const signal = checkSignal(options.signal, this.name, 'sendBatch');
+    const aborted = (queued: number) => abortError(signal!, this.name, 'sendBatch', `aborted with ${queued} of ${frames.length} frames queued`);
+    if (signal?.aborted) throw aborted(0);
     const queued = this.trySendBatch(frames);
-    for (let i = queued; i < frames.length; i++) await this.send(frames[i]!);
+    for (let i = queued; i < frames.length; i++) await this.queueFrame(frames[i]!, signal, () => aborted(i));
   }
 
   /**
@@ -504,6 +531,11 @@ export class Netdev {
     await this.release(this);
   }
 
+  /** close(), for `await using dev = await mgr.open(...)`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   /** @internal The manager is closing: restore flags and mark this handle closed. */
   detach(): void {
     if (!this.open) return;
@@ -525,6 +557,15 @@ export class Netdev {
       throw new NetdevError({ code: 'EPIPE', device: this.name, call, detail: "opened with ethertype 'none' (control only)" });
     }
     return io;
+  }
+
+  /** The gate of an iterator of `call`: readEnded(), after an ECANCELED if `signal` has aborted. */
+  private readGate(call: string, signal: AbortSignal | undefined): () => boolean {
+    if (!signal) return () => this.readEnded(call);
+    return () => {
+      throwIfAborted(signal, this.name, call);
+      return this.readEnded(call);
+    };
   }
 
   /** Reading gate: true to end (handle closed), throws the device's failure. */

@@ -17,6 +17,8 @@ export type ReadGate = () => boolean;
 export interface ReadOptions {
   /** Hand out owned copies instead of views into the ring (default false). */
   copy?: boolean;
+  /** Cancels the reading: the step waiting (or the next one) rejects with ECANCELED, and the iterator ends. */
+  signal?: AbortSignal;
 }
 
 export interface BatchOptions extends ReadOptions {
@@ -90,14 +92,17 @@ export class RxQueue {
 
 /**
  * The control flow both iterators share: release what the last step handed out, check the gate,
- * take what is waiting or wait for it.  Subclasses say what one step takes.
+ * take what is waiting or wait for it.  Subclasses say what one step takes.  An abort of `signal`
+ * wakes a step that waits, so that it checks the gate (which checks the signal) at once.
  */
 abstract class RxIterator<T> implements AsyncIterableIterator<T> {
   private finished = false;
+  private readonly wake = (): void => this.queue.wakeAll();
 
   constructor(
     protected readonly queue: RxQueue,
     private readonly gate: ReadGate,
+    private readonly signal: AbortSignal | undefined,
   ) {}
 
   /** Takes the next step's value from the ring, or returns null if nothing is waiting. */
@@ -118,17 +123,22 @@ abstract class RxIterator<T> implements AsyncIterableIterator<T> {
   }
 
   private async nextAfterWait(): Promise<IteratorResult<T>> {
-    for (;;) {
-      try {
-        await this.queue.waitForFrames(this.gate);
-        if (this.finished) return DONE; // return() was called while this step waited
-        if (this.gate()) return this.return();
-      } catch (error) {
-        this.finish();
-        throw error;
+    this.signal?.addEventListener('abort', this.wake);
+    try {
+      for (;;) {
+        try {
+          await this.queue.waitForFrames(this.gate);
+          if (this.finished) return DONE; // return() was called while this step waited
+          if (this.gate()) return this.return();
+        } catch (error) {
+          this.finish();
+          throw error;
+        }
+        const value = this.take();
+        if (value !== null) return { value, done: false };
       }
-      const value = this.take();
-      if (value !== null) return { value, done: false };
+    } finally {
+      this.signal?.removeEventListener('abort', this.wake);
     }
   }
 
@@ -157,8 +167,9 @@ export class FrameIterator extends RxIterator<Uint8Array> {
     queue: RxQueue,
     gate: ReadGate,
     private readonly copy: boolean,
+    signal?: AbortSignal,
   ) {
-    super(queue, gate);
+    super(queue, gate, signal);
   }
 
   protected take(): Uint8Array | null {
@@ -179,8 +190,9 @@ export class BatchIterator extends RxIterator<Uint8Array[]> {
     gate: ReadGate,
     private readonly copy: boolean,
     private readonly max: number,
+    signal?: AbortSignal,
   ) {
-    super(queue, gate);
+    super(queue, gate, signal);
   }
 
   protected take(): Uint8Array[] | null {

@@ -3,7 +3,8 @@
  * it at once (the worker is rung only if it sleeps), so a frame sent to an idle device leaves
  * without delay.  send() waits, in order, while the ring is full: senders queue in FIFO order and
  * the first one sleeps on the space bell, which the worker rings after it frees space.  trySend
- * refuses while senders wait, so frames never overtake each other.
+ * refuses while senders wait, so frames never overtake each other.  A waiting send whose signal
+ * aborts is withdrawn from the queue: the senders behind it move up, in the same order.
  */
 import type { NetdevError } from '../common/errors.js';
 import { Bell } from '../ring/bell.js';
@@ -45,12 +46,30 @@ export class TxQueue {
     return queued;
   }
 
-  /** Queues `frame` (already validated), waiting in FIFO order while the ring is full. */
-  send(frame: Uint8Array): Promise<void> {
+  /**
+   * Queues `frame` (already validated), waiting in FIFO order while the ring is full.  If `signal`
+   * has aborted, or aborts while the frame waits, the frame is not queued and the promise rejects
+   * with `aborted()`.
+   */
+  send(frame: Uint8Array, signal?: AbortSignal, aborted?: () => NetdevError): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
+    if (signal?.aborted) return Promise.reject(aborted!());
     if (this.trySend(frame)) return RESOLVED;
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ frame, resolve, reject });
+      const waiting: PendingSend = { frame, resolve, reject };
+      if (signal) {
+        const withdraw = (): void => this.withdraw(waiting, aborted!());
+        signal.addEventListener('abort', withdraw, { once: true });
+        waiting.resolve = () => {
+          signal.removeEventListener('abort', withdraw);
+          resolve();
+        };
+        waiting.reject = (error) => {
+          signal.removeEventListener('abort', withdraw);
+          reject(error);
+        };
+      }
+      this.pending.push(waiting);
       if (!this.pumping) void this.pump();
     });
   }
@@ -60,6 +79,15 @@ export class TxQueue {
     this.failure = error;
     for (const waiting of this.pending.splice(0)) waiting.reject(error);
     this.spaceBell.ringNow();
+  }
+
+  /** Takes `waiting` out of the queue (if still there) and rejects it; the pump re-checks if it was the head. */
+  private withdraw(waiting: PendingSend, error: NetdevError): void {
+    const index = this.pending.indexOf(waiting);
+    if (index < 0) return;
+    this.pending.splice(index, 1);
+    waiting.reject(error);
+    if (index === 0) this.spaceBell.ringNow(); // the pump sleeps until the head fits: let it look at the new head
   }
 
   private async pump(): Promise<void> {

@@ -220,6 +220,11 @@ export class Switch {
     await Promise.all([...this.ports.keys()].map((dev) => this.removePort(dev)));
   }
 
+  /** close(), for `await using sw = new Switch()`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   private countersOf(port: Port): PortCounters {
     const r = this.retired;
     const c: PortCounters = {
