@@ -58,7 +58,7 @@ describe('registering providers', () => {
     expect(thrown(() => mgr.register({ type: 'x', prefix: 'x:' } as unknown as Provider)).code).toBe('EINVAL');
   });
 
-  it('answers EOPNOTSUPP for every missing member, with the seed fallbacks', async () => {
+  it('answers EOPNOTSUPP for every missing member, with the OVS fallbacks', async () => {
     mgr.register(bareProvider('bare:'));
     const dev = await mgr.open('bare:one', { ethertype: 'none' });
     const calls: [string, Promise<unknown>, unknown][] = [

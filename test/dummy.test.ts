@@ -70,7 +70,7 @@ describe('opening and closing', () => {
     expect(await prefixed(mgr)).toEqual([]);
   });
 
-  it('says whether a device exists, as the seed: dummies exist, unknown prefixes do not', async () => {
+  it('says whether a device exists, as OVS: dummies exist, unknown prefixes do not', async () => {
     expect(await mgr.exists('dummy:anything')).toBe(true);
     expect(await mgr.exists('nope:x')).toBe(false);
     expect(await mgr.exists('dummy:bad name')).toBe(false);
@@ -83,7 +83,7 @@ describe('opening and closing', () => {
     await expect(mgr.open('dummy:x', { ethertype: 'none' })).resolves.toBeTruthy();
   });
 
-  it('gives control-only handles no I/O: EPIPE as the seed', async () => {
+  it('gives control-only handles no I/O: EPIPE as OVS', async () => {
     const dev = await mgr.open('dummy:x', { ethertype: 'none' });
     expect(thrown(() => dev.trySend(ethFrame(60))).code).toBe('EPIPE');
     expect(thrown(() => dev.frames()).code).toBe('EPIPE');
@@ -128,7 +128,7 @@ describe('attributes', () => {
     expect(await dev.getMtu()).toBe(9000);
   });
 
-  it('keeps IPv4 and IPv6 addresses, with EADDRNOTAVAIL and the seed fallback when there is none', async () => {
+  it('keeps IPv4 and IPv6 addresses, with EADDRNOTAVAIL and the OVS fallback when there is none', async () => {
     const dev = await mgr.open('dummy:x');
     const none = await rejection(dev.getIn4());
     expect(none.code).toBe('EADDRNOTAVAIL');
@@ -152,7 +152,7 @@ describe('attributes', () => {
     expect((await rejection(dev.setIn6('fd00::1', 129))).code).toBe('EINVAL');
   });
 
-  it('answers unsupported calls with EOPNOTSUPP and getVlanVid with ENOENT, as the seed', async () => {
+  it('answers unsupported calls with EOPNOTSUPP and getVlanVid with ENOENT, as OVS', async () => {
     const dev = await mgr.open('dummy:x');
     const unsupported: [string, Promise<unknown>][] = [
       ['getIfindex', dev.getIfindex()],

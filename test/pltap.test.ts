@@ -138,7 +138,7 @@ describe.skipIf(!privileged)('pltap devices with the vsysd backend, in a network
     expect((await rejection(dev.getStats())).code).toBe('EOPNOTSUPP');
   });
 
-  it("answers get-tapname with the seed's errors for unknown devices", async () => {
+  it("answers get-tapname with netdev-pltap's errors for unknown devices", async () => {
     const error = await rejection(mgr.command('netdev-pltap/get-tapname', 'pltap:nope'));
     expect(error).toBeInstanceOf(NetdevError);
     expect(error.message).toContain('no such pltap netdev');

@@ -289,7 +289,7 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     expect(Object.values(stats).every((value) => typeof value === 'number')).toBe(true);
   });
 
-  it('maps ethtool link settings to OpenFlow features as the seed does, and reports what the kernel refuses', async () => {
+  it('maps ethtool link settings to OpenFlow features as OVS does, and reports what the kernel refuses', async () => {
     const [a] = await bothUp();
     const features = await a.getFeatures();
     const sysfs = (file: string) => execFileSync('ip', ['netns', 'exec', bed.ns.name, 'cat', `/sys/class/net/va/${file}`], { encoding: 'utf8' }).trim();
@@ -343,11 +343,11 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     return { rate: Number(rate) * rateScale, burst: Number(burst) * burstScale, action: action! };
   }
 
-  it('polices with tc as the seed: the rate and burst tc shows (10 kbit of burst by default); rate 0 removes it', async (test) => {
+  it('polices with tc as OVS: the rate and burst tc shows (10 kbit of burst by default); rate 0 removes it', async (test) => {
     const dev = await open('va', 'none');
     requireTool(test, 'tc', 'iproute2');
     requireKernelFeature(test, 'the tc police action (act_police)', policeProbe(), NO_POLICE_ACTION);
-    // tc reads "kbit" of burst as 1024 bits (128 bytes), as the seed computes the burst; its rate's kbit is 1000 bits/s.
+    // tc reads "kbit" of burst as 1024 bits (128 bytes), as OVS computes the burst; its rate's kbit is 1000 bits/s.
     for (const [kbitsRate, kbitsBurst, burstBytes] of [[1000, 100, 12_800], [2000, 0, 1280], [300, 64, 8192]] as const) {
       await dev.setPolicing(kbitsRate, kbitsBurst);
       expect(qdiscKinds()).toContain('ingress');

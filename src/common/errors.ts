@@ -1,7 +1,7 @@
 /**
- * NetdevError: every failure of the library, errno-style as the seed's netdev.c: `.code` is the
+ * NetdevError: every failure of the library, errno-style as OVS's netdev.c: `.code` is the
  * errno name ('ENODEV'), `.errno` its number on this system, `.device` the device name (if any),
- * `.call` the API call that failed.  Where the seed defines the value an out-parameter takes on
+ * `.call` the API call that failed.  Where OVS defines the value an out-parameter takes on
  * failure (getMtu -> 1500, getIn4 -> 0.0.0.0, getVlanVid -> 0, ...), it is in `.fallback`.
  * The class is shared by both sides of a worker: it crosses comlink intact (see rpc.ts).
  */

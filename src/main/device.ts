@@ -83,7 +83,7 @@ export class Device {
     this.providerDevice = providerDevice;
   }
 
-  /** Bumps the change sequence (never 0, as the seed's change_seq) and tells every listener. */
+  /** Bumps the change sequence (never 0, as OVS's change_seq) and tells every listener. */
   changed(): void {
     this.changeSeq = (this.changeSeq + 1) >>> 0 || 1;
     for (const listener of this.listeners) listener(this.label);

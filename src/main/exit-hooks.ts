@@ -1,5 +1,5 @@
 /**
- * The seed's fatal-signal hook: restorers (one per manager with open devices) run synchronously
+ * OVS's fatal-signal hook: restorers (one per manager with open devices) run synchronously
  * when the process exits (normally, by process.exit, or after an uncaught exception) and when it
  * receives SIGINT, SIGTERM or SIGHUP.  On a signal that nobody else listens to, the hooks run and
  * the signal is raised again with its default action, so the process still dies of it (and its

@@ -1,6 +1,6 @@
 /**
- * Flags: conversion between the API's { up, promisc } objects and the seed's bits, and the
- * per-handle bookkeeping of the seed's do_update_flags()/restore_flags(): a handle's first
+ * Flags: conversion between the API's { up, promisc } objects and OVS's bits, and the
+ * per-handle bookkeeping of OVS's do_update_flags()/restore_flags(): a handle's first
  * non-permanent change records the flags as they were; later ones add to the set of changed bits;
  * restoring puts back, for the changed bits only, the recorded values.
  */

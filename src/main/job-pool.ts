@@ -33,7 +33,7 @@ export class JobPool {
 
   /**
    * A vsys FIFO transaction in a pool thread: resolves on an empty reply; a non-empty reply is a
-   * NetdevError EAGAIN carrying it (as the seed); ENOENT/ENXIO/ETIMEDOUT as vsysTransaction says.
+   * NetdevError EAGAIN carrying it (as netdev-pltap); ENOENT/ENXIO/ETIMEDOUT as vsysTransaction says.
    */
   async vsys(task: VsysTask): Promise<void> {
     const outcome = (await this.threads.run(task, { name: 'vsysTransaction' })) as TaskOutcome<string>;

@@ -1,7 +1,7 @@
 /**
  * NetdevManager: the registry of providers by name prefix, the devices open by name (shared and
  * refcounted), handles, monitors, the job pool, and the exit hook that restores flags.  Nobody
- * calls run()/wait(): workers, bells and the event loop do the seed's poll loop.  A device whose
+ * calls run()/wait(): workers, bells and the event loop do OVS's poll loop.  A device whose
  * name no longer leads to it (deleted, renamed) is not given to new opens of the name: they get a
  * new device, and the old one lives on for its handles until they close.
  */
@@ -198,7 +198,7 @@ export class NetdevManager {
     return names;
   }
 
-  /** True if a device named `name` exists and may be opened (the seed's netdev_exists). */
+  /** True if a device named `name` exists and may be opened (OVS's netdev_exists). */
   async exists(name: string): Promise<boolean> {
     try {
       const handle = await this.open(name, { ethertype: 'none' });
@@ -209,7 +209,7 @@ export class NetdevManager {
     }
   }
 
-  /** The name of a device whose IPv4 address is `address`, or null (the seed's netdev_find_dev_by_in4). */
+  /** The name of a device whose IPv4 address is `address`, or null (OVS's netdev_find_dev_by_in4). */
   async findByIn4(address: string): Promise<string | null> {
     let wanted: string;
     try {
@@ -236,7 +236,7 @@ export class NetdevManager {
   }
 
   /**
-   * Runs a provider's command (the seed's unixctl commands), e.g.
+   * Runs a provider's command (OVS's unixctl commands), e.g.
    * command('netdev-pltap/get-tapname', 'pltap:p0') -> 'tap0'.  ENOENT for an unknown command;
    * the command's own errors (with its text) otherwise.
    */

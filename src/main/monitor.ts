@@ -1,5 +1,5 @@
 /**
- * NetdevMonitor: coalesced change notices for a set of devices (the seed's netdev_monitor).  Each
+ * NetdevMonitor: coalesced change notices for a set of devices (OVS's netdev_monitor).  Each
  * change of a watched device marks its name; reading takes one marked name at a time, so many
  * changes between two reads give one notice.  Iterating waits for the next notice and ends when
  * the monitor closes (or its manager does).
@@ -45,7 +45,7 @@ export class NetdevMonitor implements AsyncIterable<string> {
     this.watched.delete(device);
   }
 
-  /** Takes one pending notice: a device name, or null if none is pending (the seed's EAGAIN). */
+  /** Takes one pending notice: a device name, or null if none is pending (OVS's EAGAIN). */
   poll(): string | null {
     const first = this.changed.values().next();
     if (first.done) return null;

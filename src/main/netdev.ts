@@ -137,7 +137,7 @@ export class Netdev {
 
   /**
    * Returns one received frame (an owned copy, at least 60 bytes) or null if none is waiting
-   * (the seed's EAGAIN).  Never blocks.  EBUSY while an iterator reads the device.
+   * (OVS's EAGAIN).  Never blocks.  EBUSY while an iterator reads the device.
    */
   tryRecv(): Uint8Array | null {
     const io = this.requireIo('tryRecv');
@@ -348,7 +348,7 @@ export class Netdev {
     await this.control('setEtheraddr', 'setEtheraddr', [bytes]);
   }
 
-  /** The MTU.  On failure the error's fallback is 1500, the value the seed reports. */
+  /** The MTU.  On failure the error's fallback is 1500, the value OVS reports. */
   getMtu(): Promise<number> {
     return this.control('getMtu', 'getMtu', [], 1500);
   }
@@ -387,7 +387,7 @@ export class Netdev {
     await this.control('setAdvertisements', 'setAdvertisements', [bits]);
   }
 
-  /** The VLAN VID of a VLAN device; ENOENT for any other (the seed's answer), fallback 0. */
+  /** The VLAN VID of a VLAN device; ENOENT for any other (OVS's answer), fallback 0. */
   getVlanVid(): Promise<number> {
     if (!this.device.impl.getVlanVid) {
       return Promise.reject(new NetdevError({ code: 'ENOENT', device: this.name, call: 'getVlanVid', detail: 'not a VLAN device', fallback: 0 }));
@@ -475,7 +475,7 @@ export class Netdev {
     this.updateFlags('turnFlagsOff', off, 0, options.permanent === true);
   }
 
-  /** The seed's do_update_flags: returns the old flags, records non-permanent changes in this handle's book. */
+  /** OVS's do_update_flags: returns the old flags, records non-permanent changes in this handle's book. */
   private updateFlags(call: string, off: number, on: number, permanent: boolean): number {
     this.requireOpen(call);
     let old: number;
@@ -490,7 +490,7 @@ export class Netdev {
 
   /**
    * @internal Restores this handle's non-permanent flag changes (synchronously).  Never throws: a
-   * failure is a process warning (as the seed logs it), and a device that is gone is skipped.
+   * failure is a process warning (as OVS logs it), and a device that is gone is skipped.
    */
   restoreFlags(): void {
     try {
@@ -549,7 +549,7 @@ export class Netdev {
     if (!this.open) throw new NetdevError({ code: 'EBADF', device: this.name, call, detail: 'handle is closed' });
   }
 
-  /** The device's I/O state, for a handle that does I/O; EPIPE for an 'none' handle (the seed's answer). */
+  /** The device's I/O state, for a handle that does I/O; EPIPE for an 'none' handle (OVS's answer). */
   private requireIo(call: string): DeviceIoState {
     this.requireOpen(call);
     const io = this.device.io;
@@ -615,7 +615,7 @@ export class Netdev {
   }
 
   /**
-   * Calls an optional member of the provider's device: EOPNOTSUPP if it has none (the seed's
+   * Calls an optional member of the provider's device: EOPNOTSUPP if it has none (OVS's
    * null class member), errors turned into NetdevError naming device and call, with `fallback`.
    */
   private async control<T>(call: string, member: OptionalMember, args: unknown[], fallback?: unknown): Promise<T> {

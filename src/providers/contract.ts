@@ -9,8 +9,8 @@
  *
  * Errors: members throw (or reject with) NetdevError, usually via netdevError('EINVAL', detail);
  * the manager adds the device name and the call.  An optional member that is absent means the call
- * is unsupported: the manager rejects it with EOPNOTSUPP, as the seed's netdev.c does for a null
- * class member (except getVlanVid, which the seed answers with ENOENT).
+ * is unsupported: the manager rejects it with EOPNOTSUPP, as OVS's netdev.c does for a null
+ * class member (except getVlanVid, which OVS answers with ENOENT).
  */
 import type { NetdevError } from '../common/errors.js';
 import type { ConfigKeyInfo } from './config-schema.js';
@@ -21,13 +21,13 @@ import type { CounterBatch, DeviceShared } from '../ring/device-shared.js';
 /** Which frames a device receives: none (control only), all, IEEE 802.2 LLC frames, or one ethertype. */
 export type Ethertype = 'none' | 'any' | '802.2' | number;
 
-/** Device flags as booleans; internally the seed's bits NETDEV_UP and NETDEV_PROMISC. */
+/** Device flags as booleans; internally OVS's bits NETDEV_UP and NETDEV_PROMISC. */
 export interface Flags {
   up: boolean;
   promisc: boolean;
 }
 
-/** Device statistics; a field the device cannot count is null (the seed's UINT64_MAX). */
+/** Device statistics; a field the device cannot count is null (OVS's UINT64_MAX). */
 export interface Stats {
   rxPackets: number | null;
   txPackets: number | null;
@@ -66,7 +66,7 @@ export interface In4 {
   prefixLength: number;
 }
 
-/** OpenFlow port-feature bitmaps (enum ofp_port_features), as the seed's get_features. */
+/** OpenFlow port-feature bitmaps (enum ofp_port_features), as OVS's get_features. */
 export interface Features {
   current: number;
   advertised: number;
@@ -74,7 +74,7 @@ export interface Features {
   peer: number;
 }
 
-/** Config keys and values, as the seed's smap; values are strings once validated. */
+/** Config keys and values, as OVS's smap; values are strings once validated. */
 export type Config = Record<string, string>;
 
 /** Result of a program run through the job pool. */
@@ -144,7 +144,7 @@ export interface CreateOptions {
 }
 
 /**
- * One device of a provider, as the provider sees it (the seed's struct netdev subclass).  Created
+ * One device of a provider, as the provider sees it (OVS's struct netdev subclass).  Created
  * on the first open of a name, destroyed on the last close.
  */
 export interface ProviderDevice {
@@ -160,7 +160,7 @@ export interface ProviderDevice {
    * Retrieves the current flags (NETDEV_UP | NETDEV_PROMISC bits), then turns off the bits in `off`
    * and turns on those in `on` (off & on == 0), and returns the flags as they were.  Synchronous,
    * and must not depend on the event loop: the manager also calls it from its exit and signal
-   * hooks to restore flags (the seed's "may be invoked from a signal handler").
+   * hooks to restore flags (OVS's "may be invoked from a signal handler").
    */
   updateFlags(off: number, on: number): number;
 
@@ -227,7 +227,7 @@ export interface ProviderDevice {
   inject?(frames: readonly Uint8Array[]): void | Promise<void>;
 }
 
-/** A provider of devices: the seed's struct netdev_class. */
+/** A provider of devices: OVS's struct netdev_class. */
 export interface Provider {
   /** Type name, e.g. 'dummy'; used in error messages and as Netdev.type. */
   readonly type: string;
@@ -256,7 +256,7 @@ export interface Provider {
   /** Releases provider-wide resources (sockets, descriptors); called by mgr.close() after every device closed. */
   close?(): void | Promise<void>;
   /**
-   * Commands answered by NetdevManager.command(name, ...args) (the seed's unixctl commands, e.g.
+   * Commands answered by NetdevManager.command(name, ...args) (OVS's unixctl commands, e.g.
    * 'netdev-pltap/get-tapname'): each returns its answer, or throws a NetdevError with its error text.
    */
   readonly commands?: Readonly<Record<string, (...args: string[]) => string | Promise<string>>>;
@@ -272,7 +272,7 @@ export interface Provider {
 /* ------------------------------------------------------------------------------------------ */
 /* The I/O half, inside the device's worker.                                                  */
 
-/** Received frames shorter than this are padded with zeros (the seed's ETH_TOTAL_MIN). */
+/** Received frames shorter than this are padded with zeros (OVS's ETH_TOTAL_MIN). */
 export const MIN_FRAME = 60;
 
 /**

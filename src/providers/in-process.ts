@@ -34,7 +34,7 @@ export function countedStats(shared: DeviceShared): Omit<Stats, 'rxRingDropped'>
 }
 
 /**
- * The flags `old` become when `off` then `on` apply (the seed's update_flags for a device whose
+ * The flags `old` become when `off` then `on` apply (OVS's update_flags for a device whose
  * flags live in the process): a change is written to the shared block, for the I/O half, and
  * bumps the change sequence.
  */

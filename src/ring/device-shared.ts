@@ -4,7 +4,7 @@
  * main thread reads.  Counters are 64-bit, updated once per batch with Atomics.add.
  */
 
-/** Netdev flag bits, as the seed's enum netdev_flags. */
+/** Netdev flag bits, as OVS's enum netdev_flags. */
 export const NETDEV_UP = 1;
 export const NETDEV_PROMISC = 2;
 

@@ -1,6 +1,6 @@
 /**
  * Interface names and struct ifreq: checking a name before any syscall, and the ioctls of the
- * seed's netdev-linux (flags, MAC, MTU, ifindex, addresses, ethtool) on a control socket.
+ * OVS's netdev-linux (flags, MAC, MTU, ifindex, addresses, ethtool) on a control socket.
  */
 import { netdevError } from '../common/errors.js';
 import { addressOf, check, IFNAMSIZ, IFREQ_SIZE, IFREQ_UNION, SIOCETHTOOL, SIOCGIFNAME, sys } from './libc.js';

@@ -11,7 +11,7 @@ import { NetdevError } from '../common/errors.js';
 
 const libc = koffi.load('libc.so.6');
 
-/** errno value -> name; of two names for one value (EAGAIN/EWOULDBLOCK, EOPNOTSUPP/ENOTSUP), the one the seed uses. */
+/** errno value -> name; of two names for one value (EAGAIN/EWOULDBLOCK, EOPNOTSUPP/ENOTSUP), the one OVS uses. */
 const ERRNO_NAMES = new Map<number, string>();
 for (const [name, value] of Object.entries(constants.errno as Record<string, number>)) {
   if (!ERRNO_NAMES.has(value)) ERRNO_NAMES.set(value, name);

@@ -2,7 +2,7 @@
  * rtnetlink wire format: building RTM_GETLINK requests and parsing what NETLINK_ROUTE sockets
  * deliver (RTM_NEWLINK/DELLINK, RTM_NEWADDR/DELADDR, errors).  Pure functions over bytes, apart
  * from what reads and writes them, and safe on any input: every length is checked against what is
- * there, and what cannot be parsed is reported as such (the seed's "something may have changed").
+ * there, and what cannot be parsed is reported as such (OVS's "something may have changed").
  */
 
 export const NETLINK_ROUTE = 0;

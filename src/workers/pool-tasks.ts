@@ -51,7 +51,7 @@ export interface VsysTask {
  * write `body` to DIR/SCRIPT.in and close it, then read the reply until the backend closes its
  * end.  Resolves with the reply ('' means success).  ENOENT names a missing FIFO; ENXIO means no
  * backend reads DIR/SCRIPT.in; ETIMEDOUT if the backend does not answer in time (the thread is
- * then free again).  Unlike the seed, an end of file before the backend has opened its end is not
+ * then free again).  Unlike netdev-pltap, an end of file before the backend has opened its end is not
  * taken for an empty reply: poll() reports the hang-up only after a writer has come and gone.
  */
 export function vsysTransaction(task: VsysTask): TaskOutcome<string> {

@@ -1,5 +1,5 @@
 /**
- * The rtnetlink change notifier (main thread), as the seed's linux_netdev_notifier: per network
+ * The rtnetlink change notifier (main thread), as OVS's linux_netdev_notifier: per network
  * namespace, one NETLINK_ROUTE socket joined to the link and IPv4/IPv6 address groups, read
  * without blocking when a libuv poll handle says it is readable (no thread, no timer; the handle
  * does not keep the process alive).  Each parsed message goes to every listener.  After a socket

@@ -4,7 +4,7 @@
  * scripts instead of ioctls.
  *
  * - Config: local_ip (an IPv4 address or a name that resolves to one) and local_netmask (a prefix
- *   length 0-32; the seed leaves it unchecked, here a bad value is EINVAL naming the key).  Once
+ *   length 0-32; netdev-pltap leaves it unchecked, here a bad value is EINVAL naming the key).  Once
  *   both are set the device is finalized: it is to be brought up with vif_up NAME\nIP\nPREFIX\n,
  *   and once it is up its I/O half starts moving frames (those sent before wait in the TX ring).
  * - Flags: updateFlags only records what is wanted and queues the device for a sync (it may run
@@ -12,7 +12,7 @@
  *   time, with vif_up / vif_down / promisc transactions in the job pool, and bumps changeSeq; a
  *   device that closes waits for its sync in flight before the tap goes away.
  * - MAC through SIOCGIFHWADDR on the kernel tap; setting it, and statistics, are EOPNOTSUPP as in
- *   the seed (absent members).
+ *   netdev-pltap (absent members).
  * - Command 'netdev-pltap/get-tapname' NAME answers the kernel name of the tap.
  */
 import { lookup } from 'node:dns/promises';
@@ -130,7 +130,7 @@ class PltapDevice {
     return netdevFlagsOf(this.ioctl(SIOCGIFFLAGS, 'SIOCGIFFLAGS').readUInt16LE(IFREQ_UNION));
   }
 
-  /** The seed's netdev_pltap_sync_flags: bring the kernel to the wanted flags through vsys. */
+  /** netdev-pltap's netdev_pltap_sync_flags: bring the kernel to the wanted flags through vsys. */
   async sync(): Promise<void> {
     if (!this.attached || !this.finalized) return;
     const running = this.applyWantedFlags();

@@ -1,5 +1,5 @@
 /**
- * The system provider (prefix '', names like 'eth0'): Linux network devices, as the seed's
+ * The system provider (prefix '', names like 'eth0'): Linux network devices, as OVS's
  * netdev-linux class 'linux'.  Control calls are ioctls on one AF_INET datagram socket per
  * network namespace (created inside it, so it answers for that namespace) and reads of
  * /proc/thread-self/net; packet I/O is an AF_PACKET socket in the device's worker (io.ts).
@@ -35,7 +35,7 @@ export interface WorkerStats {
   rxQueueDropped: number | null;
 }
 
-/** The burst the seed uses when none is given, in kbit. */
+/** The burst OVS uses when none is given, in kbit. */
 const DEFAULT_BURST_KBIT = 10;
 
 /** What the I/O half needs: where the device is. */
@@ -50,9 +50,9 @@ const config = new ConfigSchema<SystemDevice, object>('system', {});
 /** The config keys of system devices: none. */
 export const systemConfigKeys = config.describe();
 
-/** A Linux network device as the seed's netdev-linux sees it: attributes through ioctls and /proc. */
+/** A Linux network device as OVS's netdev-linux sees it: attributes through ioctls and /proc. */
 export class SystemDevice implements ProviderDevice {
-  /** Attribute values read since the notifier last reported a change of this device (the seed's cache). */
+  /** Attribute values read since the notifier last reported a change of this device (OVS's cache). */
   private readonly cache = new Map<string, unknown>();
   private unsubscribe: (() => void) | null = null;
   /** The kernel's index of the device this object controls, read once at open. */
@@ -340,7 +340,7 @@ export class SystemDevice implements ProviderDevice {
     return view;
   }
 
-  /** OpenFlow feature bits from ETHTOOL_GSET, mapped as the seed maps them (peer: 0, as the seed). */
+  /** OpenFlow feature bits from ETHTOOL_GSET, mapped as OVS maps them (peer: 0, as OVS). */
   getFeatures(): Features {
     return featuresOf(this.ethtool(ETHTOOL_GSET, 'ETHTOOL_GSET'));
   }
@@ -358,7 +358,7 @@ export class SystemDevice implements ProviderDevice {
     this.changedHere();
   }
 
-  /** Adds a default route via `gateway` (SIOCADDRT, RTF_UP | RTF_GATEWAY), as the seed. */
+  /** Adds a default route via `gateway` (SIOCADDRT, RTF_UP | RTF_GATEWAY), as OVS. */
   addRouter(gateway: number): void {
     this.currentName(); // ENODEV for a device that is gone
     const rtentry = Buffer.alloc(RTENTRY_SIZE);
@@ -369,7 +369,7 @@ export class SystemDevice implements ProviderDevice {
   }
 
   /**
-   * Polices input with tc, as the seed: an ingress qdisc and a u32 filter with a police action
+   * Polices input with tc, as OVS: an ingress qdisc and a u32 filter with a police action
    * (rate `kbitsRate` kbit/s, burst `kbitsBurst` kbit, 10 if 0); rate 0 removes the qdisc.  tc runs
    * in the job pool with an argument vector, inside the device's namespace; its complaint is the error.
    */

@@ -185,7 +185,7 @@ class PacketIo implements DeviceIo {
       const sent = sys.sendmmsg(this.fd, this.txVector.headers, queued, MSG_DONTWAIT);
       const code = sent < 0 ? errnoName(lastErrno()) : '';
       const accepted = sent < 0 ? 0 : sent;
-      // A frame only partly sent is the seed's EMSGSIZE: counted as an error, not sent again.
+      // A frame only partly sent is OVS's EMSGSIZE: counted as an error, not sent again.
       for (let i = 0; i < accepted; i++) if (this.txVector.length(i) !== this.txVector.iovecLength(i)) this.context.counters.txErrors++;
       if (accepted < queued) {
         // The frames not accepted stay in the ring, to be sent again (or, the first, counted below).

@@ -1,5 +1,5 @@
 /**
- * The tap provider (prefix 'tap:'), as the seed's netdev-linux class 'tap': opening 'tap:NAME'
+ * The tap provider (prefix 'tap:'), as OVS's netdev-linux class 'tap': opening 'tap:NAME'
  * creates (or attaches to) the kernel tap device NAME through /dev/net/tun with IFF_TAP |
  * IFF_NO_PI.  The main thread opens the tun file descriptor (inside the device's namespace, where
  * the tap then lives) and owns it; the device's worker reads and writes it (io.ts).  Attributes are

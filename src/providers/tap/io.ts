@@ -4,7 +4,7 @@
  * one writev() straight from the TX ring (iovecs pointing into the rings' shared memory, so no
  * copy in JavaScript).  The kernel delivers every frame to a tap, so the ethertype filter is
  * applied here.  Nothing waiting: a libuv poll handle rings the worker's bell when the descriptor
- * becomes readable.  Drain reads at most the device's TX queue length, as the seed.
+ * becomes readable.  Drain reads at most the device's TX queue length, as OVS.
  *
  * For pltap devices (options.packetInfo) every frame carries the 4-byte struct tun_pi: it is read
  * into a scratch header and stripped, and written before each frame as sliver-openvswitch writes

@@ -1,6 +1,6 @@
 /**
  * The unix provider (prefix 'unix:', e.g. 'unix:/run/sw.sock'): a device whose wire is an AF_UNIX
- * SOCK_SEQPACKET socket to other processes (the seed's reason for an abstract netdev layer).
+ * SOCK_SEQPACKET socket to other processes (OVS's reason for an abstract netdev layer).
  * Config mode=listen|connect (default connect), overflow=wait|drop (what a peer whose queue is
  * full does to a frame: holds it up, or misses it; default wait; both fixed once the device does
  * I/O), mtu (68-65535, default 1500) and mac (default a locally administered address derived from
