@@ -10,9 +10,9 @@
  * is awake, so producers may call it after every publish.
  *
  * An owner may also sleep in a blocking poll(2) instead (a worker waiting on a socket): it then
- * names an eventfd with setKickFd, and a ring also signals that eventfd (through Bell.kick, which
- * the module with the FFI installs).  The eventfd belongs to whoever rings: the owner never
- * closes it.
+ * names an eventfd with setKickFd, and a ring also signals that eventfd, through the kicker that
+ * whoever makes the eventfd installs with Bell.useKicker on the threads that ring (this module has
+ * no FFI).  The eventfd belongs to whoever rings: the owner never closes it.
  */
 const SEQ = 0;
 const SLEEPING = 1;
@@ -38,8 +38,13 @@ export class Bell {
     if (Atomics.load(this.words, SLEEPING) !== 0) this.ringNow();
   }
 
-  /** Signals an eventfd; set by the module that has the FFI (src/sys/libc.ts). */
-  static kick: ((fd: number) => void) | null = null;
+  /** How this thread signals an eventfd (see useKicker); none until someone names one. */
+  private static kick: ((fd: number) => void) | null = null;
+
+  /** Makes rings on this thread signal an owner's eventfd (setKickFd) with `kick`; the code that makes such eventfds installs it. */
+  static useKicker(kick: (fd: number) => void): void {
+    Bell.kick = kick;
+  }
 
   /** Wakes the owner unconditionally (also from the owner's own thread, e.g. a control handler). */
   ringNow(): void {

@@ -26,6 +26,7 @@
  */
 import { NetdevError } from '../common/errors.js';
 import type { AgentHandle, Netdev } from '../main/netdev.js';
+import { Bell } from '../ring/bell.js';
 import { sys } from '../sys/libc.js';
 import { vidAt, withoutVlanTag, withVlanTag } from '../common/ethernet.js';
 import {
@@ -302,6 +303,7 @@ export class Switch {
     port.fd = await port.dev.dupPacketSocket().catch(() => -1);
     await this.updateAgents(); // either way the other agents must know of it
     if (port.removed || port.fd < 0) return;
+    Bell.useKicker(sys.signalEventfd); // rings of the port's bell from this thread reach its worker's poll(2)
     port.kickFd = sys.eventfd();
     const spec = { table: this.table.descriptor, counters: this.shared, index: port.index, vlan: port.vlan, maxAge: this.maxAge, outputs: this.outputsOf(port), kickFd: port.kickFd };
     const attach = port.dev.attachAgent(FORWARDING_AGENT, spec);

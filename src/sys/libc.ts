@@ -4,7 +4,6 @@
  * wrapper reads errno right after its call, on the same thread, and turns a failure into a
  * NetdevError named after the errno.  Layouts are x86-64 / aarch64 Linux (LP64).
  */
-import { Bell } from '../ring/bell.js';
 import koffi from 'koffi';
 import { constants } from 'node:os';
 import { NetdevError } from '../common/errors.js';
@@ -315,8 +314,3 @@ export function sockaddrUn(path: string): Buffer {
 export function htons(value: number): number {
   return ((value & 0xff) << 8) | ((value >> 8) & 0xff);
 }
-
-// A ring of a bell whose owner sleeps in poll(2) signals the owner's eventfd (see Bell).
-Bell.kick = (fd) => {
-  sys.signalEventfd(fd);
-};
