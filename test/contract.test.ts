@@ -4,8 +4,9 @@ import { once } from 'node:events';
 import { createServer, type Socket } from 'node:net';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { NetdevError, NetdevManager, netdevError, type IoControl, type Netdev, type Provider, type ProviderDevice } from '../dist/index.js';
+import { NetdevError, NetdevManager, netdevError, type IoControl, type Netdev, type Provider } from '../dist/index.js';
 import { JobPool } from '../dist/main/job-pool.js';
+import { bareProvider } from './bare-provider.js';
 import { ethFrame, eventually, expectWarning, prefixed, rejection, seqOf, sleep, tempDir, thrown } from './helpers.js';
 
 let mgr: NetdevManager;
@@ -17,29 +18,6 @@ afterEach(async () => {
   await mgr.close();
 });
 
-/** A provider with only the required members, and whatever `extra` adds to its devices. */
-function bareProvider(prefix: string, extra: Partial<ProviderDevice> = {}, more: Partial<Provider> = {}): Provider {
-  return {
-    type: prefix.slice(0, -1),
-    prefix,
-    validateName(suffix) {
-      if (!/^\w+$/.test(suffix)) throw netdevError('EINVAL', 'word characters only');
-    },
-    create: () => ({
-      flags: 0,
-      getConfig: () => ({}),
-      setConfig() {},
-      updateFlags(this: { flags: number }, off: number, on: number) {
-        const old = this.flags;
-        this.flags = (old & ~off) | on;
-        return old;
-      },
-      destroy() {},
-      ...extra,
-    }),
-    ...more,
-  };
-}
 
 describe('registering providers', () => {
   it('opens devices of a third-party provider through the public API', async () => {

@@ -8,8 +8,9 @@ import { execFile } from 'node:child_process';
 import { getEventListeners } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { NetdevManager, Switch, netdevError, type IoControl, type Netdev, type NetdevError, type Provider, type ProviderDevice } from '../dist/index.js';
+import { NetdevManager, Switch, type IoControl, type Netdev, type NetdevError, type Provider, type ProviderDevice } from '../dist/index.js';
 import { ethFrame, eventually, rejection, seqOf, thrown } from './helpers.js';
+import { bareProvider } from './bare-provider.js';
 
 let mgr: NetdevManager;
 
@@ -23,30 +24,13 @@ afterEach(async () => {
 /** A provider of devices with only the required members (and `extra`); `created`/`destroyed` count its devices' lifetimes. */
 function countingProvider(prefix: string, extra: Partial<ProviderDevice> = {}, more: Partial<Provider> = {}) {
   const counts = { created: 0, destroyed: 0 };
+  const base = bareProvider(prefix, { destroy: () => void counts.destroyed++, ...extra }, more);
   const provider: Provider = {
-    type: prefix.slice(0, -1),
-    prefix,
-    validateName(suffix) {
-      if (!/^\w+$/.test(suffix)) throw netdevError('EINVAL', 'word characters only');
-    },
-    create: () => {
+    ...base,
+    create: (context, options) => {
       counts.created++;
-      return {
-        flags: 0,
-        getConfig: () => ({}),
-        setConfig() {},
-        updateFlags(this: { flags: number }, off: number, on: number) {
-          const old = this.flags;
-          this.flags = (old & ~off) | on;
-          return old;
-        },
-        destroy() {
-          counts.destroyed++;
-        },
-        ...extra,
-      };
+      return base.create(context, options);
     },
-    ...more,
   };
   return { provider, counts };
 }
