@@ -53,5 +53,16 @@ describe('worker agents', () => {
     expect(((await rejection(control.attachAgent(COUNTER))) as NetdevError).code).toBe('EPIPE');
     const again = await b.attachAgent(COUNTER, { hello: 2 }); // the worker takes one again once detached
     expect(again.started).toMatchObject({ hello: 2 });
+    // A handle of the agent detached before does not reach the one attached now.
+    expect((await rejection(first.call('count'))).code).toBe('EBADF');
+    expect((await rejection(first.detach())).code).toBe('EBADF');
+    expect(await again.call('count')).toBe(0);
+  });
+
+  it('lets only one of two attaches made at once succeed', async () => {
+    const [, b] = await wire();
+    const results = await Promise.allSettled([b.attachAgent(COUNTER, { hello: 1 }), b.attachAgent(COUNTER, { hello: 2 })]);
+    expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    expect(((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason as NetdevError).code).toBe('EBUSY');
   });
 });

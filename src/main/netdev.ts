@@ -8,6 +8,8 @@ import { readFile } from 'node:fs/promises';
 import { NetdevError, toNetdevError } from '../common/errors.js';
 import { ETH_HEADER, isVlanTagged, VLAN_TAG } from '../common/ethernet.js';
 import { readPcap } from '../common/pcap.js';
+import { Bell } from '../ring/bell.js';
+import { sys } from '../sys/libc.js';
 import type { Config, Ethertype, Features, Flags, In4, ProviderDevice, Stats } from '../providers/contract.js';
 import { moduleUrl, type Device, type DeviceIoState } from './device.js';
 import { ALL_FLAGS, FlagBook, flagBits, flagsOf } from './flags.js';
@@ -231,12 +233,13 @@ export class Netdev {
    */
   async attachAgent(module: string | URL, options?: unknown): Promise<AgentHandle> {
     const url = moduleUrl(module);
-    const started = await this.onWorker('attachAgent', (api) => api.attachAgent(url, options));
+    Bell.useKicker(sys.signalEventfd); // rings from this thread reach an agent waiting in poll(2) (setKickFd)
+    const { id, started } = await this.onWorker('attachAgent', (api) => api.attachAgent(url, options));
+    // Both also work once this handle has closed, while the device runs on (another handle keeps it).
     return {
       started,
-      call: (op, arg) => this.onWorker('agentCall', (api) => api.agentCall(op, arg)),
-      // Also once this handle has closed, while the device runs on: what the agent set up is undone.
-      detach: () => this.onWorker('detachAgent', (api) => api.detachAgent(), true),
+      call: (op, arg) => this.onWorker('agentCall', (api) => api.agentCall(id, op, arg), true),
+      detach: () => this.onWorker('detachAgent', (api) => api.detachAgent(id), true),
     };
   }
 

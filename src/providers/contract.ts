@@ -275,10 +275,7 @@ export interface Provider {
 /** Received frames shorter than this are padded with zeros (OVS's ETH_TOTAL_MIN). */
 export const MIN_FRAME = 60;
 
-/**
- * The bytes a frame carries beyond its payload at most: the Ethernet header (14) and one 802.1Q
- * tag (4).  A device's largest frame is its MTU plus this, so its MTU is at most maxFrame minus this.
- */
+// A device's largest frame is its MTU plus FRAME_OVERHEAD, so its MTU is at most maxFrame minus it.
 export { FRAME_OVERHEAD } from '../common/ethernet.js';
 
 /** What the worker gives the I/O half. */

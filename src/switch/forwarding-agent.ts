@@ -1,6 +1,7 @@
 /**
  * The Switch's forwarding agent, a worker agent (src/workers/agent-contract.ts) in a port's
- * worker: it takes the frames the port's I/O half staged (its staging capability), learns their sources and looks up their destinations in the shared MAC table, and
+ * worker: it takes the frames the port's I/O half staged (its staging capability), learns their
+ * sources and looks up their destinations in the shared MAC table, and
  * sends each frame straight out of the output ports' packet sockets with one sendmmsg per output
  * per batch: no thread hand-off, no copy.  Frames it cannot send as they are (an output without a
  * socket, or a VLAN tag to add or remove) are copied to the RX ring, where the Switch on the main
@@ -64,9 +65,6 @@ class ForwardingAgent implements WorkerAgent {
   private readonly masks: PassUpMasks;
   private passed = 0;
 
-  /** Where the main thread's part starts, for attachAgent's answer (see AgentStart). */
-  readonly started: AgentStart;
-
   constructor(
     spec: AgentSpec,
     private readonly io: FrameStaging,
@@ -82,7 +80,11 @@ class ForwardingAgent implements WorkerAgent {
     this.masks = PassUpMasks.forRing(context.rx.capacity);
     this.setOutputs(spec.outputs);
     context.bell.setKickFd(spec.kickFd); // a ring of the worker's bell reaches waitHot's poll(2)
-    this.started = { from: context.rx.committed, masks: this.masks.buffer }; // between rounds: every frame committed is published
+  }
+
+  /** Read by the worker in the step it installs this agent: every frame it committed before is published, every later one is passed up. */
+  get started(): AgentStart {
+    return { from: this.context.rx.committed, masks: this.masks.buffer };
   }
 
   /** 'outputs': a new set of other ports; answers the frames put in the RX ring so far (frames passed up later see the new set). */

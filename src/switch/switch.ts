@@ -26,7 +26,6 @@
  */
 import { NetdevError } from '../common/errors.js';
 import type { AgentHandle, Netdev } from '../main/netdev.js';
-import { Bell } from '../ring/bell.js';
 import { sys } from '../sys/libc.js';
 import { vidAt, withoutVlanTag, withVlanTag } from '../common/ethernet.js';
 import {
@@ -303,7 +302,6 @@ export class Switch {
     port.fd = await port.dev.dupPacketSocket().catch(() => -1);
     await this.updateAgents(); // either way the other agents must know of it
     if (port.removed || port.fd < 0) return;
-    Bell.useKicker(sys.signalEventfd); // rings of the port's bell from this thread reach its worker's poll(2)
     port.kickFd = sys.eventfd();
     const spec = { table: this.table.descriptor, counters: this.shared, index: port.index, vlan: port.vlan, maxAge: this.maxAge, outputs: this.outputsOf(port), kickFd: port.kickFd };
     const attach = port.dev.attachAgent(FORWARDING_AGENT, spec);
@@ -423,9 +421,9 @@ export class Switch {
     let record = input.dev.recordsRead - batch.length;
     for (const frame of batch) {
       const seq = record++ - (input.agentFrom ?? Infinity);
-      const vid = vidAt(frame, 0, frame.length);
-      const vlan = input.vlan ?? vid;
       if (seq >= 0) {
+        const vid = vidAt(frame, 0, frame.length);
+        const vlan = input.vlan ?? vid;
         const outputs = input.masks!.get(seq, this.passedUp);
         for (let index = outputs.take(); index >= 0; index = outputs.take()) {
           const output = this.slots[index];
@@ -436,6 +434,7 @@ export class Switch {
       }
       const to = this.decision.decide(counters, row, input.index, input.vlan, frame, 0, frame.length, now);
       if (to === FILTER) continue;
+      const { vid, vlan } = this.decision;
       const owner = to >= 0 ? this.slots[to] : undefined; // a port gone meanwhile: flooded
       if (owner) {
         this.queue(input, owner, frame, vlan, vid);

@@ -1,5 +1,5 @@
 /**
- * Interface names and struct ifreq: checking a name before any syscall, and the ioctls of the
+ * Interface names and struct ifreq: checking a name before any syscall, and the ioctls of
  * OVS's netdev-linux (flags, MAC, MTU, ifindex, addresses, ethtool) on a control socket.
  */
 import { netdevError } from '../common/errors.js';

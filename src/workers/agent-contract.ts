@@ -36,13 +36,14 @@ export interface WorkerAgent {
   /**
    * Optional: after rounds that moved frames, the worker waits here for up to `timeoutMs`
    * instead of sleeping on its bell (blocking this thread, e.g. in poll(2)), until the device has
-   * frames or the bell rings (the agent makes the bell reach it: IoContext.bell.setKickFd).
+   * frames or the bell rings (the agent makes the bell reach it with IoContext.bell.setKickFd(an
+   * eventfd it polls); Netdev.attachAgent makes rings from the main thread signal that eventfd).
    * Returns HOT_FRAMES and/or HOT_BELL, or 0 on timeout.
    */
   waitHot?(timeoutMs: number): number;
   /** Optional: answers AgentHandle.call(op, arg) from the main thread (may return a promise). */
   control?(op: string, arg: unknown): unknown;
-  /** Optional: the agent is detached (the worker receives into the RX ring again); its result is what detach() resolves with. */
+  /** Optional: the agent is detached (the worker receives into the RX ring again; its result is what detach() resolves with), or its device stops. */
   close?(): unknown;
 }
 

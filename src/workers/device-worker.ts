@@ -103,12 +103,12 @@ export interface DeviceWorkerApi {
   stopCapture(id: number): Promise<void>;
   /** A new descriptor of the device's packet socket for other workers to send on (DeviceIo.packetFd); EOPNOTSUPP without one. */
   packetFd(): Promise<number>;
-  /** Loads the worker agent module at `url` and attaches it with `options`; resolves with its `started`.  EBUSY if one is attached. */
-  attachAgent(url: string, options: unknown): Promise<unknown>;
-  /** Calls the attached agent's control(op, arg); EOPNOTSUPP if it has none, EBADF if none is attached. */
-  agentCall(op: string, arg: unknown): Promise<unknown>;
-  /** Detaches the agent (the worker receives into the RX ring again); resolves with what its close() returned. */
-  detachAgent(): Promise<unknown>;
+  /** Loads the worker agent module at `url` and attaches it with `options`; resolves with its number and its `started`.  EBUSY if one is attached or attaching. */
+  attachAgent(url: string, options: unknown): Promise<{ id: number; started: unknown }>;
+  /** Calls agent `id`'s control(op, arg); EOPNOTSUPP if it has none, EBADF if it is not the one attached. */
+  agentCall(id: number, op: string, arg: unknown): Promise<unknown>;
+  /** Detaches agent `id` (the worker receives into the RX ring again); resolves with what its close() returned.  EBADF if it is not the one attached. */
+  detachAgent(id: number): Promise<unknown>;
   /** Stops the loop and closes the I/O half. */
   stop(): Promise<void>;
 }
@@ -116,7 +116,7 @@ export interface DeviceWorkerApi {
 const RX_BUDGET = 256;
 const TX_BUDGET = 256;
 const YIELD_AFTER_MS = 2;
-/** A forwarding worker waits in poll(2) for up to HOT_WAIT_MS at a time, until HOT_IDLE_WAITS waits in a row found nothing. */
+/** A worker with an agent waits in its waitHot for up to HOT_WAIT_MS at a time, until HOT_IDLE_WAITS waits in a row found nothing. */
 const HOT_WAIT_MS = 10;
 const HOT_IDLE_WAITS = 10;
 
@@ -220,6 +220,16 @@ class IoLoop {
 
 let io: DeviceIo | null = null;
 let loop: IoLoop | null = null;
+/** True while attachAgent loads an agent; the number of the agent attached last. */
+let attaching = false;
+let agentId = 0;
+
+/** The agent attached as number `id`; EBADF if it is not (detached, or another one since). */
+function attachedAgent(id: number): WorkerAgent {
+  requireIo();
+  if (!loop!.agent || id !== agentId) throw netdevError('EBADF', 'that worker agent is not attached to this device');
+  return loop!.agent;
+}
 let rings: { rx: RingDescriptor; tx: RingDescriptor } | null = null;
 let context: IoContext | null = null;
 
@@ -281,30 +291,41 @@ const api: DeviceWorkerApi = {
 
   async attachAgent(url, options) {
     const device = requireIo();
-    if (loop!.agent) throw netdevError('EBUSY', 'a worker agent is attached to this device already');
-    const module = (await import(url)) as { createAgent?: CreateAgent };
-    if (typeof module.createAgent !== 'function') throw netdevError('EINVAL', `agent module ${url} does not export createAgent`);
-    if (loop!.agent) throw netdevError('EBUSY', 'a worker agent is attached to this device already');
-    const agent = await module.createAgent({ io: device, device: context!, options });
-    loop!.agent = agent;
-    return agent.started;
+    if (loop!.agent || attaching) throw netdevError('EBUSY', 'a worker agent is attached to this device already');
+    attaching = true; // the place is taken from now on, across the awaits below
+    let agent: WorkerAgent;
+    try {
+      const module = (await import(url)) as { createAgent?: CreateAgent };
+      if (typeof module.createAgent !== 'function') throw netdevError('EINVAL', `agent module ${url} does not export createAgent`);
+      agent = await module.createAgent({ io: device, device: context!, options });
+    } finally {
+      attaching = false;
+    }
+    if (!loop) {
+      agent.close?.();
+      throw netdevError('EBADF', 'device is closed');
+    }
+    loop.agent = agent;
+    agentId++;
+    return { id: agentId, started: agent.started }; // read now: in the same step as the agent took over
   },
 
-  async agentCall(op, arg) {
-    requireIo();
-    const agent = loop!.agent;
-    if (!agent) throw netdevError('EBADF', 'no worker agent is attached to this device');
+  async agentCall(id, op, arg) {
+    const agent = attachedAgent(id);
     if (!agent.control) throw netdevError('EOPNOTSUPP', `the worker agent has no control calls (asked for '${op}')`);
     return agent.control(op, arg);
   },
 
-  async detachAgent() {
-    const agent = loop?.agent ?? null;
-    if (loop) loop.agent = null;
-    return agent?.close?.();
+  async detachAgent(id) {
+    const agent = attachedAgent(id);
+    loop!.agent = null;
+    return agent.close?.();
   },
 
   async stop() {
+    const agent = loop?.agent;
+    if (loop) loop.agent = null;
+    agent?.close?.(); // what it holds is released with the device
     await loop?.stop();
     await io?.close();
     io = null;

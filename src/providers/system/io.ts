@@ -59,7 +59,7 @@ class PacketIo implements DeviceIo {
   private readonly rxVector = new MessageVector(BATCH, CONTROL_BYTES);
   private readonly txVector = new MessageVector(BATCH);
   private readonly stagingArea = Buffer.alloc(BATCH * SLOT);
-  /** Length of each frame of the last receiveStaged, padded; -1 for a bad one. */
+  /** Length of each frame staged last, padded; -1 for a bad one. */
   private readonly stagedLengths = new Int32Array(BATCH);
   /** The TX ring's record region address, learned on the first transmit. */
   private txBase: [number, number] | null = null;
