@@ -5,12 +5,16 @@
  * into shared memory, written from two 32-bit halves so no BigInt is made per frame; and the
  * mmsghdr arrays of recvmmsg/sendmmsg.
  */
-import type { Bell } from '../ring/bell.js';
 import {
   addressOf, IOVEC_SIZE, MMSGHDR_LEN, MMSGHDR_SIZE, MSGHDR_CONTROL, MSGHDR_CONTROLLEN, MSGHDR_FLAGS, MSGHDR_IOV, MSGHDR_IOVLEN, watchReadable,
 } from './libc.js';
 
 const TWO_32 = 2 ** 32;
+
+/** What an FdWaker rings: the owner's bell (src/ring/bell.ts), run from this thread's I/O callback; returns how much work it did. */
+export interface Ringable {
+  ringHere(): number;
+}
 
 /** Rings `bell` when `fd` becomes readable or writable (once per wait) or after retryLater(). */
 export class FdWaker {
@@ -23,7 +27,7 @@ export class FdWaker {
   private retryTimer: NodeJS.Timeout | null = null;
   private closed = false;
 
-  constructor(fd: number, private readonly bell: Bell) {
+  constructor(fd: number, private readonly bell: Ringable) {
     this.poll = watchReadable(fd, () => {
       this.rearmed = false;
       this.rearmedWritable = false;
