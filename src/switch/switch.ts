@@ -79,9 +79,7 @@ interface Port {
   fd: number;
   /** The eventfd that wakes the port's worker while it waits in poll(2), or -1 (this thread owns it). */
   kickFd: number;
-  /** True once the port's worker forwards its frames itself. */
-  agent: boolean;
-  /** The port's worker agent, once attached. */
+  /** The port's worker agent while its worker forwards its frames itself, or null. */
   agentHandle: AgentHandle | null;
   /** Set while the port's worker is being made to forward; its loop waits for it before forwarding a batch. */
   attaching: Promise<void> | null;
@@ -167,7 +165,6 @@ export class Switch {
       vlan: vlan ?? null,
       fd: -1,
       kickFd: -1,
-      agent: false,
       agentHandle: null,
       attaching: null,
       agentFrom: null,
@@ -206,7 +203,7 @@ export class Switch {
    * are forwarded: 'worker' (its own worker) or 'main' (the main thread).
    */
   counters(): { name: string; vlan: number | null; path: 'worker' | 'main'; counters: PortCounters }[] {
-    return [...this.ports.values()].map((p) => ({ name: p.dev.name, vlan: p.vlan, path: p.agent ? 'worker' : 'main', counters: this.countersOf(p) }));
+    return [...this.ports.values()].map((p) => ({ name: p.dev.name, vlan: p.vlan, path: p.agentHandle ? 'worker' : 'main', counters: this.countersOf(p) }));
   }
 
   /** Number of MACs learned (all VLANs). */
@@ -311,7 +308,6 @@ export class Switch {
         port.agentHandle = handle;
         port.agentFrom = start.from;
         port.masks = new PassUpMasks(start.masks);
-        port.agent = true;
         this.agents.add(port); // it forwards: every change of the ports must reach it
       },
       (error: unknown) => {
@@ -338,7 +334,7 @@ export class Switch {
         // the worker has ended
       }
     }
-    port.agent = false;
+    port.agentHandle = null;
     this.table.forgetPort(port.index); // again: its agent may have learned until it stopped
     const told = await this.updateAgents();
     for (const fd of [port.fd, port.kickFd]) if (fd >= 0) sys.close(fd);
