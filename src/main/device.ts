@@ -18,6 +18,8 @@ import { WorkerClient } from './worker-client.js';
 /** The I/O side of a device, present while its worker runs. */
 export interface DeviceIoState {
   readonly ethertype: Ethertype;
+  /** Frames in both rings are vnet frames (OpenOptions.offloads). */
+  readonly offloads: boolean;
   readonly worker: WorkerClient;
   readonly rx: RxQueue;
   readonly tx: TxQueue;
@@ -99,7 +101,7 @@ export class Device {
    * Starts the worker with the provider's I/O half for `ethertype`; rejects (leaving no worker)
    * with EOPNOTSUPP if the provider has no I/O half, or with the I/O half's error.
    */
-  async startIo(ethertype: Ethertype): Promise<void> {
+  async startIo(ethertype: Ethertype, offloads: boolean): Promise<void> {
     const { ioModule } = this.provider;
     if (!ioModule) {
       throw new NetdevError({ code: 'EOPNOTSUPP', device: this.name, call: 'open', detail: `${this.provider.type} devices do no packet I/O; open with ethertype 'none'` });
@@ -111,6 +113,7 @@ export class Device {
       {
         name: this.name,
         ethertype,
+        offloads,
         ioModule: moduleUrl(ioModule),
         options: this.impl.ioOptions?.(),
         rx: rxDescriptor,
@@ -120,7 +123,7 @@ export class Device {
       },
       (error) => this.fail(error),
     );
-    const io: DeviceIoState = { ethertype, worker, rx: new RxQueue(rxDescriptor), tx: new TxQueue(txDescriptor) };
+    const io: DeviceIoState = { ethertype, offloads, worker, rx: new RxQueue(rxDescriptor), tx: new TxQueue(txDescriptor) };
     this.io = io;
     try {
       await this.impl.ioStarted?.(this.ioControl(worker));

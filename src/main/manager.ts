@@ -27,6 +27,13 @@ export interface OpenOptions {
   ethertype?: Ethertype;
   /** Provider configuration, applied as setConfig would (validated; unknown keys are EINVAL). */
   config?: Record<string, string | number | boolean>;
+  /**
+   * Frames carry their offload metadata (default false; providers that can: system, tap): every
+   * frame read or sent is a vnet frame, a 10-byte virtio_net_hdr then the Ethernet frame, and may be
+   * a GSO super-frame of up to 64 KiB with a partial checksum (see README, "Offloads").  Without it,
+   * frames are plain, at most MTU + header, with complete checksums.  Fixed by the device's first I/O open.
+   */
+  offloads?: boolean;
   /** Bytes of each of the device's two rings (default 512 KiB, rounded up to a power of two); fixed by the device's first open. */
   ringSize?: number;
   /**
@@ -119,7 +126,7 @@ export class NetdevManager {
    * Opens the device `name` ('dummy:a', 'eth0', ...) and returns a new handle to it.  The first
    * open of a name creates the device (and its worker, if the ethertype is not 'none'); later
    * opens share it.  Errors: EAFNOSUPPORT (no provider for the prefix), EINVAL (bad name, options
-   * or config), ENODEV (no such device), EBUSY (already open for I/O with another ethertype),
+   * or config), ENODEV (no such device), EBUSY (already open for I/O with another ethertype, or the other way of offloads), EOPNOTSUPP (offloads asked of a provider without them),
    * ECANCELED (options.signal aborted).
    */
   async open(name: string, options: OpenOptions = {}): Promise<Netdev> {
@@ -143,6 +150,7 @@ export class NetdevManager {
     const netns = checkNetns(entry.provider, name, options.netns);
     const key = deviceLabel(name, netns);
     const ethertype = checkEthertype(name, options.ethertype ?? 'any');
+    const offloads = checkOffloads(entry.provider, name, options.offloads);
     const capacity = checkRingSize(name, options.ringSize ?? DEFAULT_RING_SIZE);
     let config;
     try {
@@ -164,7 +172,7 @@ export class NetdevManager {
         throwIfAborted(signal, name, 'open');
         if (config) await device.impl.setConfig(config);
         throwIfAborted(signal, name, 'open');
-        if (ethertype !== 'none') await this.ensureIo(device, ethertype);
+        if (ethertype !== 'none') await this.ensureIo(device, ethertype, offloads);
         throwIfAborted(signal, name, 'open');
       } catch (error) {
         if (created) await this.destroyDevice(device);
@@ -353,11 +361,13 @@ export class NetdevManager {
     return device;
   }
 
-  private async ensureIo(device: Device, ethertype: Ethertype): Promise<void> {
+  private async ensureIo(device: Device, ethertype: Ethertype, offloads: boolean): Promise<void> {
     if (!device.io) {
-      await device.startIo(ethertype);
+      await device.startIo(ethertype, offloads);
     } else if (device.io.ethertype !== ethertype) {
       throw new NetdevError({ code: 'EBUSY', device: device.name, call: 'open', detail: `already open for I/O with ethertype ${String(device.io.ethertype)}` });
+    } else if (device.io.offloads !== offloads) {
+      throw new NetdevError({ code: 'EBUSY', device: device.name, call: 'open', detail: `already open for I/O ${device.io.offloads ? 'with' : 'without'} offloads` });
     }
   }
 
@@ -421,6 +431,14 @@ function holdsName(device: Device): boolean {
   } catch {
     return false;
   }
+}
+
+/** The offloads option: a boolean, true only for a provider whose devices can carry offload metadata (EOPNOTSUPP). */
+function checkOffloads(provider: Provider, name: string, offloads: unknown): boolean {
+  if (offloads === undefined || offloads === false) return false;
+  if (offloads !== true) throw new NetdevError({ code: 'EINVAL', device: name, call: 'open', detail: `offloads must be a boolean, not ${JSON.stringify(offloads)}` });
+  if (!provider.offloads) throw new NetdevError({ code: 'EOPNOTSUPP', device: name, call: 'open', detail: `${provider.type} devices carry no offload metadata: open without offloads` });
+  return true;
 }
 
 function checkEthertype(name: string, ethertype: unknown): Ethertype {

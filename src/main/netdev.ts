@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { NetdevError, toNetdevError } from '../common/errors.js';
 import { ETH_HEADER, isVlanTagged, VLAN_TAG } from '../common/ethernet.js';
 import { readPcap } from '../common/pcap.js';
+import { isGsoFrame, LARGEST_SUPER_FRAME, VNET_HDR_LEN, vnetHeaderProblem } from '../common/vnet-header.js';
 import { Bell } from '../ring/bell.js';
 import { sys } from '../sys/libc.js';
 import type { Config, Ethertype, Features, Flags, In4, ProviderDevice, Stats } from '../providers/contract.js';
@@ -87,9 +88,25 @@ export class Netdev {
     return this.open;
   }
 
-  /** The largest frame trySend/send accept now: MTU + Ethernet header + 4 for a VLAN tag, within the ring's limit. */
+  /**
+   * True if the device was opened with offloads (OpenOptions.offloads): every frame this handle
+   * reads or sends is a vnet frame (a 10-byte virtio_net_hdr, then the Ethernet frame).
+   */
+  get offloads(): boolean {
+    return this.device.io?.offloads ?? false;
+  }
+
+  /**
+   * The largest frame trySend/send accept now: MTU + Ethernet header + 4 for a VLAN tag, within the
+   * ring's limit; with offloads, the largest vnet frame (header + a GSO super-frame of up to 64 KiB).
+   */
   get maxFrame(): number {
-    return this.frameLimit(true);
+    return this.offloads ? this.superFrameLimit() : this.frameLimit(true);
+  }
+
+  /** The largest vnet frame carrying a GSO super-frame, within the ring's limit. */
+  private superFrameLimit(): number {
+    return Math.min(this.device.io?.tx.writer.maxRecord ?? Infinity, VNET_HDR_LEN + LARGEST_SUPER_FRAME);
   }
 
   /** The largest frame the device takes, tagged or not: MTU + 14 (+ 4), at most the TX ring's largest record. */
@@ -376,7 +393,13 @@ export class Netdev {
   async getStats(): Promise<Stats> {
     const unsupported = Object.fromEntries(STAT_FIELDS.map((field) => [field, null])) as unknown as Stats;
     const stats = await this.control<Omit<Stats, 'rxRingDropped'>>('getStats', 'getStats', [], unsupported);
-    return { ...stats, rxRingDropped: this.device.io ? this.device.io.rx.droppedCount() : null };
+    const { io, shared } = this.device;
+    return {
+      ...stats,
+      rxRingDropped: io ? io.rx.droppedCount() : null,
+      rxSegmented: io ? shared.value('rxSegmented') : null,
+      rxChecksummed: io ? shared.value('rxChecksummed') : null,
+    };
   }
 
   /** OpenFlow port-feature bitmaps: current, advertised, supported, peer. */
@@ -590,15 +613,26 @@ export class Netdev {
     return io;
   }
 
-  /** EMSGSIZE unless `frame` is a Uint8Array from an Ethernet header's length to maxFrame (VLAN-tagged frames may be 4 longer). */
+  /**
+   * EMSGSIZE unless `frame` is a Uint8Array from an Ethernet header's length to maxFrame (VLAN-tagged
+   * frames may be 4 longer).  With offloads it is a vnet frame: EINVAL for a bad header, and only a
+   * GSO super-frame may be longer than the MTU allows.
+   */
   private checkFrame(frame: unknown, call: string, index?: number): void {
     const which = index === undefined ? 'frame' : `frame ${index}`;
     if (!(frame instanceof Uint8Array)) {
       throw new NetdevError({ code: 'EINVAL', device: this.name, call, detail: `${which} must be a Uint8Array` });
     }
-    const limit = this.frameLimit(frame.length >= ETH_HEADER && isVlanTagged(frame));
-    if (frame.length < ETH_HEADER || frame.length > limit) {
-      throw new NetdevError({ code: 'EMSGSIZE', device: this.name, call, detail: `${which} is ${frame.length} bytes; the device takes ${ETH_HEADER} to ${limit}` });
+    const header = this.offloads ? VNET_HDR_LEN : 0;
+    if (header !== 0 && frame.length >= header + ETH_HEADER) {
+      const problem = vnetHeaderProblem(frame, 0, frame.length);
+      if (problem !== null) throw new NetdevError({ code: 'EINVAL', device: this.name, call, detail: `${which} has a bad virtio_net_hdr: ${problem}` });
+    }
+    const large = header !== 0 && frame.length >= header + ETH_HEADER && isGsoFrame(frame, 0);
+    const limit = large ? this.superFrameLimit() : header + this.frameLimit(frame.length >= header + ETH_HEADER && isVlanTagged(frame, header));
+    if (frame.length < header + ETH_HEADER || frame.length > limit) {
+      const what = header !== 0 ? `; the device takes vnet frames of ${header + ETH_HEADER} to ${limit}` : `; the device takes ${ETH_HEADER} to ${limit}`;
+      throw new NetdevError({ code: 'EMSGSIZE', device: this.name, call, detail: `${which} is ${frame.length} bytes${what}` });
     }
   }
 
@@ -640,7 +674,7 @@ const STAT_FIELDS: readonly (keyof Stats)[] = [
   'rxPackets', 'txPackets', 'rxBytes', 'txBytes', 'rxErrors', 'txErrors', 'rxDropped', 'txDropped', 'multicast',
   'collisions', 'rxLengthErrors', 'rxOverErrors', 'rxCrcErrors', 'rxFrameErrors', 'rxFifoErrors', 'rxMissedErrors',
   'txAbortedErrors', 'txCarrierErrors', 'txFifoErrors', 'txHeartbeatErrors', 'txWindowErrors', 'rxRingDropped',
-  'rxQueueDropped',
+  'rxQueueDropped', 'rxSegmented', 'rxChecksummed',
 ];
 
 /** Config values as strings; EINVAL for a non-object or a value that is not a string, number or boolean. */

@@ -57,7 +57,14 @@ export interface Stats {
    * socket buffer was full) before the worker read them; null for a device without such a queue.
    */
   rxQueueDropped: number | null;
+  /** Super-frames the device's worker segmented in software, for a handle without offloads (added by the manager). */
+  rxSegmented: number | null;
+  /** Frames whose partial checksum the device's worker finished in software, for a handle without offloads (added by the manager). */
+  rxChecksummed: number | null;
 }
+
+/** The statistics a provider answers: all but what the manager adds from the rings and the worker's counters. */
+export type ProviderStats = Omit<Stats, 'rxRingDropped' | 'rxSegmented' | 'rxChecksummed'>;
 
 /** An IPv4 address with its netmask. */
 export interface In4 {
@@ -199,8 +206,8 @@ export interface ProviderDevice {
   getIfindex?(): number | Promise<number>;
   /** Returns true if carrier is active (link light is on). */
   getCarrier?(): boolean | Promise<boolean>;
-  /** Returns statistics; fields the device cannot count are null. The manager fills rxRingDropped. */
-  getStats?(): Omit<Stats, 'rxRingDropped'> | Promise<Omit<Stats, 'rxRingDropped'>>;
+  /** Returns statistics; fields the device cannot count are null. The manager fills rxRingDropped, rxSegmented and rxChecksummed. */
+  getStats?(): ProviderStats | Promise<ProviderStats>;
   /** Returns the OpenFlow feature bitmaps. */
   getFeatures?(): Features | Promise<Features>;
   /** Sets the advertised features (OpenFlow bits). */
@@ -241,6 +248,8 @@ export interface Provider {
    * export `createIo: CreateIo`.  A provider without one supports only ethertype 'none'.
    */
   readonly ioModule?: string | URL;
+  /** True if its devices can carry offload metadata (OpenOptions.offloads; IoContext.offloads tells the I/O half); EOPNOTSUPP otherwise. */
+  readonly offloads?: boolean;
   /** True if its devices may be opened in another network namespace (OpenOptions.netns); EINVAL otherwise. */
   readonly namespaced?: boolean;
   /** The config keys its devices know, with their defaults and doc lines (see config-schema.ts). */
@@ -283,6 +292,14 @@ export interface IoContext {
   /** Full device name, for errors. */
   readonly name: string;
   readonly ethertype: Ethertype;
+  /**
+   * True if the device was opened with offloads: every record of both rings is a vnet frame (a
+   * 10-byte virtio_net_hdr, then the Ethernet frame; src/common/vnet-header.ts), possibly a GSO
+   * super-frame.  False: records are plain frames with complete checksums, and super-frames the
+   * device hands over are segmented (and partial checksums finished) here, counted in
+   * rxSegmented and rxChecksummed.
+   */
+  readonly offloads: boolean;
   /** Options from ProviderDevice.ioOptions(). */
   readonly options: unknown;
   /**

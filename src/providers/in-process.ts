@@ -4,7 +4,7 @@
  * physical-layer counters such devices cannot have are null).
  */
 import type { DeviceShared } from '../ring/device-shared.js';
-import type { DeviceContext, Stats } from './contract.js';
+import type { DeviceContext, ProviderStats } from './contract.js';
 
 /** A locally administered unicast MAC 02:SECOND:hash, the hash an FNV-1a of `text`. */
 export function localMac(text: string, second: number): Uint8Array {
@@ -14,7 +14,7 @@ export function localMac(text: string, second: number): Uint8Array {
 }
 
 /** The counters of `shared`, with the physical-layer fields an in-process device cannot count (and the kernel queue it has not) as null. */
-export function countedStats(shared: DeviceShared): Omit<Stats, 'rxRingDropped'> {
+export function countedStats(shared: DeviceShared): ProviderStats {
   return {
     ...shared.read(),
     collisions: null,

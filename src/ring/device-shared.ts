@@ -25,6 +25,9 @@ export const COUNTER_NAMES = [
   'multicast',
   /** Frames the kernel dropped from the device's receive queue in the process (a full AF_PACKET socket buffer). */
   'rxQueueDropped',
+  /** Super-frames segmented in software, and frames whose partial checksum was finished there, for a device without offloads. */
+  'rxSegmented',
+  'rxChecksummed',
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export type CounterValues = Record<CounterName, number>;
@@ -90,6 +93,8 @@ export class CounterBatch {
   txErrors = 0;
   multicast = 0;
   rxQueueDropped = 0;
+  rxSegmented = 0;
+  rxChecksummed = 0;
 
   constructor(private readonly shared: DeviceShared) {}
 

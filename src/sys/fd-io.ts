@@ -96,8 +96,9 @@ export function setIovec(iovecs: Buffer, index: number, [high, low]: [number, nu
 }
 
 /**
- * An array of `count` mmsghdrs, each with one iovec (whose bases the caller sets) and, if
- * `controlBytes` is given, a control buffer of that size for ancillary data.
+ * An array of `count` mmsghdrs, each with `iovecsPerMessage` iovecs (whose bases the caller sets:
+ * message i's k-th is iovec i * iovecsPerMessage + k) and, if `controlBytes` is given, a control
+ * buffer of that size for ancillary data.
  */
 export class MessageVector {
   readonly headers: Buffer;
@@ -108,15 +109,16 @@ export class MessageVector {
   constructor(
     count: number,
     readonly controlBytes = 0,
+    readonly iovecsPerMessage = 1,
   ) {
     this.headers = Buffer.alloc(count * MMSGHDR_SIZE);
-    this.iovecs = Buffer.alloc(count * IOVEC_SIZE);
+    this.iovecs = Buffer.alloc(count * iovecsPerMessage * IOVEC_SIZE);
     this.control = Buffer.alloc(count * controlBytes);
     const iovBase = addressOf(this.iovecs);
     const controlBase = controlBytes > 0 ? addressOf(this.control) : 0n;
     for (let i = 0; i < count; i++) {
-      this.headers.writeBigUInt64LE(iovBase + BigInt(i * IOVEC_SIZE), i * MMSGHDR_SIZE + MSGHDR_IOV);
-      this.headers.writeBigUInt64LE(1n, i * MMSGHDR_SIZE + MSGHDR_IOVLEN);
+      this.headers.writeBigUInt64LE(iovBase + BigInt(i * iovecsPerMessage * IOVEC_SIZE), i * MMSGHDR_SIZE + MSGHDR_IOV);
+      this.headers.writeBigUInt64LE(BigInt(iovecsPerMessage), i * MMSGHDR_SIZE + MSGHDR_IOVLEN);
       if (controlBytes > 0) this.headers.writeBigUInt64LE(controlBase + BigInt(i * controlBytes), i * MMSGHDR_SIZE + MSGHDR_CONTROL);
     }
   }
@@ -144,5 +146,12 @@ export class MessageVector {
   /** Length of iovec `i` as set with setIovec. */
   iovecLength(i: number): number {
     return this.iovecs.readUInt32LE(i * IOVEC_SIZE + 8);
+  }
+
+  /** Bytes of message `i`: the lengths of its iovecs added up. */
+  messageBytes(i: number): number {
+    let bytes = 0;
+    for (let k = 0; k < this.iovecsPerMessage; k++) bytes += this.iovecLength(i * this.iovecsPerMessage + k);
+    return bytes;
   }
 }

@@ -42,6 +42,8 @@ export const SO_RCVBUF = 8;
 export const SO_SNDBUF = 7;
 export const SOL_PACKET = 263;
 export const PACKET_IGNORE_OUTGOING = 23;
+/** PACKET_VNET_HDR: every frame sent and received carries a struct virtio_net_hdr before it (offload metadata). */
+export const PACKET_VNET_HDR = 15;
 /** PACKET_AUXDATA: a struct tpacket_auxdata control message with each frame (its stripped VLAN tag). */
 export const PACKET_AUXDATA = 8;
 /**

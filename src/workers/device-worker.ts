@@ -25,6 +25,8 @@ import { HOT_FRAMES, type CreateAgent, type WorkerAgent } from './agent-contract
 export interface DeviceWorkerSpec {
   name: string;
   ethertype: Ethertype;
+  /** Frames in both rings are vnet frames (IoContext.offloads). */
+  offloads: boolean;
   /** URL of the provider's I/O module (exports createIo). */
   ioModule: string;
   options: unknown;
@@ -249,6 +251,7 @@ const api: DeviceWorkerApi = {
     context = {
       name: spec.name,
       ethertype: spec.ethertype,
+      offloads: spec.offloads,
       options: spec.options,
       rx: new RingWriter(spec.rx),
       shared,

@@ -12,7 +12,7 @@
 import { formatIPv4, formatMac, prefixToNetmask } from '../../common/addresses.js';
 import { netdevError } from '../../common/errors.js';
 import { NETDEV_UP } from '../../ring/device-shared.js';
-import { FRAME_OVERHEAD, type Config, type CreateOptions, type DeviceContext, type In4, type IoControl, type Provider, type ProviderDevice, type Stats } from '../contract.js';
+import { FRAME_OVERHEAD, type Config, type CreateOptions, type DeviceContext, type In4, type IoControl, type Provider, type ProviderDevice, type ProviderStats } from '../contract.js';
 import { badValue, ConfigSchema } from '../config-schema.js';
 import { DummyLinks } from './links.js';
 import { countedStats, localMac, nextFlags } from '../in-process.js';
@@ -148,7 +148,7 @@ export class DummyDevice implements ProviderDevice {
     return this.links.carrier(this.name);
   }
 
-  getStats(): Omit<Stats, 'rxRingDropped'> {
+  getStats(): ProviderStats {
     return countedStats(this.context.shared);
   }
 

@@ -18,7 +18,7 @@ import {
 } from '../../sys/libc.js';
 import { disableOffloads, ifnameOf, ifreqIoctl, ifreqWithData, validateIfName } from '../../sys/ifreq.js';
 import { netnsPath, readProcNet } from '../../sys/netns.js';
-import type { Config, CreateOptions, DeviceContext, Features, In4, IoControl, Provider, ProviderContext, ProviderDevice, Stats } from '../contract.js';
+import type { Config, CreateOptions, DeviceContext, Features, In4, IoControl, Provider, ProviderContext, ProviderDevice, ProviderStats } from '../contract.js';
 import { ConfigSchema } from '../config-schema.js';
 import { featuresOf, ofppfToEthtool } from '../linux/ethtool-features.js';
 import { netdevFlagsOf, withNetdevFlags } from '../linux/iff-flags.js';
@@ -26,7 +26,7 @@ import type { LinkNotifier, RouteChange } from '../linux/link-notifier.js';
 import { LinuxServices, type ControlSocket, type DeviceServices } from '../linux/services.js';
 
 /** The statistics the kernel keeps of a device (it always has rxErrors and txErrors). */
-type KernelStats = Omit<Stats, 'rxRingDropped' | 'rxQueueDropped' | 'rxErrors' | 'txErrors'> & { rxErrors: number; txErrors: number };
+type KernelStats = Omit<ProviderStats, 'rxQueueDropped' | 'rxErrors' | 'txErrors'> & { rxErrors: number; txErrors: number };
 
 /** What the worker counts that the kernel does not (SystemDevice.workerStats). */
 export interface WorkerStats {
@@ -247,7 +247,7 @@ export class SystemDevice implements ProviderDevice {
    * kernel does not count as errors (cut, too large for the RX ring, refused by the socket) in
    * rxErrors and txErrors, and rxQueueDropped, brought up to date first.
    */
-  async getStats(): Promise<Omit<Stats, 'rxRingDropped'>> {
+  async getStats(): Promise<ProviderStats> {
     const worker = await this.workerStats();
     const kernel = this.kernelStats();
     return { ...kernel, rxErrors: kernel.rxErrors + worker.rxErrors, txErrors: kernel.txErrors + worker.txErrors, rxQueueDropped: worker.rxQueueDropped };
@@ -447,6 +447,7 @@ export function systemProvider(): Provider {
     prefix: '',
     ioModule: new URL('./io.js', import.meta.url),
     namespaced: true,
+    offloads: true,
     configKeys: systemConfigKeys,
     init: (context) => services.init(context),
     close: () => services.close(),

@@ -2,12 +2,20 @@
  * The system provider's I/O half (runs in the device's worker): an AF_PACKET raw socket bound to
  * the device, in the device's network namespace (the worker enters it for good).
  *
+ * - Offload metadata: the socket has PACKET_VNET_HDR, so every frame received and sent carries a
+ *   10-byte virtio_net_hdr before it, and frames may be GSO super-frames (a veth with its default
+ *   offloads hands over TCP segments of up to 64 KiB, with partial checksums).  With offloads
+ *   (IoContext.offloads) the rings carry these vnet frames as they are; without, each received
+ *   super-frame is segmented and each partial checksum finished here (SoftwareOffload), and each
+ *   frame sent goes with a zero header.  A frame whose header is bad is counted in rxErrors; a
+ *   frame the kernel cannot describe (recvmmsg EINVAL: e.g. a GSO type such as a UDP tunnel's) is
+ *   lost in the kernel, and counted in rxErrors too.
  * - Receive: recvmmsg batches into a staging area of slots that hold the largest frame a device
- *   can carry without GSO (MTU 65535, 802.1Q-tagged) and a GSO frame of up to 64 KiB from a veth
- *   with offloads on; a frame that does not fit (a larger GSO frame, BIG TCP) is counted in
- *   rxErrors, never delivered cut.  Then one copy per frame into the RX ring, padded to 60
- *   bytes.  Its staging capability leaves the frames in the staging area for a worker agent
- *   (the Switch's), and packetFd shares the socket with the other ports' workers.
+ *   can carry (MTU 65535, 802.1Q-tagged, or a GSO frame of up to 64 KiB) after its header; a
+ *   frame that does not fit (BIG TCP) is counted in rxErrors, never delivered cut.  Then one copy
+ *   per frame into the RX ring, padded to 60 bytes.  Its staging capability leaves the vnet
+ *   frames in the staging area for a worker agent (the Switch's), and packetFd shares the socket
+ *   (with its vnet headers) with the other ports' workers.
  * - Frames the kernel drops because the socket's receive buffer is full (the worker fell behind)
  *   are read from PACKET_STATISTICS into rxQueueDropped: every few full batches (the queue may be
  *   overflowing), whenever the queue is found empty after frames were received (so the count is
@@ -19,17 +27,20 @@
  *   kernel refuses (EMSGSIZE, ENETDOWN ...) is counted in txErrors and skipped.
  * - Waiting: when nothing is waiting, a libuv poll handle on the socket (koffi.node.poll, on the
  *   worker's own event loop) rings the worker's bell once it becomes readable.
- * - 802.1Q tags, which the kernel takes out of received frames, are put back from PACKET_AUXDATA.
+ * - 802.1Q tags, which the kernel takes out of received frames, are put back from PACKET_AUXDATA
+ *   (the header's csum_start and hdr_len move with them).
  * - Frames this socket sends are not received back (PACKET_IGNORE_OUTGOING).  The socket is
  *   made with protocol 0 and given its protocol by bind(), so it never hears another interface.
  */
 import { NetdevError } from '../../common/errors.js';
 import { insertVlanTag, MAC_ADDRESSES, TPID_8021Q, VLAN_TAG } from '../../common/ethernet.js';
+import { SoftwareOffload } from '../../common/software-offload.js';
+import { needsSoftwareOffload, shiftVnetHeader, VNET_HDR_LEN, vnetHeaderProblem } from '../../common/vnet-header.js';
 import type { RingReader } from '../../ring/ring.js';
 import {
   AF_PACKET, AUXDATA_STATUS, AUXDATA_VLAN_TCI, AUXDATA_VLAN_TPID, CMSG_HEADER, CMSG_LEVEL, CMSG_TYPE, PACKET_AUXDATA,
   TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID, check, ETH_P_802_2, ETH_P_ALL, errnoName, htons, lastErrno, MSG_DONTWAIT, MSG_TRUNC, PACKET_IGNORE_OUTGOING,
-  SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, SOCKADDR_LL_SIZE, SOL_PACKET, SOL_SOCKET, SO_RCVBUF, sys,
+  PACKET_VNET_HDR, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, SOCKADDR_LL_SIZE, SOL_PACKET, SOL_SOCKET, SO_RCVBUF, sys,
 } from '../../sys/libc.js';
 import { addressHalves, FdWaker, MessageVector, setIovec } from '../../sys/fd-io.js';
 import { Netns } from '../../sys/netns.js';
@@ -37,8 +48,10 @@ import { MIN_FRAME, type CreateIo, type DeviceIo, type Ethertype, type FrameStag
 import type { SystemIoOptions } from './control.js';
 
 const BATCH = 32;
-/** ETH_MAX_MTU + Ethernet header + 802.1Q tag = 65553 bytes, rounded up to 64. */
+/** The virtio_net_hdr + ETH_MAX_MTU + Ethernet header + 802.1Q tag = 65563 bytes, rounded up to 64. */
 const SLOT = 65600;
+/** The header sent before each frame of a device without offloads: no metadata (module-lived, so its address stays valid). */
+const NO_OFFLOADS = Buffer.alloc(VNET_HDR_LEN);
 const RCVBUF = 4 * 1024 * 1024;
 /**
  * While full batches keep coming (the socket may be overflowing), the drop count is read every
@@ -48,6 +61,8 @@ const DROPS_READ_EVERY = 8;
 /** Control buffer per received frame: one cmsghdr with a struct tpacket_auxdata (CMSG_SPACE(20) = 40). */
 const CONTROL_BYTES = 48;
 const EAGAIN = 'EAGAIN';
+/** recvmmsg calls that fail with EINVAL (one frame lost each) tried in one receive before it gives the round back. */
+const EINVAL_RETRIES = 8;
 
 function protocolOf(ethertype: Ethertype): number {
   if (ethertype === 'any') return ETH_P_ALL;
@@ -57,7 +72,10 @@ function protocolOf(ethertype: Ethertype): number {
 
 class PacketIo implements DeviceIo {
   private readonly rxVector = new MessageVector(BATCH, CONTROL_BYTES);
-  private readonly txVector = new MessageVector(BATCH);
+  /** With offloads a TX record is a vnet frame: one iovec; without, the zero header and the frame. */
+  private readonly txVector: MessageVector;
+  private readonly noOffloads: [number, number];
+  private readonly software = new SoftwareOffload();
   private readonly stagingArea = Buffer.alloc(BATCH * SLOT);
   /** Length of each frame staged last, padded; -1 for a bad one. */
   private readonly stagedLengths = new Int32Array(BATCH);
@@ -76,6 +94,9 @@ class PacketIo implements DeviceIo {
   ) {
     const staging = addressHalves(this.stagingArea);
     for (let i = 0; i < BATCH; i++) setIovec(this.rxVector.iovecs, i, staging, i * SLOT, SLOT);
+    this.txVector = new MessageVector(BATCH, 0, context.offloads ? 1 : 2);
+    this.noOffloads = addressHalves(NO_OFFLOADS);
+    if (!context.offloads) for (let i = 0; i < BATCH; i++) setIovec(this.txVector.iovecs, 2 * i, this.noOffloads, 0, VNET_HDR_LEN);
     this.waker = new FdWaker(fd, context.bell);
     this.staging = {
       receive: (budget) => this.receiveStaged(budget),
@@ -88,27 +109,55 @@ class PacketIo implements DeviceIo {
 
   receive(budget: number): number {
     const count = this.receiveStaged(budget);
-    const { rx } = this.context;
+    const { rx, offloads, counters } = this.context;
+    const staging = this.stagingArea;
     for (let i = 0; i < count; i++) {
       const length = this.stagedLengths[i]!;
       if (length < 0) continue;
-      const at = rx.reserve(length);
+      const from = i * SLOT;
+      if (!offloads && needsSoftwareOffload(staging, from)) {
+        this.finishInSoftware(from, length);
+        continue;
+      }
+      // With offloads the record is the vnet frame; without, the frame after its (empty) header.
+      const skip = offloads ? 0 : VNET_HDR_LEN;
+      if (length - skip > rx.maxRecord) {
+        counters.rxErrors++; // larger than the ring can hold: never delivered cut
+        continue;
+      }
+      const at = rx.reserve(length - skip);
       if (at < 0) {
         rx.countDrops(1);
         continue;
       }
-      rx.bytes.set(this.stagingArea.subarray(i * SLOT, i * SLOT + length), at);
-      rx.commit(length);
+      rx.bytes.set(staging.subarray(from + skip, from + length), at);
+      rx.commit(length - skip);
     }
+    if (this.software.dropped !== 0) rx.countDrops(this.software.dropped);
+    counters.rxSegmented += this.software.segmented;
+    counters.rxChecksummed += this.software.checksummed;
+    this.software.dropped = this.software.segmented = this.software.checksummed = 0;
     return count;
+  }
+
+  /** Segments the super-frame (or finishes the partial checksum) staged at `from` into plain frames in the RX ring. */
+  private finishInSoftware(from: number, length: number): void {
+    if (!this.software.toPlain(this.stagingArea, from, length, this.context.rx, false)) this.context.counters.rxErrors++;
   }
 
   private receiveStaged(budget: number): number {
     const want = Math.min(budget, BATCH);
-    this.rxVector.resetControl(want);
-    const count = sys.recvmmsg(this.fd, this.rxVector.headers, want, MSG_DONTWAIT);
-    if (count < 0) {
+    let count = -1;
+    for (let tries = 0; count < 0 && tries < EINVAL_RETRIES; tries++) {
+      this.rxVector.resetControl(want);
+      count = sys.recvmmsg(this.fd, this.rxVector.headers, want, MSG_DONTWAIT);
+      if (count >= 0) break;
       const code = errnoName(lastErrno());
+      if (code === 'EINVAL') {
+        // The kernel could not describe a frame in a virtio_net_hdr and has dropped it.
+        this.context.counters.rxErrors++;
+        continue;
+      }
       if (code === EAGAIN) {
         // The queue is empty: no frame can be dropped until more arrive, so the count is final for now.
         if (this.dropsUnread) this.readQueueDrops();
@@ -116,18 +165,23 @@ class PacketIo implements DeviceIo {
       } else if (code !== 'EINTR' && code !== 'ENETDOWN') this.fail('recvmmsg', code);
       return 0;
     }
+    if (count < 0) {
+      this.waker.waitReadable(); // frames lost to EINVAL only: more may be queued, and the poll says so at once
+      return 0;
+    }
     this.dropsUnread = true;
     if (count === BATCH && ++this.fullBatches === DROPS_READ_EVERY) this.readQueueDrops();
-    const { rx, counters } = this.context;
+    const { counters } = this.context;
+    const staging = this.stagingArea;
     for (let i = 0; i < count; i++) {
       const truncated = (this.rxVector.flags(i) & MSG_TRUNC) !== 0;
       const length = truncated ? -1 : this.restoreVlanTag(i, this.rxVector.length(i));
-      if (length < 0 || length > rx.maxRecord) {
+      if (length < VNET_HDR_LEN + MAC_ADDRESSES + 2 || vnetHeaderProblem(staging, i * SLOT, length) !== null) {
         counters.rxErrors++;
         this.stagedLengths[i] = -1;
-      } else if (length < MIN_FRAME) {
-        this.stagingArea.fill(0, i * SLOT + length, i * SLOT + MIN_FRAME);
-        this.stagedLengths[i] = MIN_FRAME;
+      } else if (length < VNET_HDR_LEN + MIN_FRAME) {
+        staging.fill(0, i * SLOT + length, i * SLOT + VNET_HDR_LEN + MIN_FRAME);
+        this.stagedLengths[i] = VNET_HDR_LEN + MIN_FRAME;
       } else {
         this.stagedLengths[i] = length;
       }
@@ -137,8 +191,8 @@ class PacketIo implements DeviceIo {
 
   /**
    * The kernel takes the 802.1Q tag out of a received frame and reports it in PACKET_AUXDATA:
-   * puts it back after the MAC addresses, as it was on the wire.  Returns the frame's length,
-   * or -1 if the tagged frame does not fit its slot.
+   * puts it back after the MAC addresses, as it was on the wire, and moves the header's offsets
+   * past it.  Returns the vnet frame's length, or -1 if the tagged frame does not fit its slot.
    */
   private restoreVlanTag(i: number, length: number): number {
     const control = this.rxVector.control;
@@ -146,10 +200,12 @@ class PacketIo implements DeviceIo {
     if (this.rxVector.controlLength(i) < CMSG_HEADER + AUXDATA_VLAN_TPID + 2) return length;
     if (control.readInt32LE(at + CMSG_LEVEL) !== SOL_PACKET || control.readInt32LE(at + CMSG_TYPE) !== PACKET_AUXDATA) return length;
     const status = control.readUInt32LE(at + CMSG_HEADER + AUXDATA_STATUS);
-    if ((status & TP_STATUS_VLAN_VALID) === 0 || length < MAC_ADDRESSES) return length;
+    if ((status & TP_STATUS_VLAN_VALID) === 0 || length < VNET_HDR_LEN + MAC_ADDRESSES) return length;
     if (length + VLAN_TAG > SLOT) return -1;
     const tpid = (status & TP_STATUS_VLAN_TPID_VALID) !== 0 ? control.readUInt16LE(at + CMSG_HEADER + AUXDATA_VLAN_TPID) : TPID_8021Q;
-    return insertVlanTag(this.stagingArea, i * SLOT, length, tpid, control.readUInt16LE(at + CMSG_HEADER + AUXDATA_VLAN_TCI));
+    const tagged = insertVlanTag(this.stagingArea, i * SLOT + VNET_HDR_LEN, length - VNET_HDR_LEN, tpid, control.readUInt16LE(at + CMSG_HEADER + AUXDATA_VLAN_TCI));
+    shiftVnetHeader(this.stagingArea, i * SLOT, VLAN_TAG);
+    return VNET_HDR_LEN + tagged;
   }
 
   /** Adds the frames the kernel dropped from the socket's queue since the last read to rxQueueDropped. */
@@ -178,15 +234,16 @@ class PacketIo implements DeviceIo {
     while (taken < budget) {
       let queued = 0;
       const mark = tx.mark();
+      const frameIovec = this.txVector.iovecsPerMessage - 1; // after the zero header, without offloads
       for (let length; queued < BATCH && taken + queued < budget && (length = tx.next()) >= 0; queued++) {
-        setIovec(this.txVector.iovecs, queued, base, tx.offset, length);
+        setIovec(this.txVector.iovecs, queued * this.txVector.iovecsPerMessage + frameIovec, base, tx.offset, length);
       }
       if (queued === 0) break;
       const sent = sys.sendmmsg(this.fd, this.txVector.headers, queued, MSG_DONTWAIT);
       const code = sent < 0 ? errnoName(lastErrno()) : '';
       const accepted = sent < 0 ? 0 : sent;
       // A frame only partly sent is OVS's EMSGSIZE: counted as an error, not sent again.
-      for (let i = 0; i < accepted; i++) if (this.txVector.length(i) !== this.txVector.iovecLength(i)) this.context.counters.txErrors++;
+      for (let i = 0; i < accepted; i++) if (this.txVector.length(i) !== this.txVector.messageBytes(i)) this.context.counters.txErrors++;
       if (accepted < queued) {
         // The frames not accepted stay in the ring, to be sent again (or, the first, counted below).
         tx.rewind(mark, queued);
@@ -241,6 +298,7 @@ export const createIo: CreateIo = (context) => {
     sys.setsockoptInt(fd, SOL_SOCKET, SO_RCVBUF, RCVBUF);
     check(sys.setsockoptInt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1), 'setsockopt', 'PACKET_IGNORE_OUTGOING', context.name);
     check(sys.setsockoptInt(fd, SOL_PACKET, PACKET_AUXDATA, 1), 'setsockopt', 'PACKET_AUXDATA', context.name);
+    check(sys.setsockoptInt(fd, SOL_PACKET, PACKET_VNET_HDR, 1), 'setsockopt', 'PACKET_VNET_HDR', context.name);
     const address = Buffer.alloc(SOCKADDR_LL_SIZE);
     address.writeUInt16LE(AF_PACKET, 0);
     address.writeUInt16LE(protocol, 2);

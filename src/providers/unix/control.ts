@@ -11,7 +11,7 @@
  */
 import { formatMac, isGroupMac, parseMac } from '../../common/addresses.js';
 import { netdevError } from '../../common/errors.js';
-import { FRAME_OVERHEAD, type Config, type CreateOptions, type DeviceContext, type IoControl, type Provider, type ProviderDevice, type Stats } from '../contract.js';
+import { FRAME_OVERHEAD, type Config, type CreateOptions, type DeviceContext, type IoControl, type Provider, type ProviderDevice, type ProviderStats } from '../contract.js';
 import type { UnixIoOptions } from './io.js';
 import { badValue, ConfigSchema, mustBe, oneOf } from '../config-schema.js';
 import { countedStats, localMac, nextFlags } from '../in-process.js';
@@ -144,7 +144,7 @@ class UnixDevice implements ProviderDevice {
     return this.carrier;
   }
 
-  getStats(): Omit<Stats, 'rxRingDropped'> {
+  getStats(): ProviderStats {
     return countedStats(this.context.shared);
   }
 
