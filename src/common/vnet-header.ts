@@ -1,0 +1,119 @@
+/**
+ * The virtio-net header (struct virtio_net_hdr of linux/virtio_net.h) that a packet socket with
+ * PACKET_VNET_HDR and a tap with IFF_VNET_HDR put before every frame: 10 bytes, little-endian,
+ *   u8 flags @0, u8 gso_type @1, u16 hdr_len @2, u16 gso_size @4, u16 csum_start @6, u16 csum_offset @8.
+ * A "vnet frame" is this header followed by the Ethernet frame.  csum_start counts from the
+ * Ethernet frame's first byte (the byte after the header), as the kernel's.
+ */
+import { ETH_HEADER } from './ethernet.js';
+
+/** Bytes of a virtio_net_hdr (the variant without num_buffers). */
+export const VNET_HDR_LEN = 10;
+/** flags: the L4 checksum is partial; finish it from csum_start, storing at csum_start + csum_offset. */
+export const VNET_F_NEEDS_CSUM = 1;
+/** flags: the checksums were verified already (receive only). */
+export const VNET_F_DATA_VALID = 2;
+/** gso_type: not a super-frame. */
+export const VNET_GSO_NONE = 0;
+/** gso_type: TCP over IPv4 super-frame (TSO4), cut into gso_size payload bytes per segment. */
+export const VNET_GSO_TCPV4 = 1;
+/** gso_type: UDP fragmentation offload (UFO): one UDP datagram to split into IP fragments. */
+export const VNET_GSO_UDP = 3;
+/** gso_type: TCP over IPv6 super-frame (TSO6). */
+export const VNET_GSO_TCPV6 = 4;
+/** gso_type: UDP segmentation offload (USO): a train of UDP datagrams of gso_size payload bytes each. */
+export const VNET_GSO_UDP_L4 = 5;
+/** gso_type bit: the TCP super-frame has ECN (CWR is set on the first segment only). */
+export const VNET_GSO_ECN = 0x80;
+
+/** Offset of the checksum field from the L4 header's start: TCP and UDP. */
+export const TCP_CSUM_OFFSET = 16;
+export const UDP_CSUM_OFFSET = 6;
+
+/** The fields of a virtio_net_hdr. */
+export interface VnetHeader {
+  /** VNET_F_NEEDS_CSUM, VNET_F_DATA_VALID. */
+  flags: number;
+  /** VNET_GSO_*, possibly with VNET_GSO_ECN. */
+  gsoType: number;
+  /** Length of the headers (the kernel gives the length of the linear part: a hint). */
+  hdrLen: number;
+  /** Payload bytes per segment of a super-frame. */
+  gsoSize: number;
+  /** Where the partial checksum starts, from the Ethernet frame's first byte. */
+  csumStart: number;
+  /** Where the checksum goes, from csumStart. */
+  csumOffset: number;
+}
+
+const u16 = (bytes: Uint8Array, at: number): number => bytes[at]! | (bytes[at + 1]! << 8);
+const setU16 = (bytes: Uint8Array, at: number, value: number): void => {
+  bytes[at] = value & 0xff;
+  bytes[at + 1] = (value >> 8) & 0xff;
+};
+
+/** The virtio_net_hdr at bytes[at ..] (10 bytes must be there). */
+export function readVnetHeader(bytes: Uint8Array, at = 0): VnetHeader {
+  return {
+    flags: bytes[at]!,
+    gsoType: bytes[at + 1]!,
+    hdrLen: u16(bytes, at + 2),
+    gsoSize: u16(bytes, at + 4),
+    csumStart: u16(bytes, at + 6),
+    csumOffset: u16(bytes, at + 8),
+  };
+}
+
+/** Writes `header` as a virtio_net_hdr at bytes[at ..]. */
+export function writeVnetHeader(bytes: Uint8Array, at: number, header: VnetHeader): void {
+  bytes[at] = header.flags;
+  bytes[at + 1] = header.gsoType;
+  setU16(bytes, at + 2, header.hdrLen);
+  setU16(bytes, at + 4, header.gsoSize);
+  setU16(bytes, at + 6, header.csumStart);
+  setU16(bytes, at + 8, header.csumOffset);
+}
+
+/**
+ * Why the vnet frame at bytes[at .. at + length) (header and Ethernet frame) is unusable, or null.
+ * Checks the header against the frame's length, not the frame's own headers (SoftwareOffload
+ * parses those when it segments): the frame must hold an Ethernet header; flags and gso_type must
+ * be known; a partial checksum (and hdr_len) must lie inside the frame; a super-frame needs
+ * gso_size, NEEDS_CSUM and the TCP or UDP checksum offset; UFO (VNET_GSO_UDP) is refused, as it
+ * cannot be segmented here.  Allocates only to describe a bad frame.
+ */
+export function vnetHeaderProblem(bytes: Uint8Array, at: number, length: number): string | null {
+  if (length < VNET_HDR_LEN + ETH_HEADER) return `vnet frame of ${length} bytes is shorter than a vnet header and an Ethernet header (${VNET_HDR_LEN + ETH_HEADER})`;
+  const frameLength = length - VNET_HDR_LEN;
+  const flags = bytes[at]!;
+  if ((flags & ~(VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID)) !== 0) return `unknown vnet header flags 0x${flags.toString(16)}`;
+  const hdrLen = u16(bytes, at + 2);
+  if (hdrLen > frameLength) return `hdr_len ${hdrLen} is beyond the ${frameLength}-byte frame`;
+  const csumStart = u16(bytes, at + 6);
+  const csumOffset = u16(bytes, at + 8);
+  if ((flags & VNET_F_NEEDS_CSUM) !== 0) {
+    if (csumStart < ETH_HEADER) return `csum_start ${csumStart} is inside the Ethernet header`;
+    if (csumStart + csumOffset + 2 > frameLength) return `checksum at csum_start ${csumStart} + csum_offset ${csumOffset} is beyond the ${frameLength}-byte frame`;
+  }
+  const gsoType = bytes[at + 1]!;
+  if (gsoType === VNET_GSO_NONE) return null;
+  const gso = gsoType & ~VNET_GSO_ECN;
+  if (gso === VNET_GSO_UDP) return 'UDP fragmentation offload (gso_type UDP) is not supported';
+  if (gso !== VNET_GSO_TCPV4 && gso !== VNET_GSO_TCPV6 && gso !== VNET_GSO_UDP_L4) return `unknown gso_type 0x${gsoType.toString(16)}`;
+  if (u16(bytes, at + 4) === 0) return 'gso_size 0 in a super-frame';
+  if ((flags & VNET_F_NEEDS_CSUM) === 0) return 'super-frame without NEEDS_CSUM';
+  const expected = gso === VNET_GSO_UDP_L4 ? UDP_CSUM_OFFSET : TCP_CSUM_OFFSET;
+  if (csumOffset !== expected) return `csum_offset ${csumOffset} of a ${gso === VNET_GSO_UDP_L4 ? 'UDP' : 'TCP'} super-frame is not ${expected}`;
+  return null;
+}
+
+/**
+ * Adjusts the vnet header at bytes[at ..] for a VLAN tag inserted into (delta +4) or removed from
+ * (delta -4) its frame after the MAC addresses: csum_start moves (when NEEDS_CSUM) and so does
+ * hdr_len (when nonzero), as both count from the frame's first byte.
+ */
+export function shiftVnetHeader(bytes: Uint8Array, at: number, delta: 4 | -4): void {
+  if ((bytes[at]! & VNET_F_NEEDS_CSUM) !== 0) setU16(bytes, at + 6, u16(bytes, at + 6) + delta);
+  const hdrLen = u16(bytes, at + 2);
+  if (hdrLen !== 0) setU16(bytes, at + 2, hdrLen + delta);
+}
