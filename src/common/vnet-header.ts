@@ -117,3 +117,16 @@ export function shiftVnetHeader(bytes: Uint8Array, at: number, delta: 4 | -4): v
   const hdrLen = u16(bytes, at + 2);
   if (hdrLen !== 0) setU16(bytes, at + 2, hdrLen + delta);
 }
+
+/** The largest Ethernet frame a GSO super-frame can be: an IP packet of 64 KiB, an Ethernet header and an 802.1Q tag. */
+export const LARGEST_SUPER_FRAME = 65535 + ETH_HEADER + 4;
+
+/** True if the vnet frame at bytes[at ..] is a GSO super-frame (gso_type other than NONE). */
+export function isGsoFrame(bytes: Uint8Array, at: number): boolean {
+  return bytes[at + 1] !== VNET_GSO_NONE;
+}
+
+/** True if the vnet frame at bytes[at ..] must be segmented or have its checksum finished before it is a plain frame. */
+export function needsSoftwareOffload(bytes: Uint8Array, at: number): boolean {
+  return (bytes[at]! & VNET_F_NEEDS_CSUM) !== 0 || bytes[at + 1] !== VNET_GSO_NONE;
+}

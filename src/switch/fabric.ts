@@ -17,7 +17,9 @@ const INPUT_COUNTERS = 4;
 export const TX_FRAMES = 0;
 export const TX_BYTES = 1;
 export const TX_DROPS = 2;
-const OUTPUT_COUNTERS = 3;
+/** Super-frames segmented in software to go out of the port (it does not take offloads). */
+export const TX_SEGMENTED = 3;
+export const OUTPUT_COUNTERS = 4;
 const ROW = INPUT_COUNTERS + OUTPUT_COUNTERS * MAX_PORTS;
 
 /** Shared counters: one row per input port, written only by that port's agent (Float64). */
@@ -40,8 +42,10 @@ export interface OutputSpec {
   index: number;
   /** Access VLAN, or null for a trunk. */
   vlan: number | null;
-  /** A packet socket of the port's device that any thread may send on, or -1 (frames go up to the main thread). */
+  /** A packet socket of the port's device that any thread may send on (with vnet headers), or -1 (frames go up to the main thread). */
   fd: number;
+  /** The port's device takes offload metadata (Netdev.offloads): a super-frame passed up for it goes whole. */
+  offloads: boolean;
 }
 
 /** Everything a port worker's forwarding agent is given. */

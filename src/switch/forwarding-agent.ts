@@ -1,11 +1,14 @@
 /**
  * The Switch's forwarding agent, a worker agent (src/workers/agent-contract.ts) in a port's
- * worker: it takes the frames the port's I/O half staged (its staging capability), learns their
- * sources and looks up their destinations in the shared MAC table, and
- * sends each frame straight out of the output ports' packet sockets with one sendmmsg per output
- * per batch: no thread hand-off, no copy.  Frames it cannot send as they are (an output without a
- * socket, or a VLAN tag to add or remove) are copied to the RX ring, where the Switch on the main
- * thread forwards them to those outputs only.  Frames keep their order per output.
+ * worker: it takes the frames the port's I/O half staged (its staging capability: vnet frames,
+ * each with its virtio_net_hdr), learns their sources and looks up their destinations in the
+ * shared MAC table, and sends each frame straight out of the output ports' packet sockets with
+ * one sendmmsg per output per batch: no thread hand-off, no copy.  Every such socket carries vnet
+ * headers, so a GSO super-frame goes out whole and the kernel segments it only if the output's
+ * device cannot.  Frames it cannot send as they are (an output without a socket, or a VLAN tag to
+ * add or remove) are copied to the RX ring, where the Switch on the main thread forwards them to
+ * those outputs only; a super-frame for an output that does not take offloads is segmented here
+ * first (in the worker, not on the main thread).  Frames keep their order per output.
  *
  * Congestion: an output whose device queue is full (sendmmsg says ENOBUFS or EAGAIN) drops the
  * rest of the batch meant for it, counted as its drops; the agent never waits for an output, so
@@ -13,12 +16,14 @@
  * for each output that needed the main thread.
  */
 import { netdevError } from '../common/errors.js';
+import { SoftwareOffload, type FrameSink } from '../common/software-offload.js';
+import { needsSoftwareOffload, VNET_HDR_LEN } from '../common/vnet-header.js';
 import type { FrameStaging, IoContext } from '../providers/contract.js';
 import { HOT_BELL, HOT_FRAMES, type CreateAgent, type WorkerAgent } from '../workers/agent-contract.js';
 import { addressHalves, MessageVector, setIovec } from '../sys/fd-io.js';
 import { errnoName, lastErrno, MMSGHDR_SIZE, MSG_DONTWAIT, sys } from '../sys/libc.js';
 import {
-  FLOODS, inputCounter, MAX_PORTS, outputCounter, PassUpMasks, PortSet, TX_BYTES, TX_DROPS, TX_FRAMES,
+  FLOODS, inputCounter, MAX_PORTS, outputCounter, PassUpMasks, PortSet, TX_BYTES, TX_DROPS, TX_FRAMES, TX_SEGMENTED,
   type AgentSpec, type AgentStart, type OutputSpec,
 } from './fabric.js';
 import { FILTER, ForwardingDecision } from './decision.js';
@@ -59,8 +64,14 @@ class ForwardingAgent implements WorkerAgent {
   private byIndex: (Output | undefined)[] = [];
   private readonly stagingAddress: [number, number];
   private readonly kickFd: number;
-  /** The outputs the frame being forwarded needs the main thread for. */
+  /** The outputs the frame being forwarded needs the main thread for: those that take it as it is, and those that need it segmented (no offloads). */
   private readonly viaMain = new PortSet();
+  private readonly viaMainPlain = new PortSet();
+  private readonly software = new SoftwareOffload();
+  private readonly scratch = new PortSet();
+  /** The RX ring as the sink of plain frames passed up: each record committed gets the pass-up mask of `maskedFor`. */
+  private maskedFor = this.viaMainPlain;
+  private readonly maskedSink: FrameSink;
   /** For each frame passed up, the outputs it is for; and how many frames were passed up. */
   private readonly masks: PassUpMasks;
   private passed = 0;
@@ -78,6 +89,17 @@ class ForwardingAgent implements WorkerAgent {
     this.stagingAddress = addressHalves(io.bytes);
     this.kickFd = spec.kickFd;
     this.masks = PassUpMasks.forRing(context.rx.capacity);
+    const { rx } = context;
+    this.maskedSink = {
+      get bytes() {
+        return rx.bytes;
+      },
+      reserve: (length) => (length <= rx.maxRecord ? rx.reserve(length) : -1),
+      commit: (length) => {
+        this.masks.set(this.passed++, this.maskedFor);
+        rx.commit(length);
+      },
+    };
     this.setOutputs(spec.outputs);
     context.bell.setKickFd(spec.kickFd); // a ring of the worker's bell reaches waitHot's poll(2)
   }
@@ -130,28 +152,30 @@ class ForwardingAgent implements WorkerAgent {
     for (let i = 0; i < count; i++) {
       const length = io.length(i);
       if (length < 0) continue;
-      const at = io.offset(i);
-      const to = decision.decide(counters, row, this.index, this.vlan, bytes, at, length, now);
+      const at = io.offset(i); // a vnet frame: the Ethernet frame starts VNET_HDR_LEN later
+      const to = decision.decide(counters, row, this.index, this.vlan, bytes, at + VNET_HDR_LEN, length - VNET_HDR_LEN, now);
       if (to === FILTER) continue;
       const { vid, vlan } = decision;
       const known = to >= 0 ? this.byIndex[to] : undefined; // a port it does not know yet: flooded
-      const viaMain = this.viaMain;
       if (known !== undefined) {
-        if (!this.queue(known, at, length, vid)) viaMain.add(known.spec.index);
+        if (!this.queue(known, at, length, vid)) this.needsMain(known.spec, bytes, at);
       } else {
         counters[row + FLOODS]++;
         for (const output of this.outputs) {
-          if ((output.spec.vlan === null || output.spec.vlan === vlan) && !this.queue(output, at, length, vid)) viaMain.add(output.spec.index);
+          if ((output.spec.vlan === null || output.spec.vlan === vlan) && !this.queue(output, at, length, vid)) this.needsMain(output.spec, bytes, at);
         }
       }
-      if (!viaMain.empty) {
-        up += this.passUp(bytes, at, length, viaMain);
-        viaMain.clear();
-      }
+      if (!this.viaMain.empty || !this.viaMainPlain.empty) up += this.passUp(bytes, at, length);
     }
     for (const output of this.outputs) if (output.queued > 0) this.flush(output);
     if (up > 0) this.context.rx.publish();
     return count;
+  }
+
+  /** Notes that the vnet frame at `at` goes to `output` through the main thread: as it is, or made plain first. */
+  private needsMain(output: OutputSpec, bytes: Uint8Array, at: number): void {
+    const whole = this.context.offloads && (output.offloads || !needsSoftwareOffload(bytes, at));
+    (whole ? this.viaMain : this.viaMainPlain).add(output.index);
   }
 
   /** Queues the frame to `output` if this agent sends it there; false if the main thread must. */
@@ -178,7 +202,7 @@ class ForwardingAgent implements WorkerAgent {
       if (sent > 0) {
         for (let i = done; i < done + sent; i++) {
           counters[base + TX_FRAMES]++;
-          counters[base + TX_BYTES] += vector.iovecLength(i);
+          counters[base + TX_BYTES] += vector.iovecLength(i) - VNET_HDR_LEN;
         }
         done += sent;
         continue;
@@ -192,20 +216,65 @@ class ForwardingAgent implements WorkerAgent {
   }
 
   /**
-   * Copies a frame to the RX ring for the main thread, which sends it to `outputs` (as the
-   * frame's pass-up mask says); returns 1, or 0 if the ring is full (the frame is then counted as
-   * dropped for each of them).
+   * Puts the vnet frame at `at` in the RX ring for the main thread, which sends it where the
+   * frame's pass-up mask says: whole (a device with offloads) to the ports in viaMain, and made
+   * plain, segmented here if it is a super-frame, to those in viaMainPlain (each segment a record
+   * with the same mask; on a device with offloads each has a zero vnet header).  Returns the records
+   * it wrote; a record the ring has no room for is counted as dropped for each of its ports.
    */
-  private passUp(bytes: Uint8Array, at: number, length: number, outputs: PortSet): number {
+  private passUp(bytes: Uint8Array, at: number, length: number): number {
+    let written = 0;
+    if (!this.viaMain.empty) {
+      written += this.passUpAs(this.viaMain, bytes, at, length, true);
+      this.viaMain.clear();
+    }
+    if (!this.viaMainPlain.empty) {
+      written += this.passUpAs(this.viaMainPlain, bytes, at, length, false);
+      this.viaMainPlain.clear();
+    }
+    return written;
+  }
+
+  private passUpAs(outputs: PortSet, bytes: Uint8Array, at: number, length: number, whole: boolean): number {
     const { rx } = this.context;
-    const to = rx.reserve(length);
-    if (to < 0) {
-      for (let output = outputs.take(); output >= 0; output = outputs.take()) this.counters[outputCounter(this.index, output, TX_DROPS)]++;
+    const { software } = this;
+    if (whole) {
+      // A whole vnet frame (the device has offloads), or one needing no software offload.
+      const skip = this.context.offloads ? 0 : VNET_HDR_LEN;
+      const to = length - skip <= rx.maxRecord ? rx.reserve(length - skip) : -1;
+      if (to < 0) {
+        this.countDropped(outputs, 1);
+        return 0;
+      }
+      rx.bytes.set(bytes.subarray(at + skip, at + length), to);
+      this.masks.set(this.passed++, outputs);
+      rx.commit(length - skip);
+      return 1;
+    }
+    const emitted = software.emitted;
+    const segmented = software.segmented;
+    this.maskedFor = outputs;
+    if (!software.toPlain(bytes, at, length, this.maskedSink, this.context.offloads)) {
+      this.countDropped(outputs, 1); // headers it cannot segment (the I/O half checked the vnet header)
       return 0;
     }
-    rx.bytes.set(bytes.subarray(at, at + length), to);
-    this.masks.set(this.passed++, outputs);
-    rx.commit(length);
-    return 1;
+    if (software.dropped !== 0) {
+      this.countDropped(outputs, software.dropped);
+      software.dropped = 0;
+    }
+    if (software.segmented !== segmented) this.countFor(outputs, TX_SEGMENTED, 1);
+    return software.emitted - emitted;
+  }
+
+  private countDropped(outputs: PortSet, frames: number): void {
+    this.countFor(outputs, TX_DROPS, frames);
+  }
+
+  /** Adds `amount` to output counter `which` of every port of `outputs` (which stays as it is). */
+  private countFor(outputs: PortSet, which: number, amount: number): void {
+    const each = this.scratch;
+    each.low = outputs.low;
+    each.high = outputs.high;
+    for (let output = each.take(); output >= 0; output = each.take()) this.counters[outputCounter(this.index, output, which)] += amount;
   }
 }

@@ -23,14 +23,23 @@
  * one is a trunk: its frames keep their 802.1Q tag (untagged ones are VLAN 0).  A frame going
  * from an access port to a trunk is tagged; from a trunk to an access port, untagged.  Only then
  * is a new frame made; otherwise frames are forwarded as they are, with no allocation per frame.
+ *
+ * Offloads: a port opened with offloads (Netdev.offloads) carries vnet frames, GSO super-frames
+ * among them, and gets them whole, from either path; a port without gets plain frames, a
+ * super-frame segmented in software (by the input's worker on the worker path, on the main
+ * thread for a main-path input such as a tap) and counted in its txSegmented.  Between the two
+ * kinds the header is added or taken away (a copy), and a VLAN tag added or removed moves the
+ * header's offsets with it.
  */
 import { NetdevError } from '../common/errors.js';
 import type { AgentHandle, Netdev } from '../main/netdev.js';
 import { sys } from '../sys/libc.js';
 import { vidAt, withoutVlanTag, withVlanTag } from '../common/ethernet.js';
+import { SoftwareOffload, type FrameSink } from '../common/software-offload.js';
+import { needsSoftwareOffload, shiftVnetHeader, VNET_HDR_LEN } from '../common/vnet-header.js';
 import {
-  FILTERED, FLOODS, forwardingCounters, inputCounter, MAX_PORTS, outputCounter, PassUpMasks, PortSet, RX_BYTES, RX_FRAMES, TX_BYTES, TX_DROPS,
-  TX_FRAMES, type AgentStart, type OutputSpec,
+  FILTERED, FLOODS, forwardingCounters, inputCounter, MAX_PORTS, OUTPUT_COUNTERS, outputCounter, PassUpMasks, PortSet, RX_BYTES, RX_FRAMES, TX_BYTES, TX_DROPS,
+  TX_FRAMES, TX_SEGMENTED, type AgentStart, type OutputSpec,
 } from './fabric.js';
 import { FILTER, ForwardingDecision } from './decision.js';
 import { MacTable } from './mac-table.js';
@@ -68,6 +77,8 @@ export interface PortCounters {
   rxDropped: number;
   /** Frames for this port that were dropped: its egress queue was full, or its device refused them. */
   txDropped: number;
+  /** GSO super-frames for this port that were segmented in software, as its device was opened without offloads (each segment is counted in txFrames). */
+  txSegmented: number;
 }
 
 interface Port {
@@ -118,8 +129,8 @@ export class Switch {
   private readonly agents = new Set<Port>();
   /** Indices waiting until every agent port's loop has read past the frames that may name them. */
   private readonly releases: { index: number; until: Map<Port, number> }[] = [];
-  /** Per output port: what ports that are gone sent it, dropped for it (TX_FRAMES, TX_BYTES, TX_DROPS). */
-  private readonly retired = new Float64Array(MAX_PORTS * 3);
+  /** Per output port: what ports that are gone sent it, dropped or segmented for it (its output counters: TX_FRAMES ...). */
+  private readonly retired = new Float64Array(MAX_PORTS * OUTPUT_COUNTERS);
   private readonly table = new MacTable(TABLE_SIZE);
   /** Counters of the agents (each row written by one port's worker) and of the main thread (same layout). */
   private readonly shared = forwardingCounters();
@@ -224,9 +235,10 @@ export class Switch {
 
   private countersOf(port: Port): PortCounters {
     const r = this.retired;
+    const retired = port.index * OUTPUT_COUNTERS;
     const c: PortCounters = {
-      rxFrames: 0, rxBytes: 0, txFrames: r[port.index * 3 + TX_FRAMES]!, txBytes: r[port.index * 3 + TX_BYTES]!, floods: 0, filtered: 0,
-      rxDropped: port.dev.receiveDrops - port.dropsBefore, txDropped: r[port.index * 3 + TX_DROPS]!,
+      rxFrames: 0, rxBytes: 0, txFrames: r[retired + TX_FRAMES]!, txBytes: r[retired + TX_BYTES]!, floods: 0, filtered: 0,
+      rxDropped: port.dev.receiveDrops - port.dropsBefore, txDropped: r[retired + TX_DROPS]!, txSegmented: r[retired + TX_SEGMENTED]!,
     };
     for (const s of [this.shared, this.mainCounters]) {
       const row = inputCounter(port.index, 0);
@@ -239,6 +251,7 @@ export class Switch {
         c.txFrames += s[at + TX_FRAMES]!;
         c.txBytes += s[at + TX_BYTES]!;
         c.txDropped += s[at + TX_DROPS]!;
+        c.txSegmented += s[at + TX_SEGMENTED]!;
       }
     }
     return c;
@@ -249,17 +262,17 @@ export class Switch {
    * port that had it sent to the others stays in their counts.
    */
   private clearCounters(index: number): void {
-    this.retired.fill(0, index * 3, index * 3 + 3);
+    this.retired.fill(0, index * OUTPUT_COUNTERS, (index + 1) * OUTPUT_COUNTERS);
     for (const s of [this.shared, this.mainCounters]) {
       const row = inputCounter(index, 0);
       for (let output = 0; output < MAX_PORTS; output++) {
         const at = outputCounter(index, output, 0);
-        for (let k = 0; k < 3; k++) this.retired[output * 3 + k] += s[at + k]!;
+        for (let k = 0; k < OUTPUT_COUNTERS; k++) this.retired[output * OUTPUT_COUNTERS + k] += s[at + k]!;
       }
       s.fill(0, row, inputCounter(index + 1, 0));
       for (let input = 0; input < MAX_PORTS; input++) {
         const at = outputCounter(input, index, 0);
-        s.fill(0, at, at + 3);
+        s.fill(0, at, at + OUTPUT_COUNTERS);
       }
     }
   }
@@ -270,7 +283,7 @@ export class Switch {
 
   /** The other ports as `port`'s agent sees them. */
   private outputsOf(port: Port): OutputSpec[] {
-    return [...this.ports.values()].filter((p) => p !== port).map((p) => ({ index: p.index, vlan: p.vlan, fd: p.fd }));
+    return [...this.ports.values()].filter((p) => p !== port).map((p) => ({ index: p.index, vlan: p.vlan, fd: p.fd, offloads: p.dev.offloads }));
   }
 
   /**
@@ -415,10 +428,11 @@ export class Switch {
     const counters = this.mainCounters;
     // The RX ring record of each frame: the batch is the last batch.length records read.
     let record = input.dev.recordsRead - batch.length;
+    const header = input.dev.offloads ? VNET_HDR_LEN : 0; // frames are vnet frames: the Ethernet frame comes after
     for (const frame of batch) {
       const seq = record++ - (input.agentFrom ?? Infinity);
       if (seq >= 0) {
-        const vid = vidAt(frame, 0, frame.length);
+        const vid = vidAt(frame, header, frame.length - header);
         const vlan = input.vlan ?? vid;
         const outputs = input.masks!.get(seq, this.passedUp);
         for (let index = outputs.take(); index >= 0; index = outputs.take()) {
@@ -428,7 +442,7 @@ export class Switch {
         }
         continue;
       }
-      const to = this.decision.decide(counters, row, input.index, input.vlan, frame, 0, frame.length, now);
+      const to = this.decision.decide(counters, row, input.index, input.vlan, frame, header, frame.length - header, now);
       if (to === FILTER) continue;
       const { vid, vlan } = this.decision;
       const owner = to >= 0 ? this.slots[to] : undefined; // a port gone meanwhile: flooded
@@ -442,30 +456,50 @@ export class Switch {
       }
     }
     for (const output of this.ports.values()) if (output.pending.length > 0) this.flush(input, output);
-    this.retaggedFrom = this.retagged = null;
+    this.variantsOf = null;
+    this.variants.fill(null);
   }
 
   /**
-   * Queues `frame` (of `vlan`, carrying tag `vid`) from `input` to `output`, tagging or untagging
-   * between access ports and trunks (one new frame each way, whatever the number of outputs).
+   * Queues `frame` (of `vlan`, carrying tag `vid`) from `input` to `output`: as it is, or as the
+   * variant the output needs (tagged from an access port to a trunk, untagged from a trunk to an
+   * access port; with or without a vnet header; segmented), made once per frame whatever the
+   * number of outputs.
    */
   private queue(input: Port, output: Port, frame: Uint8Array, vlan: number, vid: number): void {
-    if (input.vlan !== null && output.vlan === null) output.pending.push(this.retag(frame, () => withVlanTag(frame, vlan)));
-    else if (input.vlan === null && output.vlan !== null && vid !== 0) output.pending.push(this.retag(frame, () => withoutVlanTag(frame)));
-    else output.pending.push(frame);
+    const retag = input.vlan !== null && output.vlan === null ? TAG : input.vlan === null && output.vlan !== null && vid !== 0 ? UNTAG : AS_IS;
+    const fromVnet = input.dev.offloads;
+    const toVnet = output.dev.offloads;
+    if (retag === AS_IS && fromVnet === toVnet) {
+      output.pending.push(frame);
+      return;
+    }
+    if (this.variantsOf !== frame) {
+      this.variantsOf = frame;
+      this.variants.fill(null);
+    }
+    const which = retag * 2 + (toVnet ? 1 : 0);
+    const variant = (this.variants[which] ??= this.makeVariant(frame, fromVnet, toVnet, retag, vlan));
+    if (variant.segmented) this.mainCounters[outputCounter(input.index, output.index, TX_SEGMENTED)]++;
+    for (const made of variant.frames) output.pending.push(made);
   }
 
-  /** The frame last tagged or untagged, and what it became. */
-  private retaggedFrom: Uint8Array | null = null;
-  private retagged: Uint8Array | null = null;
+  /** The frame whose variants are in `variants` (by retag * 2 + toVnet). */
+  private variantsOf: Uint8Array | null = null;
+  private readonly variants: (Variant | null)[] = [null, null, null, null, null, null];
+  private readonly software = new SoftwareOffload();
 
-  /** `make()`, made once for `frame` whatever the number of outputs (a frame only ever needs one: tagged from an access port, untagged from a trunk). */
-  private retag(frame: Uint8Array, make: () => Uint8Array): Uint8Array {
-    if (this.retaggedFrom !== frame) {
-      this.retaggedFrom = frame;
-      this.retagged = make();
-    }
-    return this.retagged!;
+  /** `frame` as an output with (toVnet) or without offloads takes it, retagged. */
+  private makeVariant(frame: Uint8Array, fromVnet: boolean, toVnet: boolean, retag: number, vlan: number): Variant {
+    const tagged = (plain: Uint8Array): Uint8Array => (retag === TAG ? withVlanTag(plain, vlan) : retag === UNTAG ? withoutVlanTag(plain) : plain);
+    if (!fromVnet) return { frames: [toVnet ? withHeader(new Uint8Array(VNET_HDR_LEN), tagged(frame), 0) : tagged(frame)], segmented: false };
+    if (toVnet) return { frames: [withHeader(frame.subarray(0, VNET_HDR_LEN), tagged(frame.subarray(VNET_HDR_LEN)), retag === TAG ? 4 : retag === UNTAG ? -4 : 0)], segmented: false };
+    if (!needsSoftwareOffload(frame, 0)) return { frames: [tagged(frame.subarray(VNET_HDR_LEN))], segmented: false };
+    const sink = new FrameList();
+    const segmented = this.software.segmented;
+    if (!this.software.toPlain(frame, 0, frame.length, sink, false)) return { frames: [], segmented: false };
+    this.software.dropped = 0; // the list never fills up
+    return { frames: sink.frames.map(tagged), segmented: this.software.segmented !== segmented };
   }
 
   /**
@@ -475,6 +509,7 @@ export class Switch {
   private flush(input: Port, output: Port): void {
     const frames = output.pending;
     const at = outputCounter(input.index, output.index, 0);
+    const header = output.dev.offloads ? VNET_HDR_LEN : 0;
     const counters = this.mainCounters;
     let queued = -1;
     try {
@@ -486,12 +521,48 @@ export class Switch {
       const frame = frames[i]!;
       if (queued >= 0 ? i < queued : trySendOrRefuse(output.dev, frame)) {
         counters[at + TX_FRAMES]++;
-        counters[at + TX_BYTES] += frame.length;
+        counters[at + TX_BYTES] += frame.length - header;
       } else {
         counters[at + TX_DROPS]++;
       }
     }
     frames.length = 0;
+  }
+}
+
+/** How a frame's VLAN tag changes from its input to an output. */
+const AS_IS = 0;
+const TAG = 1;
+const UNTAG = 2;
+
+/** A frame as one kind of output takes it: one frame, or its segments. */
+interface Variant {
+  frames: Uint8Array[];
+  /** It was a super-frame, segmented in software. */
+  segmented: boolean;
+}
+
+/** A new vnet frame: a copy of `header` (moved by `shift` for a tag added or removed) and then `frame`. */
+function withHeader(header: Uint8Array, frame: Uint8Array, shift: number): Uint8Array {
+  const made = new Uint8Array(VNET_HDR_LEN + frame.length);
+  made.set(header);
+  if (shift !== 0) shiftVnetHeader(made, 0, shift as 4 | -4);
+  made.set(frame, VNET_HDR_LEN);
+  return made;
+}
+
+/** A FrameSink that gives each frame its own new array. */
+class FrameList implements FrameSink {
+  bytes = new Uint8Array(0);
+  readonly frames: Uint8Array[] = [];
+
+  reserve(length: number): number {
+    this.bytes = new Uint8Array(length);
+    return 0;
+  }
+
+  commit(length: number): void {
+    this.frames.push(this.bytes.subarray(0, length));
   }
 }
 
