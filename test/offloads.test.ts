@@ -232,7 +232,7 @@ describe.skipIf(!privileged)('offloads on: super-frames through real veth pairs 
     await expect(mgr.open('eth0', { netns: hosts.h2 })).rejects.toMatchObject({ code: 'EBUSY' });
   });
 
-  it('segments super-frames in the worker for a dummy port, and finishes UDP partial checksums: TCP and UDP cross h1 -> [Switch] dummy -> [Switch] -> h2', async (test) => {
+  it('segments super-frames (TCP, and UDP with UDP_SEGMENT) in the worker for a dummy port, and finishes UDP partial checksums: TCP and UDP cross h1 -> [Switch] dummy -> [Switch] -> h2', async (test) => {
     hosts = new Hosts();
     mgr = new NetdevManager();
     const open = (name: string) => mgr!.open(name, { netns: hosts!.fw, offloads: true });
@@ -262,6 +262,17 @@ data,_=s.recvfrom(4096); print(len(data), data==bytes(range(256))*4, flush=True)
     execFileSync('ip', ['netns', 'exec', hosts.h1, 'python3', '-c', `import socket
 s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.sendto(bytes(range(256))*4,('${hosts.v4[1]}',5002))`]);
     expect((await udpOut).trim().split('\n').pop()).toBe('1024 True');
+    // UDP segmentation offload (UDP_SEGMENT): one send of 6 datagrams of 1000 bytes leaves h1 as one
+    // GSO_UDP_L4 super-frame; h2 must receive the 6 datagrams, each with its own good checksum.
+    const usoServer = inNetns(hosts.h2, ['python3', '-c', `import socket
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('${hosts.v4[1]}',5004)); s.settimeout(5); print('ready',flush=True)
+print([s.recv(4096)==bytes([i])*1000 for i in range(6)], flush=True)`]);
+    const usoOut = outputOf(usoServer);
+    await untilPrinted(usoServer);
+    execFileSync('ip', ['netns', 'exec', hosts.h1, 'python3', '-c', `import socket
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.setsockopt(socket.SOL_UDP, 103, 1000)
+s.sendto(b''.join(bytes([i])*1000 for i in range(6)),('${hosts.v4[1]}',5004))`]);
+    expect((await usoOut).trim().split('\n').pop()).toBe('[True, True, True, True, True, True]');
     await capture.close();
     const counters = Object.fromEntries(left.counters().map((p) => [p.name, p.counters]));
     expect(counters['dummy:d']!.txSegmented).toBeGreaterThan(0);
