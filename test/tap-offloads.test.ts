@@ -239,14 +239,20 @@ describe.skipIf(!privileged)('tap devices with offloads (IFF_VNET_HDR), against 
     expect(result.aToB.segmented).toBeGreaterThanOrEqual(result.aToB.superFrames);
   });
 
-  it('reads an IPv6/TCP super-frame the kernel sends as one TCPV6 vnet frame with offloads, and as checksummed segments without', async (test) => {
+  it('reads an IPv6/TCP super-frame the kernel sends as one TCPV6 vnet frame with offloads, and as checksummed segments without, on the same persistent tap', async (test) => {
     const length = 20_000;
     const headers = 14 + 40 + 20;
     requireTool(test, 'python3', 'python3');
+    requireTool(test, 'ethtool', 'ethtool');
+    const tso = () => /^tcp-segmentation-offload: (on|off)/m.exec(execFileSync('ip', ['netns', 'exec', bed.ns.name, 'ethtool', '-k', 't0'], { encoding: 'utf8' }))?.[1];
+    // The second open reattaches to the tap the first left with offloads: TUNSETOFFLOAD is the device's state.
+    const ifindexes: number[] = [];
     for (const offloads of [true, false]) {
-      const tap = await bed.mgr.open('tap:t0', { netns: bed.ns.name, offloads, ethertype: 0x86dd });
+      const tap = await bed.mgr.open('tap:t0', { netns: bed.ns.name, offloads, ethertype: 0x86dd, config: { persist: true } });
+      ifindexes.push(await tap.getIfindex());
       bed.ns.ip('link', 'set', 't0', 'addrgenmode', 'none');
       await tap.turnFlagsOn({ up: true });
+      expect(tso()).toBe(offloads ? 'on' : 'off');
       const frames = tap.frames({ copy: true });
       execFileSync('ip', ['netns', 'exec', bed.ns.name, 'python3', TCP_SUPER_FRAME, 't0', String(length)]);
       const payload: number[] = [];
@@ -270,6 +276,7 @@ describe.skipIf(!privileged)('tap devices with offloads (IFF_VNET_HDR), against 
       expect(payload.every((byte, i) => byte === (i & 255))).toBe(true);
       await tap.close();
     }
+    expect(ifindexes[1]).toBe(ifindexes[0]);
   });
 
   it('counts in rxErrors a super-frame too large for the RX ring, and delivers no frame cut', async (test) => {
