@@ -28,7 +28,7 @@ export function openTun(name: string, flags: number, netns: Netns | null): TunDe
   const open = (): TunDevice => {
     const fd = check(sys.open(TUN_PATH, O_RDWR | O_NONBLOCK | O_CLOEXEC), 'open', `cannot open ${TUN_PATH}`);
     try {
-      requireVnetHeader(fd, name);
+      requireVnetHeader(fd);
       const ifr = ifreq(name);
       ifr.writeUInt16LE(flags | IFF_VNET_HDR, IFREQ_UNION);
       check(sys.ioctl(fd, TUNSETIFF, ifr), 'open', name ? `TUNSETIFF ${name}` : 'TUNSETIFF');
@@ -44,11 +44,12 @@ export function openTun(name: string, flags: number, netns: Netns | null): TunDe
 }
 
 /** EOPNOTSUPP unless the tun driver behind `fd` has IFF_VNET_HDR. */
-function requireVnetHeader(fd: number, name: string): void {
+function requireVnetHeader(fd: number): void {
   const features = Buffer.alloc(4);
   check(sys.ioctl(fd, TUNGETFEATURES, features), 'open', 'TUNGETFEATURES');
-  if ((features.readUInt32LE(0) & IFF_VNET_HDR) === 0) {
-    throw new NetdevError({ code: 'EOPNOTSUPP', call: 'open', detail: `the kernel's tun driver has no IFF_VNET_HDR (features 0x${features.readUInt32LE(0).toString(16)})${name ? `, for ${name}` : ''}` });
+  const flags = features.readUInt32LE(0);
+  if ((flags & IFF_VNET_HDR) === 0) {
+    throw new NetdevError({ code: 'EOPNOTSUPP', call: 'open', detail: `the kernel's tun driver has no IFF_VNET_HDR (TUNGETFEATURES 0x${flags.toString(16)})` });
   }
 }
 
