@@ -299,6 +299,43 @@ s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.sendto(bytes(range(256))*4,
     expect(trunk.txSegmented).toBe(0);
   });
 
+  it('counts in rxErrors each tunnel super-frame the kernel cannot describe (TCP in vxlan), reads on, and carries the tunnel once the hosts stop segmenting it', async (test) => {
+    hosts = new Hosts();
+    const inner = [`10.${hosts.net}.1.1`, `10.${hosts.net}.1.2`] as const;
+    [hosts.h1, hosts.h2].forEach((ns, i) => {
+      ip('-n', ns, 'link', 'add', 'vx0', 'type', 'vxlan', 'id', '42', 'remote', hosts!.v4[1 - i]!, 'local', hosts!.v4[i]!, 'dstport', '4789', 'dev', 'eth0');
+      ip('-n', ns, 'addr', 'add', `${inner[i]}/24`, 'dev', 'vx0');
+      ip('-n', ns, 'link', 'set', 'vx0', 'up');
+    });
+    mgr = new NetdevManager();
+    const p1 = await mgr.open('p1', { netns: hosts.fw, offloads: true });
+    const p2 = await mgr.open('p2', { netns: hosts.fw, offloads: true });
+    for (const dev of [p1, p2]) await dev.turnFlagsOn({ up: true, promisc: true });
+    const s = new Switch();
+    sw = [s];
+    s.addPort(p1);
+    s.addPort(p2);
+    await s.ready();
+    // TCP in vxlan, segmented by h1's veth as a UDP tunnel (SKB_GSO_UDP_TUNNEL): no virtio_net_hdr can say so.
+    const server = inNetns(hosts.h2, ['python3', '-c', `import socket,time
+s=socket.socket(); s.bind(('${inner[1]}',5003)); s.listen(); print('ready',flush=True); c,_=s.accept(); time.sleep(5)`]);
+    await untilPrinted(server);
+    const errorsBefore = (await p1.getStats()).rxErrors!;
+    const client = inNetns(hosts.h1, ['python3', '-c', `import socket
+s=socket.create_connection(('${inner[1]}',5003),timeout=2)
+try: s.sendall(bytes(1 << 20))
+except OSError: pass`]);
+    await once(client, 'exit');
+    server.kill();
+    expect(await eventually(async () => (await p1.getStats()).rxErrors! > errorsBefore)).toBe(true);
+    // The port reads on: plain TCP between the hosts crosses the Switch as before.
+    await transfer(hosts, hosts.v4[1], 8 * MIB);
+    // With the tunnel offloads off on the hosts, TCP in vxlan crosses as ordinary UDP frames.
+    requireTool(test, 'ethtool', 'ethtool');
+    for (const ns of [hosts.h1, hosts.h2]) execFileSync('ip', ['netns', 'exec', ns, 'ethtool', '-K', 'eth0', 'tx-udp_tnl-segmentation', 'off', 'tx-udp_tnl-csum-segmentation', 'off']);
+    await transfer(hosts, inner[1], 16 * MIB);
+  });
+
   it('refuses a vnet frame with a bad header (EINVAL) and one too large (EMSGSIZE), and keeps sending', async () => {
     hosts = new Hosts(true);
     mgr = new NetdevManager();

@@ -553,11 +553,17 @@ describe('bad vnet headers', () => {
     });
   }
 
-  test('frames whose headers cannot be segmented as gso_type says: the header passes, toPlain refuses and writes nothing', () => {
-    for (const [name, vnet] of unsegmentable()) {
-      expect(vnetHeaderProblem(vnet, 0, vnet.length), name).toBeNull();
-      expectRefused(vnet);
-    }
+  test('frames whose headers cannot be segmented as gso_type says: toPlain refuses and writes nothing', () => {
+    for (const [, vnet] of unsegmentable()) expectRefused(vnet);
+  });
+
+  test('a super-frame whose transport header is not at csum_start is a bad header: a UDP tunnel (TCP in vxlan), or not what gso_type says', () => {
+    // The kernel describes TCP in vxlan as GSO_TCPV4 with csum_start at the inner TCP header.
+    const tunnel = withHeader(udp4, { gsoType: VNET_GSO_TCPV4, csumOffset: 16, csumStart: 34 + 8 + 8 + 14 + 20 });
+    expect(vnetHeaderProblem(tunnel, 0, tunnel.length)).toMatch(/csum_start 84 past its own transport header at 34 \(a tunnel's inner header\)/);
+    expectRefused(tunnel);
+    const [[, notTcp]] = unsegmentable() as [[string, Uint8Array]];
+    expect(vnetHeaderProblem(notTcp, 0, notTcp.length)).toMatch(/carries protocol 17, not the TCP its gso_type says/);
   });
 
   test('vnetHeaderProblem reads the frame where it is in a larger buffer, and only its length', () => {
