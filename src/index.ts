@@ -10,6 +10,7 @@ export { NetdevMonitor } from './main/monitor.js';
 export { Capture, type CaptureOptions } from './main/capture.js';
 export { Switch, type PortCounters, type PortOptions, type SwitchOptions } from './switch/switch.js';
 export { readPcap, pcapFileHeader, type PcapRecord } from './common/pcap.js';
+export { readVnetHeader, shiftVnetHeader, vnetHeaderProblem, writeVnetHeader, VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_GSO_UDP, VNET_GSO_UDP_L4, VNET_HDR_LEN, type VnetHeader } from './common/vnet-header.js';
 export type { BatchOptions, ReadOptions } from './main/rx-queue.js';
 export { NetdevError, netdevError, type NetdevErrorFields } from './common/errors.js';
 export { formatMac, parseMac, formatIPv4, parseIPv4 } from './common/addresses.js';

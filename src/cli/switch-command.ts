@@ -3,8 +3,12 @@
  * devices, brought up and promiscuous (restored when it ends).  Every second it shows each port's
  * frames/s, Mbit/s and drops, and whether its worker or the main thread forwards: redrawn in place on a terminal, a line per port otherwise (or JSON
  * with --json).  SIGINT/SIGTERM stop it cleanly: ports removed, flags restored, exit status 0.
+ * Ports keep the offloads the kernel gave them (TSO, GSO, checksum offload): each is opened with
+ * offloads where its provider has them, so TCP super-frames are forwarded whole.
  */
+import { NetdevError } from '../common/errors.js';
 import { NetdevManager } from '../main/manager.js';
+import type { Netdev } from '../main/netdev.js';
 import { untilStopped } from './output.js';
 import { Switch, type PortCounters } from '../switch/switch.js';
 
@@ -41,6 +45,16 @@ function rates(before: Sample[], after: Sample[], seconds: number) {
   });
 }
 
+/** Opens a port with offloads if its provider has them, else without. */
+async function openPort(mgr: NetdevManager, name: string, netns: string | undefined): Promise<Netdev> {
+  try {
+    return await mgr.open(name, { netns, offloads: true });
+  } catch (error) {
+    if (error instanceof NetdevError && error.code === 'EOPNOTSUPP') return mgr.open(name, { netns });
+    throw error;
+  }
+}
+
 /** Runs the switch until a signal; resolves with the exit status. */
 export async function runSwitchCommand(names: string[], options: SwitchCommandOptions): Promise<number> {
   if (names.length < 2) throw new Error('switch takes at least two devices');
@@ -53,13 +67,18 @@ export async function runSwitchCommand(names: string[], options: SwitchCommandOp
   const sw = new Switch({ onNotice: (line) => options.out(options.json ? JSON.stringify({ notice: line }) : `notice: ${line}`) });
   try {
     for (const name of names) {
-      const dev = await mgr.open(name, { netns: options.netns });
+      const dev = await openPort(mgr, name, options.netns);
       await dev.turnFlagsOn({ up: true, promisc: true }); // restored when the switch ends
       const vlan = options.vlans.get(name);
       sw.addPort(dev, vlan === undefined ? {} : { vlan });
     }
     await sw.ready(); // every port's worker knows every other port
-    options.out(options.json ? JSON.stringify({ switching: names }) : `switching ${names.join(', ')} (Ctrl-C to stop)`);
+    const whole = sw.counters().filter((p) => p.offloads).map((p) => p.name);
+    options.out(
+      options.json
+        ? JSON.stringify({ switching: names, offloads: whole })
+        : `switching ${names.join(', ')} (Ctrl-C to stop); offloads left as the kernel set them, super-frames forwarded whole ${whole.length > 0 ? `between ${whole.join(', ')}` : '(no port takes them)'}`,
+    );
     let last: Sample[] = sw.counters();
     let lastTime = performance.now();
     let drawn = 0;

@@ -104,7 +104,38 @@ export function vnetHeaderProblem(bytes: Uint8Array, at: number, length: number)
   if ((flags & VNET_F_NEEDS_CSUM) === 0) return 'super-frame without NEEDS_CSUM';
   const expected = gso === VNET_GSO_UDP_L4 ? UDP_CSUM_OFFSET : TCP_CSUM_OFFSET;
   if (csumOffset !== expected) return `csum_offset ${csumOffset} of a ${gso === VNET_GSO_UDP_L4 ? 'UDP' : 'TCP'} super-frame is not ${expected}`;
+  const protocol = gso === VNET_GSO_UDP_L4 ? IPPROTO_UDP : IPPROTO_TCP;
+  const transport = transportHeader(bytes, at + VNET_HDR_LEN, frameLength);
+  if (transport < 0) return 'super-frame that is not IPv4 or IPv6 (without extension headers)';
+  // The kernel describes a UDP-tunnel super-frame (TCP in vxlan) as TCP with csum_start at the inner
+  // TCP header: no virtio_net_hdr can say what it is, and it cannot be segmented as it says.
+  const l4 = transport >> 8;
+  const transportProtocol = transport & 0xff;
+  if (csumStart > l4 && transportProtocol === IPPROTO_UDP && protocol === IPPROTO_TCP) return `super-frame with csum_start ${csumStart} past its own transport header at ${l4} (a tunnel's inner header)`;
+  if (transportProtocol !== protocol) return `super-frame whose IP header carries protocol ${transportProtocol}, not the ${protocol === IPPROTO_TCP ? 'TCP' : 'UDP'} its gso_type says`;
+  if (csumStart !== l4) return `super-frame with csum_start ${csumStart}, not at its transport header (${l4})`;
   return null;
+}
+
+const IPPROTO_TCP = 6;
+const IPPROTO_UDP = 17;
+
+/**
+ * Where the Ethernet frame at bytes[frame .. frame + length) has its IPv4 or IPv6 packet's
+ * transport header (after up to two VLAN tags; IPv6 without extension headers), and its protocol:
+ * offset * 256 + protocol, or -1 if it is not such a packet.
+ */
+function transportHeader(bytes: Uint8Array, frame: number, length: number): number {
+  let l3 = 12;
+  let type = (bytes[frame + l3]! << 8) | bytes[frame + l3 + 1]!;
+  for (let tags = 0; tags < 2 && (type === 0x8100 || type === 0x88a8) && l3 + 6 <= length; tags++) {
+    l3 += 4;
+    type = (bytes[frame + l3]! << 8) | bytes[frame + l3 + 1]!;
+  }
+  l3 += 2;
+  if (type === 0x0800 && l3 + 20 <= length) return (l3 + (bytes[frame + l3]! & 0x0f) * 4) * 256 + bytes[frame + l3 + 9]!;
+  if (type === 0x86dd && l3 + 40 <= length) return (l3 + 40) * 256 + bytes[frame + l3 + 6]!;
+  return -1;
 }
 
 /**

@@ -120,7 +120,7 @@ export class Netdev {
 
   /**
    * Frames received on the device, one per step, each at least 60 bytes (short frames are padded
-   * with zeros).  Without `copy`, a frame is a view into the RX ring, valid only until the next
+   * with zeros); on a handle with offloads, vnet frames (see `offloads`).  Without `copy`, a frame is a view into the RX ring, valid only until the next
    * step.  Ends when this handle closes; throws if the device fails (e.g. its worker crashed).
    * One iterator (or batches()) may read a device at a time: EBUSY otherwise.  An abort of
    * `signal` rejects the step waiting (or the next one) with ECANCELED and ends the iterator.
@@ -172,7 +172,8 @@ export class Netdev {
   /**
    * Queues `frame` for transmission and resolves once it is in the TX ring (the frame is copied;
    * do not change it before the promise resolves).  Waits, in order, while the ring is full.
-   * EMSGSIZE for a frame shorter than an Ethernet header or longer than maxFrame.  An abort of
+   * EMSGSIZE for a frame shorter than an Ethernet header or longer than maxFrame; on a handle with
+   * offloads the frame is a vnet frame, and a bad virtio_net_hdr is EINVAL.  An abort of
    * `signal` before the frame is queued withdraws it: ECANCELED, and the senders behind it move up.
    */
   send(frame: Uint8Array, options: SendOptions = {}): Promise<void> {

@@ -351,7 +351,8 @@ export interface DeviceIo {
   readonly staging?: FrameStaging;
   /**
    * Optional, for forwarding inside other workers: a new descriptor (close-on-exec) of the
-   * device's AF_PACKET socket, on which any thread of the process may call sendmmsg.  The caller
+   * device's AF_PACKET socket, on which any thread of the process may call sendmmsg (of vnet
+   * frames: the socket has PACKET_VNET_HDR).  The caller
    * owns and closes it; it stays usable after the I/O half closes.
    */
   packetFd?(): number;
@@ -366,6 +367,8 @@ export interface DeviceIo {
 /**
  * An I/O half's staging capability, for worker agents that forward (the Switch's): frames
  * received into the I/O half's own memory instead of the RX ring, to be sent on from there.
+ * Staged frames are vnet frames (a 10-byte virtio_net_hdr, then the Ethernet frame, possibly a
+ * GSO super-frame), whatever IoContext.offloads says, and `fd` sends them as such.
  */
 export interface FrameStaging {
   /**
@@ -377,7 +380,7 @@ export interface FrameStaging {
   readonly bytes: Uint8Array;
   offset(i: number): number;
   length(i: number): number;
-  /** The descriptor receive() reads: an agent in a hurry may wait on it with poll(2). */
+  /** The descriptor receive() reads (a packet socket with vnet headers): an agent in a hurry may wait on it with poll(2). */
   readonly fd: number;
 }
 

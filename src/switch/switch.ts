@@ -210,11 +210,12 @@ export class Switch {
   }
 
   /**
-   * The ports: name, VLAN, counters (both paths added up), and where the port's received frames
-   * are forwarded: 'worker' (its own worker) or 'main' (the main thread).
+   * The ports: name, VLAN, counters (both paths added up), where the port's received frames are
+   * forwarded: 'worker' (its own worker) or 'main' (the main thread), and whether its device was
+   * opened with offloads (it takes super-frames whole).
    */
-  counters(): { name: string; vlan: number | null; path: 'worker' | 'main'; counters: PortCounters }[] {
-    return [...this.ports.values()].map((p) => ({ name: p.dev.name, vlan: p.vlan, path: p.agentHandle ? 'worker' : 'main', counters: this.countersOf(p) }));
+  counters(): { name: string; vlan: number | null; path: 'worker' | 'main'; offloads: boolean; counters: PortCounters }[] {
+    return [...this.ports.values()].map((p) => ({ name: p.dev.name, vlan: p.vlan, path: p.agentHandle ? 'worker' : 'main', offloads: p.dev.offloads, counters: this.countersOf(p) }));
   }
 
   /** Number of MACs learned (all VLANs). */

@@ -295,7 +295,17 @@ const liveWatches = new Set<{ stop(): void }>();
  */
 export function watchReadable(fd: number, onReadable: (failed: boolean) => void): { stop(): void; close(): void; start(writable?: boolean): void; unref(): void } {
   // koffi calls back with libuv's status (negative on error) and the events; its typings name only the events.
-  const callback = ((status: number) => onReadable(status < 0)) as never;
+  // An exception must not unwind through koffi's native frame (that aborts the whole process):
+  // it is thrown again from the event loop, where it is the thread's uncaught exception as any other.
+  const callback = ((status: number) => {
+    try {
+      onReadable(status < 0);
+    } catch (error) {
+      setImmediate(() => {
+        throw error;
+      });
+    }
+  }) as never;
   const handle = koffi.node.poll(fd, { readable: true }, callback);
   if (liveWatches.size === 0) process.once('exit', stopLiveWatches);
   liveWatches.add(handle);

@@ -19,6 +19,7 @@ import { RingFollower, RingReader, RingWriter, type RingDescriptor } from '../ri
 import { CAPTURE_RECORD_HEADER, CAPTURE_RX, CAPTURE_TX, type CaptureSpec } from '../ring/capture-format.js';
 import { CounterBatch, DeviceShared } from '../ring/device-shared.js';
 import type { CreateIo, DeviceIo, Ethertype, IoContext } from '../providers/contract.js';
+import { VNET_HDR_LEN } from '../common/vnet-header.js';
 import { HOT_FRAMES, type CreateAgent, type WorkerAgent } from './agent-contract.js';
 
 /** Everything the main thread hands a new device worker. */
@@ -40,13 +41,21 @@ export interface DeviceWorkerSpec {
  * Copies what a round moved into a capture ring, off the device's rings: frames transmitted
  * (read before the TX ring releases them) and frames received (read right after the RX ring
  * publishes them).  A full capture ring drops the record and counts it; the device never waits.
+ * On a device with offloads the records are vnet frames: the capture keeps the Ethernet frame
+ * after the header (a GSO super-frame is kept whole, as tcpdump on the interface sees it).
  */
 class CaptureTap {
   private readonly out: RingWriter;
   private readonly rx: RingFollower | null;
   private readonly tx: RingFollower | null;
 
-  constructor(spec: CaptureSpec, rx: RingDescriptor, tx: RingDescriptor) {
+  constructor(
+    spec: CaptureSpec,
+    rx: RingDescriptor,
+    tx: RingDescriptor,
+    /** Bytes of vnet header before each frame (0 without offloads). */
+    private readonly header: number,
+  ) {
     this.out = new RingWriter(spec.ring);
     this.rx = spec.rx ? new RingFollower(rx, 'head') : null;
     this.tx = spec.tx ? new RingFollower(tx, 'tail') : null;
@@ -68,8 +77,9 @@ class CaptureTap {
     this.out.publish();
   }
 
-  private copy(from: RingFollower, length: number, seconds: number, nanos: number, direction: number): void {
-    if (length < 0) return;
+  private copy(from: RingFollower, record: number, seconds: number, nanos: number, direction: number): void {
+    if (record < 0) return;
+    const length = record - this.header;
     const at = this.out.reserve(CAPTURE_RECORD_HEADER + length);
     if (at < 0) {
       this.out.countDrops(1);
@@ -79,7 +89,8 @@ class CaptureTap {
     words[at >> 2] = seconds;
     words[(at >> 2) + 1] = nanos;
     words[(at >> 2) + 2] = direction;
-    this.out.bytes.set(from.bytes.subarray(from.offset, from.offset + length), at + CAPTURE_RECORD_HEADER);
+    const start = from.offset + this.header;
+    this.out.bytes.set(from.bytes.subarray(start, start + length), at + CAPTURE_RECORD_HEADER);
     this.out.commit(CAPTURE_RECORD_HEADER + length);
   }
 }
@@ -277,7 +288,7 @@ const api: DeviceWorkerApi = {
 
   async startCapture(id, spec) {
     requireIo();
-    loop!.captures.set(id, new CaptureTap(spec, rings!.rx, rings!.tx));
+    loop!.captures.set(id, new CaptureTap(spec, rings!.rx, rings!.tx, context!.offloads ? VNET_HDR_LEN : 0));
   },
 
   async stopCapture(id) {

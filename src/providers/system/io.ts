@@ -7,9 +7,9 @@
  *   offloads hands over TCP segments of up to 64 KiB, with partial checksums).  With offloads
  *   (IoContext.offloads) the rings carry these vnet frames as they are; without, each received
  *   super-frame is segmented and each partial checksum finished here (SoftwareOffload), and each
- *   frame sent goes with a zero header.  A frame whose header is bad is counted in rxErrors; a
- *   frame the kernel cannot describe (recvmmsg EINVAL: e.g. a GSO type such as a UDP tunnel's) is
- *   lost in the kernel, and counted in rxErrors too.
+ *   frame sent goes with a zero header.  A frame whose header is bad (vnetHeaderProblem: a UDP-tunnel
+ *   super-frame among them, which the kernel describes as TCP) is counted in rxErrors; a frame the
+ *   kernel cannot describe at all (recvmmsg EINVAL) is lost in the kernel, and counted there too.
  * - Receive: recvmmsg batches into a staging area of slots that hold the largest frame a device
  *   can carry (MTU 65535, 802.1Q-tagged, or a GSO frame of up to 64 KiB) after its header; a
  *   frame that does not fit (BIG TCP) is counted in rxErrors, never delivered cut.  Then one copy
