@@ -4,9 +4,8 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NetdevError, NetdevManager } from '../dist/index.js';
+import { NetdevError, NetdevManager, readVnetHeader, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV6, VNET_HDR_LEN } from '../dist/index.js';
 import { JobPool } from '../dist/main/job-pool.js';
-import { readVnetHeader, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV6, VNET_HDR_LEN } from '../dist/common/vnet-header.js';
 import { ethFrame, eventually, rejection, requireTool, seqOf, tempDir, untilPrinted } from './helpers.js';
 import { privileged, requirePrivilege, TestNetns } from './netns-harness.js';
 

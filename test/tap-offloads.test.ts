@@ -1,15 +1,14 @@
 import { describe, expect, it, onTestFinished, type TestContext } from 'vitest';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import type { Netdev, NetdevManager } from '../dist/index.js';
+import { readVnetHeader, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_F_NEEDS_CSUM, VNET_HDR_LEN, vnetHeaderProblem, writeVnetHeader, type Netdev, type NetdevManager } from '../dist/index.js';
 import { SoftwareOffload, type FrameSink } from '../dist/common/software-offload.js';
-import { readVnetHeader, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_F_NEEDS_CSUM, VNET_HDR_LEN, vnetHeaderProblem, writeVnetHeader } from '../dist/common/vnet-header.js';
 import { ethFrame, eventually, requireTool, untilPrinted } from './helpers.js';
 import { freshEachTest, privileged, requirePrivilege, TestNetns } from './netns-harness.js';
 
 const TEST_TYPE = 0x88b5;
 const RAW_SOCKET = new URL('./fixtures/raw-socket.py', import.meta.url).pathname;
-const TCP_TRANSFER = new URL('./fixtures/tcp-transfer.py', import.meta.url).pathname;
+const TCP_TRANSFER = new URL('./fixtures/tcp_transfer.py', import.meta.url).pathname;
 const TCP_SUPER_FRAME = new URL('./fixtures/tcp-super-frame.py', import.meta.url).pathname;
 const MTU = 1500;
 const PLAIN_MAX = MTU + 14;
@@ -180,7 +179,7 @@ async function transfer(test: TestContext, tA: Netdev, tB: Netdev, a: TestNetns,
   requireTool(test, 'python3', 'python3');
   const stop = new AbortController();
   const forwarding = Promise.all([forward(tA, tB, stop.signal), forward(tB, tA, stop.signal)]);
-  const server = spawn('ip', ['netns', 'exec', b.name, 'python3', TCP_TRANSFER, 'serve', PORT]);
+  const server = spawn('ip', ['netns', 'exec', b.name, 'python3', TCP_TRANSFER, 'serve', '10.77.0.2', PORT]);
   onTestFinished(() => void server.kill());
   const received = collect(server);
   await untilPrinted(server);
@@ -196,8 +195,8 @@ async function transfer(test: TestContext, tA: Netdev, tB: Netdev, a: TestNetns,
   transferred = true;
   stop.abort();
   const [aToB, bToA] = await forwarding;
-  const [account, seconds] = sent.output().trim().split('\n');
-  return { aToB, bToA, sent: account, received: received.output().replace('ready', '').trim(), gbits: (bytes * 8) / Number(seconds) / 1e9 };
+  const [count, digest, seconds] = sent.output().trim().split(' ');
+  return { aToB, bToA, sent: `${count} ${digest}`, received: received.output().replace('ready', '').trim(), gbits: (bytes * 8) / Number(seconds) / 1e9 };
 }
 
 describe.skipIf(!privileged)('tap devices with offloads (IFF_VNET_HDR), against the kernel in namespaces of the test run', () => {
@@ -300,7 +299,7 @@ describe.skipIf(!privileged)('tap devices with offloads (IFF_VNET_HDR), against 
       }
     })();
     const back = forward(tB, tA, stop.signal);
-    const server = spawn('ip', ['netns', 'exec', b.name, 'python3', TCP_TRANSFER, 'serve', PORT]);
+    const server = spawn('ip', ['netns', 'exec', b.name, 'python3', TCP_TRANSFER, 'serve', '10.77.0.2', PORT]);
     await untilPrinted(server);
     const client = spawn('ip', ['netns', 'exec', bed.ns.name, 'python3', TCP_TRANSFER, 'send', '10.77.0.2', PORT, String(TRANSFER_BYTES)]);
     onTestFinished(() => {
