@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NetdevError, NetdevManager } from '../dist/index.js';
+import { NetdevError, NetdevManager, readVnetHeader, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV6, VNET_HDR_LEN } from '../dist/index.js';
 import { JobPool } from '../dist/main/job-pool.js';
 import { ethFrame, eventually, rejection, requireTool, seqOf, tempDir, untilPrinted } from './helpers.js';
 import { privileged, requirePrivilege, TestNetns } from './netns-harness.js';
@@ -12,6 +12,7 @@ import { privileged, requirePrivilege, TestNetns } from './netns-harness.js';
 const TEST_TYPE = 0x88b5;
 const CLI = new URL('../dist/cli/index.js', import.meta.url).pathname;
 const RAW_SOCKET = new URL('./fixtures/raw-socket.py', import.meta.url).pathname;
+const TCP_SUPER_FRAME = new URL('./fixtures/tcp-super-frame.py', import.meta.url).pathname;
 
 requirePrivilege('pltap provider tests');
 
@@ -43,8 +44,8 @@ describe.skipIf(!privileged)('pltap devices with the vsysd backend, in a network
   const addresses = (dev: string) =>
     ns.json<{ addr_info: { family: string; local: string; prefixlen: number }[] }[]>('addr', 'show', dev)[0]!.addr_info.filter((a) => a.family === 'inet');
 
-  async function finalizedTap(ethertype: number | 'none' = 'none') {
-    const dev = await mgr.open('pltap:p0', { netns: ns.name, ethertype, config: { local_ip: '10.90.0.1', local_netmask: 24 } });
+  async function finalizedTap(ethertype: number | 'none' | 'any' = 'none', offloads = false) {
+    const dev = await mgr.open('pltap:p0', { netns: ns.name, ethertype, offloads, config: { local_ip: '10.90.0.1', local_netmask: 24 } });
     const tapname = await mgr.command('netdev-pltap/get-tapname', 'pltap:p0');
     expect(await eventually(() => ns.link(tapname).flags.includes('UP'))).toBe(true);
     return { dev, tapname };
@@ -118,6 +119,35 @@ describe.skipIf(!privileged)('pltap devices with the vsysd backend, in a network
     const received = (await frames.next()).value as Uint8Array;
     expect(seqOf(received)).toBe(3);
     expect(received).toEqual(incoming);
+  });
+
+  it('with offloads, moves vnet frames both ways after the packet-info header, super-frames too', async (test) => {
+    const { dev, tapname } = await finalizedTap('any', true);
+    expect(dev.offloads).toBe(true);
+    ns.ip('link', 'set', tapname, 'addrgenmode', 'none');
+    const sent = ethFrame(300, 1, TEST_TYPE);
+    const vnet = new Uint8Array(VNET_HDR_LEN + sent.length);
+    vnet.set(sent, VNET_HDR_LEN);
+    requireTool(test, 'python3', 'python3');
+    const reader = spawn('ip', ['netns', 'exec', ns.name, 'python3', RAW_SOCKET, 'recv', tapname, '1']);
+    const exited = once(reader, 'exit');
+    let output = '';
+    reader.stdout.on('data', (chunk: Buffer) => (output += chunk));
+    await untilPrinted(reader);
+    await dev.send(vnet);
+    await exited;
+    expect(output.trim().split('\n').slice(1)).toEqual([Buffer.from(sent).toString('hex')]);
+
+    // An IPv6/TCP super-frame the kernel sends through the tap (which takes TSO) arrives whole, its header first.
+    const frames = dev.frames({ copy: true });
+    execFileSync('ip', ['netns', 'exec', ns.name, 'python3', TCP_SUPER_FRAME, tapname, '20000']);
+    let received = (await frames.next()).value as Uint8Array;
+    const isTcp6 = (frame: Uint8Array) => frame[VNET_HDR_LEN + 12] === 0x86 && frame[VNET_HDR_LEN + 13] === 0xdd && frame[VNET_HDR_LEN + 20] === 6;
+    while (!isTcp6(received)) received = (await frames.next()).value as Uint8Array; // past the kernel's own IPv6 (router solicitations, MLD) from before addrgenmode none
+    expect(readVnetHeader(received, 0)).toMatchObject({ flags: VNET_F_NEEDS_CSUM, gsoType: VNET_GSO_TCPV6, gsoSize: 1428, csumStart: 54, csumOffset: 16 });
+    expect(received.length).toBe(VNET_HDR_LEN + 20000);
+    const payload = received.subarray(VNET_HDR_LEN + 74);
+    expect(payload.every((byte, i) => byte === (i & 255))).toBe(true);
   });
 
   it('refuses bad config with a clear error naming the key, and unsupported calls with EOPNOTSUPP', async () => {

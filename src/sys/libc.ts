@@ -74,6 +74,17 @@ export const TUNSETIFF = 0x400454ca;
 export const TUNSETPERSIST = 0x400454cb;
 export const IFF_TAP = 0x0002;
 export const IFF_NO_PI = 0x1000;
+/** IFF_VNET_HDR: every frame read from or written to the tun descriptor carries a struct virtio_net_hdr before it. */
+export const IFF_VNET_HDR = 0x4000;
+/** TUNGETFEATURES (_IOR('T', 207, unsigned int)): the IFF_* flags the kernel's tun driver supports. */
+export const TUNGETFEATURES = 0x800454cf;
+/** TUNSETOFFLOAD (_IOW('T', 208, unsigned int)): the TUN_F_* offloads the reader takes (the tap's TSO, checksum features follow). */
+export const TUNSETOFFLOAD = 0x400454d0;
+export const TUN_F_CSUM = 0x01;
+export const TUN_F_TSO4 = 0x02;
+export const TUN_F_TSO6 = 0x04;
+export const TUN_F_USO4 = 0x20;
+export const TUN_F_USO6 = 0x40;
 
 export const SIOCADDRT = 0x890b;
 export const SIOCGIFNAME = 0x8910;

@@ -1,7 +1,8 @@
 /**
  * The pltap provider (prefix 'pltap:'), after sliver-openvswitch's netdev-pltap: a kernel tap
  * with the 4-byte packet-info header, named by the kernel (tapN), configured through vsys FIFO
- * scripts instead of ioctls.
+ * scripts instead of ioctls.  This process opens the tap itself (openTun), so it has IFF_VNET_HDR
+ * too and can be opened with offloads, as a tap device.
  *
  * - Config: local_ip (an IPv4 address or a name that resolves to one) and local_netmask (a prefix
  *   length 0-32; netdev-pltap leaves it unchecked, here a bad value is EINVAL naming the key).  Once
@@ -84,7 +85,7 @@ class PltapDevice {
     private readonly forget: (device: PltapDevice) => void,
   ) {}
 
-  /** Allocates the tap (IFF_TAP with the packet-info header; the kernel picks its name). */
+  /** Allocates the tap (IFF_TAP with the packet-info header, and the virtio_net_hdr after it; the kernel picks its name). */
   open(): void {
     const tun = openTun('', IFF_TAP, this.socket.netns);
     this.fd = tun.fd;
@@ -231,6 +232,7 @@ export function pltapProvider(): Provider {
     prefix: 'pltap:',
     ioModule: new URL('../tap/io.js', import.meta.url),
     namespaced: true,
+    offloads: true,
     configKeys: pltapConfigKeys,
     init(context) {
       services.init(context);

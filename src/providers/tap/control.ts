@@ -1,10 +1,11 @@
 /**
  * The tap provider (prefix 'tap:'), as OVS's netdev-linux class 'tap': opening 'tap:NAME'
  * creates (or attaches to) the kernel tap device NAME through /dev/net/tun with IFF_TAP |
- * IFF_NO_PI.  The main thread opens the tun file descriptor (inside the device's namespace, where
- * the tap then lives) and owns it; the device's worker reads and writes it (io.ts).  Attributes are
- * the system device's, by the kernel name.  The tap goes away when the device closes, unless
- * config persist=true (TUNSETPERSIST) keeps it.
+ * IFF_NO_PI and IFF_VNET_HDR (so it can be opened with offloads: io.ts).  The main thread opens
+ * the tun file descriptor (inside the device's namespace, where the tap then lives) and owns it;
+ * the device's worker reads and writes it (io.ts).  Attributes are the system device's, by the
+ * kernel name.  The tap goes away when the device closes, unless config persist=true
+ * (TUNSETPERSIST) keeps it.
  */
 import { check, IFF_NO_PI, IFF_TAP, IFREQ_UNION, SIOCGIFTXQLEN, sys, TUNSETPERSIST } from '../../sys/libc.js';
 import { validateIfName } from '../../sys/ifreq.js';
@@ -90,6 +91,7 @@ export function tapProvider(): Provider {
     prefix: 'tap:',
     ioModule: new URL('./io.js', import.meta.url),
     namespaced: true,
+    offloads: true,
     configKeys: tapConfigKeys,
     init: (context) => services.init(context),
     close: () => services.close(),
