@@ -310,6 +310,39 @@ s.sendto(b''.join(bytes([i])*1000 for i in range(6)),('${hosts.v4[1]}',5004))`])
     expect(trunk.txSegmented).toBe(0);
   });
 
+  it('forwards super-frames whole between a veth port and a tap port (IFF_VNET_HDR), both ways, and segments them for a tap without offloads', async () => {
+    hosts = new Hosts();
+    mgr = new NetdevManager();
+    const subnet = (host: number) => `10.${hosts!.net}.2.${host}`;
+    ip('-n', hosts.h1, 'addr', 'add', `${subnet(1)}/24`, 'dev', 'eth0');
+    const p1 = await mgr.open('p1', { netns: hosts.fw, offloads: true });
+    await p1.turnFlagsOn({ up: true, promisc: true });
+    for (const offloads of [true, false]) {
+      const tap = await mgr.open('tap:tp0', { netns: hosts.h2, offloads });
+      await tap.turnFlagsOn({ up: true });
+      ip('-n', hosts.h2, 'addr', 'add', `${subnet(2)}/24`, 'dev', 'tp0');
+      const s = new Switch();
+      sw = [s];
+      s.addPort(p1);
+      s.addPort(tap);
+      await s.ready();
+      ip('-n', hosts.h1, 'neigh', 'flush', 'dev', 'eth0'); // the tap made afresh has a new MAC
+      await transfer(hosts, subnet(2), 16 * MIB);
+      const counters = Object.fromEntries(s.counters().map((p) => [p.name, p.counters]));
+      const toTap = counters['tap:tp0']!;
+      if (offloads) {
+        expect(toTap.txBytes / toTap.txFrames).toBeGreaterThan(1514); // whole super-frames written to the tap
+        expect(toTap.txSegmented).toBe(0);
+      } else {
+        expect(toTap.txSegmented).toBeGreaterThan(0); // cut in p1's worker for the tap
+        expect(toTap.txBytes / toTap.txFrames).toBeLessThanOrEqual(1514);
+      }
+      await s.close();
+      sw = [];
+      await tap.close();
+    }
+  });
+
   it('counts in rxErrors each tunnel super-frame the kernel cannot describe (TCP in vxlan), reads on, and carries the tunnel once the hosts stop segmenting it', async (test) => {
     hosts = new Hosts();
     const inner = [`10.${hosts.net}.1.1`, `10.${hosts.net}.1.2`] as const;

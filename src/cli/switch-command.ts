@@ -4,7 +4,7 @@
  * frames/s, Mbit/s and drops, and whether its worker or the main thread forwards: redrawn in place on a terminal, a line per port otherwise (or JSON
  * with --json).  SIGINT/SIGTERM stop it cleanly: ports removed, flags restored, exit status 0.
  * Ports keep the offloads the kernel gave them (TSO, GSO, checksum offload): each is opened with
- * offloads where its provider has them, so TCP super-frames are forwarded whole.
+ * offloads where its provider has them (system, tap, pltap), so TCP super-frames are forwarded whole.
  */
 import { NetdevError } from '../common/errors.js';
 import { NetdevManager } from '../main/manager.js';

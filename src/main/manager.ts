@@ -28,7 +28,7 @@ export interface OpenOptions {
   /** Provider configuration, applied as setConfig would (validated; unknown keys are EINVAL). */
   config?: Record<string, string | number | boolean>;
   /**
-   * Frames carry their offload metadata (default false; providers that can: system, tap): every
+   * Frames carry their offload metadata (default false; providers that can: system, tap, pltap): every
    * frame read or sent is a vnet frame, a 10-byte virtio_net_hdr then the Ethernet frame, and may be
    * a GSO super-frame of up to 64 KiB with a partial checksum (see README, "Offloads").  Without it,
    * frames are plain, at most MTU + header, with complete checksums.  Fixed by the device's first I/O open.
