@@ -28,6 +28,24 @@ export interface FrameSink {
   commit(length: number): void;
 }
 
+/**
+ * `writer` (e.g. a RingWriter) as a sink that has no room for a record longer than its
+ * `maxRecord` (instead of throwing), and calls `beforeCommit` just before it commits each record
+ * (e.g. to write what must be visible with it).
+ */
+export function boundedSink(writer: FrameSink & { readonly maxRecord: number }, beforeCommit?: () => void): FrameSink {
+  return {
+    get bytes() {
+      return writer.bytes;
+    },
+    reserve: (length) => (length <= writer.maxRecord ? writer.reserve(length) : -1),
+    commit: (length) => {
+      beforeCommit?.();
+      writer.commit(length);
+    },
+  };
+}
+
 /** The shortest Ethernet frame written (without FCS); shorter frames are zero-padded to it. */
 export const PLAIN_MIN_FRAME = 60;
 

@@ -16,7 +16,7 @@
  * for each output that needed the main thread.
  */
 import { netdevError } from '../common/errors.js';
-import { SoftwareOffload, type FrameSink } from '../common/software-offload.js';
+import { boundedSink, SoftwareOffload, type FrameSink } from '../common/software-offload.js';
 import { needsSoftwareOffload, VNET_HDR_LEN } from '../common/vnet-header.js';
 import type { FrameStaging, IoContext } from '../providers/contract.js';
 import { HOT_BELL, HOT_FRAMES, type CreateAgent, type WorkerAgent } from '../workers/agent-contract.js';
@@ -89,17 +89,7 @@ class ForwardingAgent implements WorkerAgent {
     this.stagingAddress = addressHalves(io.bytes);
     this.kickFd = spec.kickFd;
     this.masks = PassUpMasks.forRing(context.rx.capacity);
-    const { rx } = context;
-    this.maskedSink = {
-      get bytes() {
-        return rx.bytes;
-      },
-      reserve: (length) => (length <= rx.maxRecord ? rx.reserve(length) : -1),
-      commit: (length) => {
-        this.masks.set(this.passed++, this.maskedFor);
-        rx.commit(length);
-      },
-    };
+    this.maskedSink = boundedSink(context.rx, () => this.masks.set(this.passed++, this.maskedFor));
     this.setOutputs(spec.outputs);
     context.bell.setKickFd(spec.kickFd); // a ring of the worker's bell reaches waitHot's poll(2)
   }

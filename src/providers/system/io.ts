@@ -34,7 +34,7 @@
  */
 import { NetdevError } from '../../common/errors.js';
 import { insertVlanTag, MAC_ADDRESSES, TPID_8021Q, VLAN_TAG } from '../../common/ethernet.js';
-import { SoftwareOffload } from '../../common/software-offload.js';
+import { boundedSink, SoftwareOffload, type FrameSink } from '../../common/software-offload.js';
 import { needsSoftwareOffload, shiftVnetHeader, VNET_HDR_LEN, vnetHeaderProblem } from '../../common/vnet-header.js';
 import type { RingReader } from '../../ring/ring.js';
 import {
@@ -76,6 +76,8 @@ class PacketIo implements DeviceIo {
   private readonly txVector: MessageVector;
   private readonly noOffloads: [number, number];
   private readonly software = new SoftwareOffload();
+  /** The RX ring as SoftwareOffload's sink: no room for a record larger than the ring holds. */
+  private readonly ringSink: FrameSink;
   private readonly stagingArea = Buffer.alloc(BATCH * SLOT);
   /** Length of each frame staged last, padded; -1 for a bad one. */
   private readonly stagedLengths = new Int32Array(BATCH);
@@ -94,6 +96,7 @@ class PacketIo implements DeviceIo {
   ) {
     const staging = addressHalves(this.stagingArea);
     for (let i = 0; i < BATCH; i++) setIovec(this.rxVector.iovecs, i, staging, i * SLOT, SLOT);
+    this.ringSink = boundedSink(context.rx);
     this.txVector = new MessageVector(BATCH, 0, context.offloads ? 1 : 2);
     this.noOffloads = addressHalves(NO_OFFLOADS);
     if (!context.offloads) for (let i = 0; i < BATCH; i++) setIovec(this.txVector.iovecs, 2 * i, this.noOffloads, 0, VNET_HDR_LEN);
@@ -140,9 +143,12 @@ class PacketIo implements DeviceIo {
     return count;
   }
 
-  /** Segments the super-frame (or finishes the partial checksum) staged at `from` into plain frames in the RX ring. */
+  /**
+   * Segments the super-frame (or finishes the partial checksum) staged at `from` into plain frames
+   * in the RX ring; a frame larger than the ring's largest record is counted as a ring drop.
+   */
   private finishInSoftware(from: number, length: number): void {
-    if (!this.software.toPlain(this.stagingArea, from, length, this.context.rx, false)) this.context.counters.rxErrors++;
+    if (!this.software.toPlain(this.stagingArea, from, length, this.ringSink, false)) this.context.counters.rxErrors++;
   }
 
   private receiveStaged(budget: number): number {
