@@ -16,11 +16,14 @@ import {
   VNET_GSO_UDP_L4,
   VNET_HDR_LEN,
   vnetHeaderProblem,
+  TCP_CSUM_OFFSET,
+  UDP_CSUM_OFFSET,
 } from './vnet-header.js';
 
 /**
  * Where plain frames go: reserve(length) gives the offset in `bytes` of room for a record of
- * `length` bytes (or -1: no room now), commit(length) completes it.  A RingWriter has this shape.
+ * `length` bytes (or -1: no room now; TOO_LARGE: never, the record is larger than the sink
+ * holds), commit(length) completes it.  A RingWriter has this shape (boundedSink adds TOO_LARGE).
  */
 export interface FrameSink {
   readonly bytes: Uint8Array;
@@ -28,8 +31,11 @@ export interface FrameSink {
   commit(length: number): void;
 }
 
+/** What FrameSink.reserve answers for a record larger than the sink can ever hold. */
+export const TOO_LARGE = -2;
+
 /**
- * `writer` (e.g. a RingWriter) as a sink that has no room for a record longer than its
+ * `writer` (e.g. a RingWriter) as a sink that answers TOO_LARGE for a record longer than its
  * `maxRecord` (instead of throwing), and calls `beforeCommit` just before it commits each record
  * (e.g. to write what must be visible with it).
  */
@@ -38,7 +44,7 @@ export function boundedSink(writer: FrameSink & { readonly maxRecord: number }, 
     get bytes() {
       return writer.bytes;
     },
-    reserve: (length) => (length <= writer.maxRecord ? writer.reserve(length) : -1),
+    reserve: (length) => (length <= writer.maxRecord ? writer.reserve(length) : TOO_LARGE),
     commit: (length) => {
       beforeCommit?.();
       writer.commit(length);
@@ -91,15 +97,17 @@ function sumPairs(bytes: Uint8Array, start: number, end: number): number {
 
 /**
  * Turns vnet frames into plain frames (see toPlain).  The counters are the caller's to read and
- * zero: `segmented` super-frames cut into segments, `checksummed` frames (not super-frames) whose
- * partial checksum was finished, `emitted` plain frames written, `dropped` plain frames the sink
- * had no room for.
+ * zero: `segmented` super-frames cut into segments (of which at least one was written),
+ * `checksummed` frames (not super-frames) whose partial checksum was finished, `emitted` plain
+ * frames written, `dropped` plain frames the sink had no room for now, `tooLarge` those it can
+ * never hold (TOO_LARGE).
  */
 export class SoftwareOffload {
   segmented = 0;
   checksummed = 0;
   emitted = 0;
   dropped = 0;
+  tooLarge = 0;
 
   /** 32-bit words over the sink's buffer, for checksums at memory speed (rebuilt when the buffer changes). */
   private words: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
@@ -127,6 +135,9 @@ export class SoftwareOffload {
     if (vnetHeaderProblem(bytes, at, length) !== null) return false;
     const gso = bytes[at + 1]! & ~VNET_GSO_ECN;
     if (gso === VNET_GSO_NONE) {
+      // A partial checksum other than TCP's or UDP's 16-bit sum (SCTP's CRC32c, at csum_offset 8) is not finished here.
+      const csumOffset = bytes[at + 8]! | (bytes[at + 9]! << 8);
+      if ((bytes[at]! & VNET_F_NEEDS_CSUM) !== 0 && csumOffset !== TCP_CSUM_OFFSET && csumOffset !== UDP_CSUM_OFFSET) return false;
       this.writeWhole(bytes, at, length, sink, prefix);
       return true;
     }
@@ -143,7 +154,8 @@ export class SoftwareOffload {
     const written = frameLength < this.minFrame ? this.minFrame : frameLength;
     const offset = sink.reserve(lead + written);
     if (offset < 0) {
-      this.dropped++;
+      if (offset === TOO_LARGE) this.tooLarge++;
+      else this.dropped++;
       return;
     }
     const out = sink.bytes;
@@ -227,6 +239,7 @@ export class SoftwareOffload {
     const firstSeq = tcp ? ((bytes[frame + l4 + 4]! << 24) | (bytes[frame + l4 + 5]! << 16) | (bytes[frame + l4 + 6]! << 8) | bytes[frame + l4 + 7]!) >>> 0 : 0;
     const tcpFlags = tcp ? bytes[frame + l4 + 13]! : 0;
     const csumField = l4 + (tcp ? 16 : 6);
+    const emittedBefore = this.emitted;
     for (let i = 0; i < segments; i++) {
       const from = frame + headerLength + i * gsoSize;
       const chunk = i === segments - 1 ? payload - i * gsoSize : gsoSize;
@@ -234,7 +247,8 @@ export class SoftwareOffload {
       const written = segmentLength < this.minFrame ? this.minFrame : segmentLength;
       const offset = sink.reserve(lead + written);
       if (offset < 0) {
-        this.dropped += segments - i;
+        if (offset === TOO_LARGE) this.tooLarge += segments - i;
+        else this.dropped += segments - i;
         break;
       }
       const out = sink.bytes;
@@ -271,7 +285,7 @@ export class SoftwareOffload {
       sink.commit(lead + written);
       this.emitted++;
     }
-    this.segmented++;
+    if (this.emitted !== emittedBefore) this.segmented++; // at least one segment went out
   }
 
   /**

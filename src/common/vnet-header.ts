@@ -76,11 +76,14 @@ export function writeVnetHeader(bytes: Uint8Array, at: number, header: VnetHeade
 
 /**
  * Why the vnet frame at bytes[at .. at + length) (header and Ethernet frame) is unusable, or null.
- * Checks the header against the frame's length, not the frame's own headers (SoftwareOffload
- * parses those when it segments): the frame must hold an Ethernet header; flags and gso_type must
- * be known; a partial checksum (and hdr_len) must lie inside the frame; a super-frame needs
- * gso_size, NEEDS_CSUM and the TCP or UDP checksum offset; UFO (VNET_GSO_UDP) is refused, as it
- * cannot be segmented here.  Allocates only to describe a bad frame.
+ * The frame must hold an Ethernet header; flags and gso_type must be known; a partial checksum
+ * (and hdr_len) must lie inside the frame.  A super-frame needs gso_size, NEEDS_CSUM and the TCP or
+ * UDP checksum offset, and its own headers are read as far as the transport header: an IP packet
+ * of the family its gso_type says (IPv4 not a fragment; IPv6 without extension headers), carrying
+ * the TCP or UDP it says, with csum_start there (a UDP tunnel's super-frame, which the kernel
+ * describes by its inner TCP header, is refused).  UFO (VNET_GSO_UDP) is refused, as it cannot be
+ * segmented here.  SoftwareOffload checks the rest when it segments.  Allocates only to describe a
+ * bad frame.
  */
 export function vnetHeaderProblem(bytes: Uint8Array, at: number, length: number): string | null {
   if (length < VNET_HDR_LEN + ETH_HEADER) return `vnet frame of ${length} bytes is shorter than a vnet header and an Ethernet header (${VNET_HDR_LEN + ETH_HEADER})`;
@@ -105,8 +108,9 @@ export function vnetHeaderProblem(bytes: Uint8Array, at: number, length: number)
   const expected = gso === VNET_GSO_UDP_L4 ? UDP_CSUM_OFFSET : TCP_CSUM_OFFSET;
   if (csumOffset !== expected) return `csum_offset ${csumOffset} of a ${gso === VNET_GSO_UDP_L4 ? 'UDP' : 'TCP'} super-frame is not ${expected}`;
   const protocol = gso === VNET_GSO_UDP_L4 ? IPPROTO_UDP : IPPROTO_TCP;
-  const transport = transportHeader(bytes, at + VNET_HDR_LEN, frameLength);
-  if (transport < 0) return 'super-frame that is not IPv4 or IPv6 (without extension headers)';
+  const family = gso === VNET_GSO_TCPV4 ? 4 : gso === VNET_GSO_TCPV6 ? 6 : 0;
+  const transport = transportHeader(bytes, at + VNET_HDR_LEN, frameLength, family);
+  if (transport < 0) return family === 0 ? 'super-frame that is not an unfragmented IPv4 packet or an IPv6 packet without extension headers' : `super-frame that is not an unfragmented IPv${family} packet${family === 6 ? ' without extension headers' : ''}, as its gso_type says`;
   // The kernel describes a UDP-tunnel super-frame (TCP in vxlan) as TCP with csum_start at the inner
   // TCP header: no virtio_net_hdr can say what it is, and it cannot be segmented as it says.
   const l4 = transport >> 8;
@@ -121,11 +125,12 @@ const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
 
 /**
- * Where the Ethernet frame at bytes[frame .. frame + length) has its IPv4 or IPv6 packet's
- * transport header (after up to two VLAN tags; IPv6 without extension headers), and its protocol:
- * offset * 256 + protocol, or -1 if it is not such a packet.
+ * Where the Ethernet frame at bytes[frame .. frame + length) has its IPv4 (version 4, not a
+ * fragment) or IPv6 packet's transport header (after up to two VLAN tags; IPv6 without extension
+ * headers), and its protocol: offset * 256 + protocol, or -1 if it is not such a packet, or not of
+ * IP version `family` (0: either).
  */
-function transportHeader(bytes: Uint8Array, frame: number, length: number): number {
+function transportHeader(bytes: Uint8Array, frame: number, length: number, family: number): number {
   let l3 = 12;
   let type = (bytes[frame + l3]! << 8) | bytes[frame + l3 + 1]!;
   for (let tags = 0; tags < 2 && (type === 0x8100 || type === 0x88a8) && l3 + 6 <= length; tags++) {
@@ -133,8 +138,11 @@ function transportHeader(bytes: Uint8Array, frame: number, length: number): numb
     type = (bytes[frame + l3]! << 8) | bytes[frame + l3 + 1]!;
   }
   l3 += 2;
-  if (type === 0x0800 && l3 + 20 <= length) return (l3 + (bytes[frame + l3]! & 0x0f) * 4) * 256 + bytes[frame + l3 + 9]!;
-  if (type === 0x86dd && l3 + 40 <= length) return (l3 + 40) * 256 + bytes[frame + l3 + 6]!;
+  const ip = frame + l3;
+  if (type === 0x0800 && family !== 6 && l3 + 20 <= length && bytes[ip]! >> 4 === 4 && (((bytes[ip + 6]! << 8) | bytes[ip + 7]!) & 0x3fff) === 0) {
+    return (l3 + (bytes[ip]! & 0x0f) * 4) * 256 + bytes[ip + 9]!;
+  }
+  if (type === 0x86dd && family !== 4 && l3 + 40 <= length && bytes[ip]! >> 4 === 6) return (l3 + 40) * 256 + bytes[ip + 6]!;
   return -1;
 }
 

@@ -109,11 +109,11 @@ export class Netdev {
     return Math.min(this.device.io?.tx.writer.maxRecord ?? Infinity, VNET_HDR_LEN + LARGEST_SUPER_FRAME);
   }
 
-  /** The largest frame the device takes, tagged or not: MTU + 14 (+ 4), at most the TX ring's largest record. */
-  private frameLimit(tagged: boolean): number {
+  /** The largest record the device takes, tagged or not: `header` (a vnet header's, or 0) + MTU + 14 (+ 4), at most the TX ring's largest record. */
+  private frameLimit(tagged: boolean, header = 0): number {
     const mtu = this.device.shared.mtu;
     const ring = this.device.io?.tx.writer.maxRecord ?? Infinity;
-    return mtu > 0 ? Math.min(ring, mtu + ETH_HEADER + (tagged ? VLAN_TAG : 0)) : ring;
+    return mtu > 0 ? Math.min(ring, header + mtu + ETH_HEADER + (tagged ? VLAN_TAG : 0)) : ring;
   }
 
   /* ---------------------------------------------------------------- frames */
@@ -630,7 +630,7 @@ export class Netdev {
       if (problem !== null) throw new NetdevError({ code: 'EINVAL', device: this.name, call, detail: `${which} has a bad virtio_net_hdr: ${problem}` });
     }
     const large = header !== 0 && frame.length >= header + ETH_HEADER && isGsoFrame(frame, 0);
-    const limit = large ? this.superFrameLimit() : header + this.frameLimit(frame.length >= header + ETH_HEADER && isVlanTagged(frame, header));
+    const limit = large ? this.superFrameLimit() : this.frameLimit(frame.length >= header + ETH_HEADER && isVlanTagged(frame, header), header);
     if (frame.length < header + ETH_HEADER || frame.length > limit) {
       const what = header !== 0 ? `; the device takes vnet frames of ${header + ETH_HEADER} to ${limit}` : `; the device takes ${ETH_HEADER} to ${limit}`;
       throw new NetdevError({ code: 'EMSGSIZE', device: this.name, call, detail: `${which} is ${frame.length} bytes${what}` });

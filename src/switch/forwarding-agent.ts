@@ -229,16 +229,15 @@ class ForwardingAgent implements WorkerAgent {
     const { rx } = this.context;
     const { software } = this;
     if (whole) {
-      // A whole vnet frame (the device has offloads), or one needing no software offload.
-      const skip = this.context.offloads ? 0 : VNET_HDR_LEN;
-      const to = length - skip <= rx.maxRecord ? rx.reserve(length - skip) : -1;
+      // The vnet frame as it is (only a device with offloads has such records).
+      const to = length <= rx.maxRecord ? rx.reserve(length) : -1;
       if (to < 0) {
         this.countDropped(outputs, 1);
         return 0;
       }
-      rx.bytes.set(bytes.subarray(at + skip, at + length), to);
+      rx.bytes.set(bytes.subarray(at, at + length), to);
       this.masks.set(this.passed++, outputs);
-      rx.commit(length - skip);
+      rx.commit(length);
       return 1;
     }
     const emitted = software.emitted;
@@ -248,9 +247,9 @@ class ForwardingAgent implements WorkerAgent {
       this.countDropped(outputs, 1); // headers it cannot segment (the I/O half checked the vnet header)
       return 0;
     }
-    if (software.dropped !== 0) {
-      this.countDropped(outputs, software.dropped);
-      software.dropped = 0;
+    if (software.dropped + software.tooLarge !== 0) {
+      this.countDropped(outputs, software.dropped + software.tooLarge);
+      software.dropped = software.tooLarge = 0;
     }
     if (software.segmented !== segmented) this.countFor(outputs, TX_SEGMENTED, 1);
     return software.emitted - emitted;

@@ -25,9 +25,11 @@
  * is a new frame made; otherwise frames are forwarded as they are, with no allocation per frame.
  *
  * Offloads: a port opened with offloads (Netdev.offloads) carries vnet frames, GSO super-frames
- * among them, and gets them whole, from either path; a port without gets plain frames, a
- * super-frame segmented in software (by the input's worker on the worker path, on the main
- * thread for a main-path input such as a tap) and counted in its txSegmented.  Between the two
+ * among them, and gets them whole, from either path, as does any system port from a worker
+ * (its socket carries vnet headers whatever the mode); a port reached through the main thread
+ * without offloads gets plain frames, a super-frame segmented in software (by the input's worker
+ * on the worker path, on the main thread for a main-path input such as a tap) and counted in its
+ * txSegmented.  Between the two
  * kinds the header is added or taken away (a copy), and a VLAN tag added or removed moves the
  * header's offsets with it.
  */
@@ -77,7 +79,7 @@ export interface PortCounters {
   rxDropped: number;
   /** Frames for this port that were dropped: its egress queue was full, or its device refused them. */
   txDropped: number;
-  /** GSO super-frames for this port that were segmented in software, as its device was opened without offloads (each segment is counted in txFrames). */
+  /** GSO super-frames for this port that were segmented in software: it is reached through the main thread and its device was opened without offloads (each segment is counted in txFrames). */
   txSegmented: number;
 }
 
@@ -482,6 +484,7 @@ export class Switch {
     const which = retag * 2 + (toVnet ? 1 : 0);
     const variant = (this.variants[which] ??= this.makeVariant(frame, fromVnet, toVnet, retag, vlan));
     if (variant.segmented) this.mainCounters[outputCounter(input.index, output.index, TX_SEGMENTED)]++;
+    if (variant.frames.length === 0) this.mainCounters[outputCounter(input.index, output.index, TX_DROPS)]++; // headers it cannot segment
     for (const made of variant.frames) output.pending.push(made);
   }
 
@@ -498,7 +501,7 @@ export class Switch {
     if (!needsSoftwareOffload(frame, 0)) return { frames: [tagged(frame.subarray(VNET_HDR_LEN))], segmented: false };
     const sink = new FrameList();
     const segmented = this.software.segmented;
-    if (!this.software.toPlain(frame, 0, frame.length, sink, false)) return { frames: [], segmented: false };
+    if (!this.software.toPlain(frame, 0, frame.length, sink, false)) return { frames: [], segmented: false }; // counted as dropped by queue()
     this.software.dropped = 0; // the list never fills up
     return { frames: sink.frames.map(tagged), segmented: this.software.segmented !== segmented };
   }
@@ -536,7 +539,7 @@ const AS_IS = 0;
 const TAG = 1;
 const UNTAG = 2;
 
-/** A frame as one kind of output takes it: one frame, or its segments. */
+/** A frame as one kind of output takes it: one frame, or its segments (none: it could not be segmented). */
 interface Variant {
   frames: Uint8Array[];
   /** It was a super-frame, segmented in software. */

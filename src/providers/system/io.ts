@@ -136,16 +136,19 @@ class PacketIo implements DeviceIo {
       rx.bytes.set(staging.subarray(from + skip, from + length), at);
       rx.commit(length - skip);
     }
-    if (this.software.dropped !== 0) rx.countDrops(this.software.dropped);
-    counters.rxSegmented += this.software.segmented;
-    counters.rxChecksummed += this.software.checksummed;
-    this.software.dropped = this.software.segmented = this.software.checksummed = 0;
+    const { software } = this;
+    if (software.dropped !== 0) rx.countDrops(software.dropped);
+    counters.rxErrors += software.tooLarge; // larger than the ring can hold: never delivered cut
+    counters.rxSegmented += software.segmented;
+    counters.rxChecksummed += software.checksummed;
+    software.dropped = software.tooLarge = software.segmented = software.checksummed = 0;
     return count;
   }
 
   /**
    * Segments the super-frame (or finishes the partial checksum) staged at `from` into plain frames
-   * in the RX ring; a frame larger than the ring's largest record is counted as a ring drop.
+   * in the RX ring; one it cannot make plain (headers it cannot segment, a checksum other than
+   * TCP's or UDP's) is counted in rxErrors, and so is one larger than the ring can hold.
    */
   private finishInSoftware(from: number, length: number): void {
     if (!this.software.toPlain(this.stagingArea, from, length, this.ringSink, false)) this.context.counters.rxErrors++;
