@@ -166,7 +166,8 @@ describe.skipIf(!privileged)('offloads on: super-frames through real veth pairs 
     return lines;
   }
 
-  it('carries 256 MiB of TCP over IPv4 and 64 MiB over IPv6 through `netdev switch`, byte for byte, forwarding super-frames whole', async () => {
+  it('carries 256 MiB of TCP over IPv4 and 64 MiB over IPv6 through `netdev switch`, byte for byte, forwarding super-frames whole', async (test) => {
+    requireTool(test, 'python3', 'python3'); // the hosts' TCP and UDP ends
     hosts = new Hosts();
     const lines = await cliSwitch(hosts);
     expect(JSON.parse(lines.find((l) => l.includes('switching'))!)).toEqual({ switching: ['p1', 'p2'], offloads: ['p1', 'p2'] });
@@ -198,6 +199,7 @@ describe.skipIf(!privileged)('offloads on: super-frames through real veth pairs 
   });
 
   it('gives a reader without offloads TCP segments of at most MTU + 14 with good checksums, and one with offloads the super-frames', async (test) => {
+    requireTool(test, 'python3', 'python3'); // the hosts' TCP and UDP ends
     hosts = new Hosts(true);
     mgr = new NetdevManager();
     const plainReader = await mgr.open('eth0', { netns: hosts.h2, ringSize: 16 * MIB });
@@ -233,6 +235,7 @@ describe.skipIf(!privileged)('offloads on: super-frames through real veth pairs 
   });
 
   it('segments super-frames (TCP, and UDP with UDP_SEGMENT) in the worker for a dummy port, and finishes UDP partial checksums: TCP and UDP cross h1 -> [Switch] dummy -> [Switch] -> h2', async (test) => {
+    requireTool(test, 'python3', 'python3'); // the hosts' TCP and UDP ends
     hosts = new Hosts();
     mgr = new NetdevManager();
     const open = (name: string) => mgr!.open(name, { netns: hosts!.fw, offloads: true });
@@ -284,7 +287,8 @@ s.sendto(b''.join(bytes([i])*1000 for i in range(6)),('${hosts.v4[1]}',5004))`])
     expect(Math.max(...lengths)).toBeLessThanOrEqual(1514);
   });
 
-  it('carries TCP super-frames over an 802.1Q trunk between two Switches: tagged on one, untagged on the other', async () => {
+  it('carries TCP super-frames over an 802.1Q trunk between two Switches: tagged on one, untagged on the other', async (test) => {
+    requireTool(test, 'python3', 'python3'); // the hosts' TCP and UDP ends
     hosts = new Hosts();
     hosts.pair('t1', 't2');
     mgr = new NetdevManager();
@@ -310,7 +314,8 @@ s.sendto(b''.join(bytes([i])*1000 for i in range(6)),('${hosts.v4[1]}',5004))`])
     expect(trunk.txSegmented).toBe(0);
   });
 
-  it('forwards super-frames whole between a veth port and a tap port (IFF_VNET_HDR), both ways, and segments them for a tap without offloads', async () => {
+  it('forwards super-frames whole between a veth port and a tap port (IFF_VNET_HDR), both ways, and segments them for a tap without offloads', async (test) => {
+    requireTool(test, 'python3', 'python3'); // the hosts' TCP and UDP ends
     hosts = new Hosts();
     mgr = new NetdevManager();
     const subnet = (host: number) => `10.${hosts!.net}.2.${host}`;
@@ -344,6 +349,7 @@ s.sendto(b''.join(bytes([i])*1000 for i in range(6)),('${hosts.v4[1]}',5004))`])
   });
 
   it('counts in rxErrors each tunnel super-frame the kernel cannot describe (TCP in vxlan), reads on, and carries the tunnel once the hosts stop segmenting it', async (test) => {
+    requireTool(test, 'python3', 'python3'); // the hosts' TCP and UDP ends
     hosts = new Hosts();
     const inner = [`10.${hosts.net}.1.1`, `10.${hosts.net}.1.2`] as const;
     [hosts.h1, hosts.h2].forEach((ns, i) => {
