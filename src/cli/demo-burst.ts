@@ -142,16 +142,16 @@ const tick = (rate: number | null) => new Promise((resolve) => (rate === null ? 
  * Sends `frames` frames of `size` bytes, numbered from `firstSeq`, from h1: at full rate (a batch
  * per turn of the event loop) or paced at `rate` frames/s (each timer tick, the frames due by
  * then); waits until nothing has arrived for SETTLE_MS; says what arrived and which counters the
- * lost frames went to.
+ * lost frames went to.  Stops sending and waiting when `signal` aborts.
  */
-export async function sendBurst(path: BurstPath, frames: number, size: number, firstSeq: number, rate: number | null): Promise<BurstResult> {
+export async function sendBurst(path: BurstPath, frames: number, size: number, firstSeq: number, rate: number | null, signal: AbortSignal): Promise<BurstResult> {
   const { receiver } = path;
   const [devicesBefore, switchBefore] = [await deviceDrops(path), switchDrops(path.sw)];
   const [arrivedBefore, damagedBefore, outOfOrderBefore] = [receiver.count, receiver.damaged, receiver.outOfOrder];
   const batch = Array.from({ length: BATCH }, () => new Uint8Array(size));
   receiver.markFirst();
   const start = performance.now();
-  for (let sent = 0; sent < frames; await tick(rate)) {
+  for (let sent = 0; sent < frames && !signal.aborted; await tick(rate)) {
     const due = rate === null ? frames : Math.min(frames, Math.floor(((performance.now() - start) / 1000) * rate));
     const count = Math.min(BATCH, due - sent);
     if (count <= 0) continue;
@@ -159,7 +159,7 @@ export async function sendBurst(path: BurstPath, frames: number, size: number, f
     await path.sender.sendBatch(count === BATCH ? batch : batch.slice(0, count)); // copied by the time it resolves
     sent += count;
   }
-  while (performance.now() - Math.max(receiver.last, start) < SETTLE_MS) await new Promise((resolve) => setTimeout(resolve, 10));
+  while (performance.now() - Math.max(receiver.last, start) < SETTLE_MS && !signal.aborted) await new Promise((resolve) => setTimeout(resolve, 10));
   const arrived = receiver.count - arrivedBefore;
   const seconds = (receiver.last - receiver.first) / 1000;
   return {

@@ -62,14 +62,14 @@ export class Children {
   private readonly running = new Set<ChildProcess>();
 
   /**
-   * Runs `script` with `node -e` in namespace `ns` (argv[1..] = `args`); resolves with its stdout
-   * once it exits with status 0, rejects if it fails or outlives `timeoutMs`.  `onStdout` sees
-   * its output as it comes.
+   * Runs `script` with `node -e` in namespace `ns` (argv[1..] = `args`, then `ns`, so that ps
+   * says which namespace it runs in); resolves with its stdout once it exits with status 0,
+   * rejects if it fails or outlives `timeoutMs`.  `onStdout` sees its output as it comes.
    */
   run(ns: string, script: string, args: string[], timeoutMs: number, onStdout?: (text: string) => void): Promise<string> {
     return new Promise((resolve, reject) => {
       // ip netns exec execs node in its own place: the child's pid is node's, so kill() reaches it.
-      const argv = ['netns', 'exec', ns, process.execPath, '-e', script, ...args];
+      const argv = ['netns', 'exec', ns, process.execPath, '-e', script, ...args, ns];
       const child = execFile('ip', argv, { timeout: timeoutMs, killSignal: 'SIGKILL' }, (error, stdout, stderr) => {
         this.running.delete(child);
         if (error) reject(new Error(`node in ${ns}: ${stderr.trim() || error.message}`));

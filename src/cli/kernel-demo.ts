@@ -28,6 +28,8 @@ export interface KernelDemoOptions {
   out: (line: string) => void;
 }
 
+/** The signals that stop the demo. */
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGPIPE'] as const;
 /** Bytes the TCP transfer moves. */
 const TCP_BYTES = 256 * 1024 * 1024;
 
@@ -36,7 +38,6 @@ const TCP_BYTES = 256 * 1024 * 1024;
  * matched, frames of both bursts arrived intact and in order, and every lost frame was counted.
  */
 export async function runKernelDemo(options: KernelDemoOptions): Promise<number> {
-  const { out } = options;
   const prefix = `nddemo${process.pid}`;
   const [h1, h2, fw] = [`${prefix}h1`, `${prefix}h2`, `${prefix}sw`];
   const made: string[] = [];
@@ -52,13 +53,20 @@ export async function runKernelDemo(options: KernelDemoOptions): Promise<number>
       }
     }
   };
+  // A signal stops the children and the bursts; the demo then closes the Switch and its devices
+  // before it removes the namespaces (their workers must not outlive their devices) and ends with
+  // status 130, saying nothing more but what it removed.  A second signal removes them at once.
+  const stop = new AbortController();
   const interrupted = () => {
-    teardown();
-    process.exit(130);
+    if (stop.signal.aborted) {
+      teardown();
+      process.exit(130);
+    }
+    stop.abort();
+    children.killAll();
   };
-  process.once('SIGINT', interrupted);
-  process.once('SIGTERM', interrupted);
-  process.once('SIGPIPE', interrupted);
+  const out = (line: string) => stop.signal.aborted || options.out(line);
+  for (const signal of SIGNALS) process.on(signal, interrupted);
   const mgr = new NetdevManager();
   const sw = new Switch({ onNotice: (line) => out(`notice: ${line}`) });
   const ports: Netdev[] = [];
@@ -85,22 +93,24 @@ export async function runKernelDemo(options: KernelDemoOptions): Promise<number>
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     const connected = await proveConnectivity(h1, h2, children, out);
-    const transferred = await transferTcp(h1, h2, TCP_BYTES, children, out);
+    const transferred = !stop.signal.aborted && (await transferTcp(h1, h2, TCP_BYTES, children, out));
+    if (stop.signal.aborted) return 130;
 
     // Bursts from h1's eth0 through the library; h2's eth0 checks what arrives.
     const sender = await mgr.open('eth0', { netns: h1, ethertype: BURST_ETHERTYPE });
     const receiverDev = await mgr.open('eth0', { netns: h2, ethertype: BURST_ETHERTYPE });
     const path: BurstPath = { sender, receiver: new BurstReceiver(receiverDev, options.size), receiverDev, sw, ports };
     out('');
-    const full = await sendBurst(path, options.frames, options.size, 0, null);
+    const full = await sendBurst(path, options.frames, options.size, 0, null, stop.signal);
     let accounted = reportBurst('at full rate', full, out);
     // A pace the path carries: half the rate h2 received at while the path was saturated.
     const pace = Math.max(1000, Math.floor(full.rate / 2 / 1000) * 1000);
-    const paced = await sendBurst(path, options.frames, options.size, options.frames, pace);
+    const paced = await sendBurst(path, options.frames, options.size, options.frames, pace, stop.signal);
     accounted = reportBurst(`paced at ${pace} frames/s (half the full-rate burst's arrival rate)`, paced, out) && accounted;
     explainLoss(full, paced, ports.map((p) => p.name), availableParallelism(), out);
     await receiverDev.close();
     await path.receiver.done;
+    if (stop.signal.aborted) return 130;
     out('');
     out('port   rx frames   rx bytes   tx frames   tx bytes   drops   floods');
     for (const { name, counters: c } of sw.counters()) {
@@ -111,9 +121,7 @@ export async function runKernelDemo(options: KernelDemoOptions): Promise<number>
     await sw.close();
     await mgr.close();
     teardown();
-    process.off('SIGINT', interrupted);
-    process.off('SIGTERM', interrupted);
-    process.off('SIGPIPE', interrupted);
-    out(`removed ${[h1, h2, fw].join(', ')}`);
+    for (const signal of SIGNALS) process.off(signal, interrupted);
+    options.out(`removed ${[h1, h2, fw].join(', ')}`);
   }
 }
