@@ -243,7 +243,7 @@ describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run'
     expect(Number(tcp![3])).toBeGreaterThan(0);
 
     const burst = (label: string) => {
-      const line = new RegExp(`^burst ${label}: 20000 frames of 64 bytes sent from h1, (\\d+) arrived at h2 \\([\\d.]+ M frames/s\\), (\\d+) lost \\(([\\d.]+) %\\), every byte of each arrived frame as sent, in order$`, 'm').exec(output);
+      const line = new RegExp(`^burst ${label}: 20000 frames of 64 bytes sent from h1 \\(its eth0 counted 20000 out\\), (\\d+) arrived at h2 \\([\\d.]+ M frames/s\\), (\\d+) lost \\(([\\d.]+) %\\), every byte of each arrived frame as sent, in order$`, 'm').exec(output);
       expect(line, `${label}\n${output}`).not.toBeNull();
       const [arrived, lost] = [Number(line![1]), Number(line![2])];
       expect(arrived + lost).toBe(20000);
@@ -258,11 +258,12 @@ describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run'
       expect(output).toContain(`where the ${full.lost} lost frames were counted: ${full.lost} by the kernel's queue in front of the Switch's port p1 (its packet socket's receive buffer: p1's rxQueueDropped); in the Switch's counters: p1 rxDropped +${full.lost}\n`);
       expect(output).toMatch(/^ {2}what the loss at full rate means: h1 offers frames faster than the forwarding path takes them .*the kernel's queue in front of the Switch's port p1 fills/m);
     }
-    // Paced at half the rate the saturated path delivered, nothing should be lost; the bound is 1 %
-    // and not 0 because the Switch's worker shares 2 vCPUs with the sender, h2's reader and the other
-    // test files running meanwhile, and a stall of it longer than p1's queue lasts at that pace
-    // (when the kernel caps the receive buffer lower, tens of ms) loses frames without any fault.
-    const paced = burst("paced at [1-9]\\d*000 frames/s \\(half the full-rate burst's arrival rate\\)");
+    // Paced at half the rate the saturated path delivered (or, on a path slower than 8000 frames/s,
+    // 4000 frames/s: 20000 frames in at most 5 s), nothing should be lost; the bound is 1 % and not 0
+    // because the Switch's worker shares 2 vCPUs with the sender, h2's reader and the other test
+    // files running meanwhile, and a stall of it longer than p1's queue lasts at that pace (when the
+    // kernel caps the receive buffer lower, tens of ms) loses frames without any fault.
+    const paced = burst("paced at [1-9]\\d* frames/s \\((?:half the full-rate burst's arrival rate|over 5 s, faster than half the full-rate burst's arrival rate)\\)");
     expect(paced.lost).toBeLessThanOrEqual(200);
     expect(output).not.toMatch(/COUNTED NOWHERE|DAMAGED|MISMATCH|FAILED/);
 

@@ -17,6 +17,8 @@ const SEQ_AT = 14;
 const PAYLOAD_AT = SEQ_AT + 4;
 
 /** The kernel's queue in front of a Switch port (the place frames offered faster than it forwards are lost). */
+/** The key of h1's eth0's txPackets among the device counters. */
+const SENT_OUT = 'sent out';
 const queuePlace = (port: string) => `the kernel's queue in front of the Switch's port ${port} (its packet socket's receive buffer: ${port}'s rxQueueDropped)`;
 
 /** Broadcast frame number `seq`: its number, then bytes (seq + offset) & 0xff to its end. */
@@ -89,6 +91,8 @@ export interface BurstPath {
 export interface BurstResult {
   frames: number;
   size: number;
+  /** Frames h1's eth0 counted out (txPackets). */
+  sentOut: number;
   /** Frames that arrived (intact or not), and those damaged or out of order among them. */
   arrived: number;
   damaged: number;
@@ -103,11 +107,13 @@ export interface BurstResult {
 
 /**
  * Every device counter that a frame lost between h1's sender and h2's receiver adds to, by the
- * place it stands for (a Switch port's queue and ring drops are what the Switch counts in its rxDropped).
+ * place it stands for (a Switch port's queue and ring drops are what the Switch counts in its
+ * rxDropped), and h1's eth0's txPackets under the key SENT_OUT.
  */
-async function deviceDrops(path: BurstPath): Promise<Map<string, number>> {
+async function deviceCounters(path: BurstPath): Promise<Map<string, number>> {
   const counted = new Map<string, number>();
   const h1 = await path.sender.getStats();
+  counted.set(SENT_OUT, h1.txPackets ?? 0);
   counted.set("h1's eth0 (kernel txDropped, txErrors)", (h1.txDropped ?? 0) + (h1.txErrors ?? 0));
   for (const port of path.ports) {
     const s = await port.getStats(); // brings the port's rxQueueDropped up to date first
@@ -146,7 +152,7 @@ const tick = (rate: number | null) => new Promise((resolve) => (rate === null ? 
  */
 export async function sendBurst(path: BurstPath, frames: number, size: number, firstSeq: number, rate: number | null, signal: AbortSignal): Promise<BurstResult> {
   const { receiver } = path;
-  const [devicesBefore, switchBefore] = [await deviceDrops(path), switchDrops(path.sw)];
+  const [devicesBefore, switchBefore] = [await deviceCounters(path), switchDrops(path.sw)];
   const [arrivedBefore, damagedBefore, outOfOrderBefore] = [receiver.count, receiver.damaged, receiver.outOfOrder];
   const batch = Array.from({ length: BATCH }, () => new Uint8Array(size));
   receiver.markFirst();
@@ -162,10 +168,12 @@ export async function sendBurst(path: BurstPath, frames: number, size: number, f
   while (performance.now() - Math.max(receiver.last, start) < SETTLE_MS && !signal.aborted) await new Promise((resolve) => setTimeout(resolve, 10));
   const arrived = receiver.count - arrivedBefore;
   const seconds = (receiver.last - receiver.first) / 1000;
+  const counted = growth(devicesBefore, await deviceCounters(path));
+  const sentOut = counted.get(SENT_OUT) ?? 0;
+  counted.delete(SENT_OUT);
   return {
-    frames, size, arrived, damaged: receiver.damaged - damagedBefore, outOfOrder: receiver.outOfOrder - outOfOrderBefore,
-    rate: arrived > 1 && seconds > 0 ? arrived / seconds : 0,
-    counted: growth(devicesBefore, await deviceDrops(path)), switchDrops: growth(switchBefore, switchDrops(path.sw)),
+    frames, size, sentOut, arrived, damaged: receiver.damaged - damagedBefore, outOfOrder: receiver.outOfOrder - outOfOrderBefore,
+    rate: arrived > 1 && seconds > 0 ? arrived / seconds : 0, counted, switchDrops: growth(switchBefore, switchDrops(path.sw)),
   };
 }
 
@@ -177,7 +185,7 @@ export function reportBurst(label: string, result: BurstResult, out: (line: stri
   const { frames, arrived } = result;
   const lost = frames - arrived;
   const bad = result.damaged + result.outOfOrder;
-  out(`burst ${label}: ${frames} frames of ${result.size} bytes sent from h1, ${arrived} arrived at h2 ` +
+  out(`burst ${label}: ${frames} frames of ${result.size} bytes sent from h1 (its eth0 counted ${result.sentOut} out), ${arrived} arrived at h2 ` +
     `(${(result.rate / 1e6).toFixed(3)} M frames/s), ${lost} lost (${((lost / frames) * 100).toFixed(1)} %), ` +
     (bad === 0 ? 'every byte of each arrived frame as sent, in order' : `${result.damaged} DAMAGED and ${result.outOfOrder} OUT OF ORDER`));
   if (lost === 0) return bad === 0;

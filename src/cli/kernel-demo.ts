@@ -30,6 +30,8 @@ export interface KernelDemoOptions {
 
 /** The signals that stop the demo. */
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGPIPE'] as const;
+/** The paced burst lasts at most this many seconds. */
+const PACED_SECONDS = 5;
 /** Bytes the TCP transfer moves. */
 const TCP_BYTES = 256 * 1024 * 1024;
 
@@ -79,6 +81,10 @@ export async function runKernelDemo(options: KernelDemoOptions): Promise<number>
     }
     for (const [host, port, address] of [[h1, 'p1', '10.99.0.1/24'], [h2, 'p2', '10.99.0.2/24']] as const) {
       ip('-n', fw, 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', host);
+      // No IPv6 link-local addresses: no neighbour or router discovery of their own mixes into the
+      // frames the bursts' counters count.
+      ip('-n', fw, 'link', 'set', port, 'addrgenmode', 'none');
+      ip('-n', host, 'link', 'set', 'eth0', 'addrgenmode', 'none');
       ip('-n', host, 'addr', 'add', address, 'dev', 'eth0');
       ip('-n', host, 'link', 'set', 'eth0', 'up');
       const dev = await mgr.open(port, { netns: fw, offloads: true });
@@ -103,10 +109,13 @@ export async function runKernelDemo(options: KernelDemoOptions): Promise<number>
     out('');
     const full = await sendBurst(path, options.frames, options.size, 0, null, stop.signal);
     let accounted = reportBurst('at full rate', full, out);
-    // A pace the path carries: half the rate h2 received at while the path was saturated.
-    const pace = Math.max(1000, Math.floor(full.rate / 2 / 1000) * 1000);
+    // A pace the path carries: half the rate at which the saturated path delivered (or, should that
+    // be so low that the burst would last over PACED_SECONDS, what fills PACED_SECONDS).
+    const half = Math.floor(full.rate / 2 / 1000) * 1000;
+    const pace = Math.max(half, Math.ceil(options.frames / PACED_SECONDS));
     const paced = await sendBurst(path, options.frames, options.size, options.frames, pace, stop.signal);
-    accounted = reportBurst(`paced at ${pace} frames/s (half the full-rate burst's arrival rate)`, paced, out) && accounted;
+    const why = pace === half ? "half the full-rate burst's arrival rate" : `over ${PACED_SECONDS} s, faster than half the full-rate burst's arrival rate`;
+    accounted = reportBurst(`paced at ${pace} frames/s (${why})`, paced, out) && accounted;
     explainLoss(full, paced, ports.map((p) => p.name), availableParallelism(), out);
     await receiverDev.close();
     await path.receiver.done;
