@@ -16,9 +16,9 @@ const SETTLE_MS = 300;
 const SEQ_AT = 14;
 const PAYLOAD_AT = SEQ_AT + 4;
 
-/** The kernel's queue in front of a Switch port (the place frames offered faster than it forwards are lost). */
 /** The key of h1's eth0's txPackets among the device counters. */
 const SENT_OUT = 'sent out';
+/** The kernel's queue in front of a Switch port (the place frames offered faster than it forwards are lost). */
 const queuePlace = (port: string) => `the kernel's queue in front of the Switch's port ${port} (its packet socket's receive buffer: ${port}'s rxQueueDropped)`;
 
 /** Broadcast frame number `seq`: its number, then bytes (seq + offset) & 0xff to its end. */
@@ -142,6 +142,7 @@ function growth(before: Map<string, number>, after: Map<string, number>): Map<st
   return grown;
 }
 
+/** The next turn of the event loop (full rate), or the next timer tick (paced). */
 const tick = (rate: number | null) => new Promise((resolve) => (rate === null ? setImmediate(resolve) : setTimeout(resolve, 1)));
 
 /**
@@ -204,13 +205,20 @@ export function reportBurst(label: string, result: BurstResult, out: (line: stri
 export function explainLoss(full: BurstResult, paced: BurstResult, ports: readonly string[], cpus: number, out: (line: string) => void): void {
   const lost = full.frames - full.arrived;
   if (lost === 0) return;
-  const pacedLost = paced.frames - paced.arrived;
-  const pacedSays = pacedLost === 0 ? 'paced at a rate the path carries, none is lost' : `paced, ${pacedLost} (${((pacedLost / paced.frames) * 100).toFixed(1)} %) still were`;
-  const intact = full.damaged + full.outOfOrder === 0 ? 'every frame that arrived is intact and in order, and ' : '';
-  const port = ports.find((name) => (full.counted.get(queuePlace(name)) ?? 0) >= lost && full.counted.size === 1);
+  const onlyAtQueue = (name: string) =>
+    full.counted.size === 1 && (full.counted.get(queuePlace(name)) ?? 0) >= lost && (full.switchDrops.get(`${name} rxDropped`) ?? 0) >= lost;
+  const port = ports.find(onlyAtQueue);
   const where = port === undefined
     ? 'the excess is dropped where counted above'
     : `the kernel's queue in front of the Switch's port ${port} fills, and drops the excess, which ${port}'s rxDropped counts`;
+  const intact = full.damaged + full.outOfOrder === 0;
+  const pacedLost = paced.frames - paced.arrived;
+  const facts = [
+    ...(intact ? ['every frame that arrived is intact and in order'] : []),
+    pacedLost === 0 ? 'paced at a rate the path carries, none is lost' : `paced, ${pacedLost} (${((pacedLost / paced.frames) * 100).toFixed(1)} %) still were lost`,
+  ];
+  const sentence = facts.join(', and ');
   out(`  what the loss at full rate means: h1 offers frames faster than the forwarding path takes them (the sender, the Switch's workers ` +
-    `and h2's reader share ${cpus} CPUs); ${where}. Nothing else is wrong: ${intact}${pacedSays}.`);
+    `and h2's reader share ${cpus} CPUs); ${where}. ` +
+    (intact && pacedLost === 0 ? `Nothing else is wrong: ${sentence}.` : `${sentence[0]!.toUpperCase()}${sentence.slice(1)}.`));
 }
