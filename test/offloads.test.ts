@@ -94,8 +94,15 @@ async function outputOf(child: ChildProcess): Promise<string> {
 async function transfer(hosts: Hosts, address: string, bytes: number): Promise<number> {
   const server = inNetns(hosts.h2, ['python3', TRANSFER, 'serve', address, '5001']);
   const served = outputOf(server);
-  await untilPrinted(server);
-  const sent = (await outputOf(inNetns(hosts.h1, ['python3', TRANSFER, 'send', address, '5001', String(bytes)]))).trim().split(' ');
+  served.catch(() => {}); // awaited below, unless the sender fails first: the server is killed then
+  let sent: string[];
+  try {
+    await untilPrinted(server);
+    sent = (await outputOf(inNetns(hosts.h1, ['python3', TRANSFER, 'send', address, '5001', String(bytes)]))).trim().split(' ');
+  } catch (error) {
+    server.kill();
+    throw error;
+  }
   const received = (await served).trim().split('\n').pop()!.split(' ');
   expect(received).toEqual(sent.slice(0, 2));
   expect(Number(received[0])).toBe(bytes);
@@ -187,10 +194,16 @@ describe.skipIf(!privileged)('offloads on: super-frames through real veth pairs 
     await cliSwitch(hosts);
     const server = inNetns(hosts.h2, ['iperf3', '-s', '-1', '--forceflush', '-B', hosts.v4[1]]);
     const served = outputOf(server);
-    await untilPrinted(server, 'Server listening');
-    const report = JSON.parse(execFileSync('ip', ['netns', 'exec', hosts.h1, 'iperf3', '-c', hosts.v4[1], '-t', '2', '-J'], { encoding: 'utf8' })) as {
-      end: { sum_sent: { retransmits: number; bits_per_second: number; bytes: number }; sum_received: { bytes: number } };
-    };
+    served.catch(() => {}); // awaited below, unless the client fails first: the server is killed then
+    type Report = { end: { sum_sent: { retransmits: number; bits_per_second: number; bytes: number }; sum_received: { bytes: number } } };
+    let report: Report;
+    try {
+      await untilPrinted(server, 'Server listening');
+      report = JSON.parse(execFileSync('ip', ['netns', 'exec', hosts.h1, 'iperf3', '-c', hosts.v4[1], '-t', '2', '-J'], { encoding: 'utf8' })) as Report;
+    } catch (error) {
+      server.kill();
+      throw error;
+    }
     await served;
     console.log(`iperf3 through netdev switch, offloads on: ${(report.end.sum_sent.bits_per_second / 1e9).toFixed(2)} Gbit/s, ${report.end.sum_sent.retransmits} retransmits`);
     expect(report.end.sum_received.bytes).toBeGreaterThan(0);
