@@ -3,6 +3,7 @@
  * iterators) and of dummy devices through the public API, each against a reference measured in
  * the same run: the same frames moved between the same threads with postMessage.  Each figure is
  * the median of 3 runs (min and max shown).  Not a test: it asserts nothing, it measures.
+ * `npm run bench -- offloads` runs only the last section, TCP with offloads on.
  */
 import { once } from 'node:events';
 import { availableParallelism } from 'node:os';
@@ -13,7 +14,7 @@ import { BatchIterator, FrameIterator, RxQueue } from '../dist/main/rx-queue.js'
 import { countedDrops, forward } from '../dist/cli/traffic.js';
 import { NetdevManager, type Netdev } from '../dist/index.js';
 import { kernelBenchmarks, type KernelFigure } from './kernel.js';
-import { topologyBenchmarks, type Forwarder, type PathFigure } from './topology.js';
+import { TCP_STREAMS, tcpOffloadBenchmarks, topologyBenchmarks, type Forwarder, type PathFigure, type TcpFigures, type TcpRow } from './topology.js';
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 
@@ -283,7 +284,64 @@ function memory(): void {
   console.log(`\nmemory: resident set of a process with open dummy devices (a worker and two rings each): ${rss.join(', ')}`);
 }
 
+const TCP_ROW_NAMES: Record<TcpRow, string> = {
+  'switch-on': 'netdev Switch, ports opened with offloads',
+  'bridge-on': 'Linux bridge',
+  'ovs-tso': 'Open vSwitch userspace, userspace-tso-enable',
+  'switch-off': 'netdev Switch, no offloads (veth offloads off)',
+};
+
+/** "met" or "missed": whether `ratio` is at least `target`. */
+const verdict = (ratio: number, target: number): string => (ratio >= target ? 'met' : 'missed');
+
+/**
+ * The TCP-with-offloads table: iperf3 with 1 and 4 streams through each forwarder, and the Switch's
+ * ratios to the bridge and to OVS userspace-tso against issue 14's targets (the median ratio, and
+ * for the bridge's floor the lowest ratio of one run to the run of the bridge taken just after it).
+ */
+async function tcpOffloads(): Promise<void> {
+  console.log(
+    `\nTCP with offloads on: h1 -- fw -- h2 with the veth offloads as the kernel set them (TX checksum, TSO, GSO, GRO on);` +
+      ` iperf3 h1 -> h2, 5 s, ${TCP_STREAMS.map((n) => `-P ${n}`).join(' and ')}; median (min-max) of ${RUNS} runs, the forwarders taken in turn in each run;` +
+      ' the last row turns the veth offloads off after the others, as the topology rows above',
+  );
+  const results = await tcpOffloadBenchmarks(RUNS);
+  if (!results) return;
+  const header = ['forwarder in fw'.padEnd(48)];
+  for (const streams of TCP_STREAMS) header.push(`-P ${streams} Gbit/s`.padEnd(22), 'retransmits'.padEnd(26));
+  console.log(header.join(''));
+  for (const row of Object.keys(results) as TcpRow[]) {
+    const figures = results[row]!;
+    const cells = [TCP_ROW_NAMES[row].padEnd(48)];
+    for (const streams of TCP_STREAMS) {
+      cells.push(spread(figures[streams].map((f) => f.bitsPerSecond), 1e9, 2).padEnd(22), spread(figures[streams].map((f) => f.retransmits), 1, 0).padEnd(26));
+    }
+    console.log(cells.join(''));
+  }
+  const ratios = (of: TcpFigures, to: TcpFigures, streams: (typeof TCP_STREAMS)[number]): number[] => of[streams].map((f, i) => f.bitsPerSecond / to[streams][i]!.bitsPerSecond);
+  const on = results['switch-on']!;
+  for (const [row, target, floor] of [['bridge-on', 0.5, 0.35], ['ovs-tso', 1.0, null]] as const) {
+    const to = results[row];
+    if (!to) continue;
+    const parts = TCP_STREAMS.map((streams) => {
+      const perRun = ratios(on, to, streams);
+      const median = medianOf(on[streams].map((f) => f.bitsPerSecond)) / medianOf(to[streams].map((f) => f.bitsPerSecond));
+      const lowest = Math.min(...perRun);
+      const floorSaid = floor === null ? '' : `; lowest run ${lowest.toFixed(2)}x, floor ${floor}x: ${verdict(lowest, floor)}`;
+      return `-P ${streams} ${median.toFixed(2)}x (target ${target.toFixed(1)}x: ${verdict(median, target)}${floorSaid})`;
+    });
+    console.log(`  Switch with offloads / ${TCP_ROW_NAMES[row]}: ${parts.join('; ')}`);
+  }
+  const off = results['switch-off']!;
+  console.log(`  Switch with offloads / Switch without: ${TCP_STREAMS.map((streams) => `-P ${streams} ${(medianOf(on[streams].map((f) => f.bitsPerSecond)) / medianOf(off[streams].map((f) => f.bitsPerSecond))).toFixed(2)}x`).join(', ')}`);
+}
+
 console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Linux ${execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim()}`);
-await main();
-memory();
-await topology();
+const started = performance.now();
+if (process.argv[2] !== 'offloads') {
+  await main();
+  memory();
+  await topology();
+}
+await tcpOffloads();
+console.log(`\nbench took ${((performance.now() - started) / 60_000).toFixed(1)} min`);

@@ -2,12 +2,16 @@
  * The forwarding benchmark of `npm run bench` (root only), on the topology
  *   h1:eth0 <-> fw:p1   fw:p2 <-> h2:eth0   (and h3..h8 on p3..p8 for the port-count rows)
  * namespaces joined by veth pairs, with offloads (TX checksum, TSO, GSO, GRO) off on every veth
- * end, as an AF_PACKET forwarder needs.  In fw runs one forwarder at a time; each is measured
- * the same way, in the same run:
+ * end, as an AF_PACKET forwarder without vnet headers needs.  In fw runs one forwarder at a time;
+ * each is measured the same way, in the same run:
  *   - 64-byte frames/s delivered h1 -> h2 (the C sender at its maximum, unicast to h2's MAC;
  *     the C receiver counts in h2),
  *   - TCP throughput h1 -> h2 (iperf3),
  *   - round trips h1 -> h2 (ping -i 0.01 -c 200: average and p99).
+ * Then TCP with offloads on (tcpOffloadBenchmarks): h1 -- fw -- h2 again, the veth offloads left
+ * as the kernel set them, iperf3 with 1 and 4 streams through the Switch with its ports opened
+ * with offloads, the Linux bridge, and OVS's userspace datapath with userspace-tso-enable; then
+ * the veth offloads turned off and the Switch without offloads, as in the rows above.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -17,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { NetdevManager, Switch } from '../dist/index.js';
 import { buildPrograms, lastNumber, runIn, runQuietIn, senderResult, startIn, waitFor, type Running } from './programs.js';
-import { startOvs } from './ovs.js';
+import { OvsOptionRefused, startOvs, type OvsOptions } from './ovs.js';
 
 const exec = promisify(execFile);
 const PREFIX = `ndtopo${process.pid}`;
@@ -28,6 +32,11 @@ const address = (k: number): string => `10.98.0.${k}`;
 const CAP_FORWARDER = fileURLToPath(new URL('./cap-forwarder.js', import.meta.url));
 
 export type Forwarder = 'switch' | 'bridge' | 'c' | 'cap' | 'ovs';
+
+/** How a forwarder is started: the Switch's ports opened with offloads; OVS with userspace-tso-enable. */
+interface ForwarderOptions {
+  offloads: boolean;
+}
 
 export interface PathFigure {
   framesPerSecond: number;
@@ -55,20 +64,45 @@ function installed(program: string): boolean {
   }
 }
 
-/** Makes the namespaces and veth pairs, offloads off on every end (through the library). */
-async function setUp(): Promise<void> {
+/** The two veth ends of host k: [namespace, device]. */
+const vethEnds = (k: number): (readonly [string, string])[] => [
+  [host(k), 'eth0'],
+  [FW, `p${k}`],
+];
+
+/**
+ * Makes the namespaces and veth pairs of h1..h`hosts`, up; offloads off on every end (through the
+ * library) unless `offloads` is 'kernel', which leaves them as the kernel set them.
+ */
+async function setUp(hosts: number, offloads: 'off' | 'kernel'): Promise<void> {
   ip('netns', 'add', FW);
   const mgr = new NetdevManager();
   try {
-    for (let k = 1; k <= HOSTS; k++) {
+    for (let k = 1; k <= hosts; k++) {
       ip('netns', 'add', host(k));
       ip('-n', FW, 'link', 'add', `p${k}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', host(k));
       ip('-n', host(k), 'addr', 'add', `${address(k)}/24`, 'dev', 'eth0');
-      for (const [ns, dev] of [[host(k), 'eth0'], [FW, `p${k}`]] as const) {
+      for (const [ns, dev] of vethEnds(k)) {
         ip('-n', ns, 'link', 'set', dev, 'addrgenmode', 'none');
         const handle = await mgr.open(dev, { netns: ns, ethertype: 'none' });
-        await handle.disableOffloads();
+        if (offloads === 'off') await handle.disableOffloads();
         await handle.turnFlagsOn({ up: true }, { permanent: true });
+        await handle.close();
+      }
+    }
+  } finally {
+    await mgr.close();
+  }
+}
+
+/** Turns offloads off on both veth ends of h1..h`hosts` (through the library). */
+async function disableOffloads(hosts: number): Promise<void> {
+  const mgr = new NetdevManager();
+  try {
+    for (let k = 1; k <= hosts; k++) {
+      for (const [ns, dev] of vethEnds(k)) {
+        const handle = await mgr.open(dev, { netns: ns, ethertype: 'none' });
+        await handle.disableOffloads();
         await handle.close();
       }
     }
@@ -100,14 +134,14 @@ function stopProgram(running: Running): Stop {
   };
 }
 
-/** Starts `forwarder` in fw over `ports`. */
-async function startForwarder(forwarder: Forwarder, ports: string[], capModules: string | null): Promise<Stop> {
+/** Starts `forwarder` in fw over `ports` (offloads off unless `options` says so). */
+async function startForwarder(forwarder: Forwarder, ports: string[], capModules: string | null, options: ForwarderOptions = { offloads: false }): Promise<Stop> {
   switch (forwarder) {
     case 'switch': {
       const mgr = new NetdevManager();
       const sw = new Switch();
       for (const port of ports) {
-        const dev = await mgr.open(port, { netns: FW });
+        const dev = await mgr.open(port, { netns: FW, offloads: options.offloads });
         await dev.turnFlagsOn({ promisc: true });
         sw.addPort(dev);
       }
@@ -128,7 +162,7 @@ async function startForwarder(forwarder: Forwarder, ports: string[], capModules:
       // libpcap warns that the ports have no IPv4 address: true, and of no matter to a forwarder.
       return stopProgram(await waitFor(runQuietIn(FW, process.execPath, CAP_FORWARDER, capModules!, ...ports), 'ready'));
     case 'ovs':
-      return startOvs(FW, ports);
+      return startOvs(FW, ports, { userspaceTso: options.offloads } satisfies OvsOptions);
   }
 }
 
@@ -161,12 +195,12 @@ async function frames(pairs: [number, number][], count: number): Promise<{ frame
   return { framesPerSecond: delivered / seconds, dropped: sent - delivered };
 }
 
-/** iperf3 TCP h1 -> h2 for 5 s: received bit/s and retransmits; nulls if iperf3 is not installed. */
-async function tcp(): Promise<{ tcpBitsPerSecond: number | null; tcpRetransmits: number | null }> {
+/** iperf3 TCP h1 -> h2 for 5 s with `streams` parallel streams: received bit/s and retransmits (all streams); nulls if iperf3 is not installed. */
+async function tcp(streams = 1): Promise<{ tcpBitsPerSecond: number | null; tcpRetransmits: number | null }> {
   if (!installed('iperf3')) return { tcpBitsPerSecond: null, tcpRetransmits: null };
   const server = runIn(host(2), '/usr/bin/env', 'iperf3', '--server', '--one-off', '--forceflush', '--bind', address(2));
   await waitFor(server, 'listening');
-  const { stdout } = await exec('ip', ['netns', 'exec', host(1), 'iperf3', '--client', address(2), '--time', '5', '--json'], { timeout: 30_000 });
+  const { stdout } = await exec('ip', ['netns', 'exec', host(1), 'iperf3', '--client', address(2), '--time', '5', '--parallel', String(streams), '--json'], { timeout: 30_000 });
   await server.output;
   const end = (JSON.parse(stdout) as { end: { sum_received: { bits_per_second: number }; sum_sent: { retransmits: number } } }).end;
   return { tcpBitsPerSecond: end.sum_received.bits_per_second, tcpRetransmits: end.sum_sent.retransmits };
@@ -222,7 +256,7 @@ export async function topologyBenchmarks(count: number, runs: number): Promise<T
   if (!buildPrograms()) return null;
   const capModules = await installCap();
   try {
-    await setUp();
+    await setUp(HOSTS, 'off');
     const results: TopologyResults = { paths: {}, ports: { switch: {}, bridge: {} } };
     for (const forwarder of availableForwarders(capModules)) {
       const figures: PathFigure[] = (results.paths[forwarder] = []);
@@ -257,5 +291,88 @@ export async function topologyBenchmarks(count: number, runs: number): Promise<T
   } finally {
     tearDown();
     if (capModules) rmSync(capModules, { recursive: true, force: true });
+  }
+}
+
+/** The rows of the TCP-with-offloads table. */
+export type TcpRow = 'switch-on' | 'bridge-on' | 'ovs-tso' | 'switch-off';
+
+/** iperf3 streams of each TCP-with-offloads figure. */
+export const TCP_STREAMS = [1, 4] as const;
+
+export interface TcpFigure {
+  bitsPerSecond: number;
+  retransmits: number;
+}
+
+/** One row's figures: for each stream count, one per run. */
+export type TcpFigures = Record<(typeof TCP_STREAMS)[number], TcpFigure[]>;
+
+/** The forwarder behind each row, and how it is started. */
+const TCP_ROW_FORWARDERS: Record<TcpRow, [Forwarder, ForwarderOptions]> = {
+  'switch-on': ['switch', { offloads: true }],
+  'bridge-on': ['bridge', { offloads: true }],
+  'ovs-tso': ['ovs', { offloads: true }],
+  'switch-off': ['switch', { offloads: false }],
+};
+
+/** Starts `row`'s forwarder over p1 and p2, measures iperf3 with each stream count into `figures`, stops it. */
+async function tcpRun(row: TcpRow, figures: TcpFigures): Promise<void> {
+  const [forwarder, options] = TCP_ROW_FORWARDERS[row];
+  const stop = await startForwarder(forwarder, ['p1', 'p2'], null, options);
+  try {
+    await awaitPath(2, 1);
+    for (const streams of TCP_STREAMS) {
+      const { tcpBitsPerSecond, tcpRetransmits } = await tcp(streams);
+      figures[streams].push({ bitsPerSecond: tcpBitsPerSecond!, retransmits: tcpRetransmits! });
+    }
+  } finally {
+    await stop();
+  }
+}
+
+/**
+ * TCP h1 -> h2 on h1 -- fw -- h2 with the veth offloads as the kernel set them: the Switch with
+ * its ports opened with offloads, the Linux bridge and OVS userspace-tso, each `runs` times (the
+ * runs taken in turn, so that the ratios compare runs of the same minutes); then the veth offloads
+ * turned off and the Switch without offloads.  Null (saying why) where it cannot run; a row that
+ * cannot run here is left out, saying why.
+ */
+export async function tcpOffloadBenchmarks(runs: number): Promise<Partial<Record<TcpRow, TcpFigures>> | null> {
+  if (process.getuid?.() !== 0) {
+    console.log('  skipped: it needs root to make network namespaces');
+    return null;
+  }
+  for (const [program, debian] of [['iperf3', 'iperf3'], ['ping', 'iputils-ping']] as const) {
+    if (!installed(program)) {
+      console.log(`  skipped: ${program} is not installed (Debian package ${debian})`);
+      return null;
+    }
+  }
+  const rows: TcpRow[] = ['switch-on', 'bridge-on'];
+  if (installed('ovs-vswitchd') && installed('ovsdb-server')) rows.push('ovs-tso');
+  else console.log('  (no Open vSwitch row: ovs-vswitchd is not installed; Debian package openvswitch-switch)');
+  const results: Partial<Record<TcpRow, TcpFigures>> = {};
+  try {
+    await setUp(2, 'kernel');
+    for (let i = 0; i < runs; i++) {
+      for (const row of [...rows]) {
+        const figures = (results[row] ??= { 1: [], 4: [] });
+        try {
+          await tcpRun(row, figures);
+        } catch (error) {
+          if (!(error instanceof OvsOptionRefused)) throw error;
+          console.log(`  (no Open vSwitch row: ${error.message})`);
+          rows.splice(rows.indexOf(row), 1);
+          delete results[row];
+        }
+      }
+    }
+    await disableOffloads(2);
+    const figures = (results['switch-off'] = { 1: [], 4: [] });
+    for (let i = 0; i < runs; i++) await tcpRun('switch-off', figures);
+    return results;
+  } finally {
+    tearDown();
   }
 }
