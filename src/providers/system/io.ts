@@ -50,8 +50,6 @@ import type { SystemIoOptions } from './control.js';
 const BATCH = 32;
 /** The virtio_net_hdr + ETH_MAX_MTU + Ethernet header + 802.1Q tag = 65563 bytes, rounded up to 64. */
 const SLOT = 65600;
-/** The header sent before each frame of a device without offloads: no metadata (module-lived, so its address stays valid). */
-const NO_OFFLOADS = Buffer.alloc(VNET_HDR_LEN);
 const RCVBUF = 4 * 1024 * 1024;
 /**
  * While full batches keep coming (the socket may be overflowing), the drop count is read every
@@ -74,7 +72,8 @@ class PacketIo implements DeviceIo {
   private readonly rxVector = new MessageVector(BATCH, CONTROL_BYTES);
   /** With offloads a TX record is a vnet frame: one iovec; without, the zero header and the frame. */
   private readonly txVector: MessageVector;
-  private readonly noOffloads: [number, number];
+  /** Without offloads, the header sent before each frame of a batch: no metadata but hdr_len (see linearize). */
+  private readonly txHeaders = Buffer.alloc(BATCH * VNET_HDR_LEN);
   private readonly software = new SoftwareOffload();
   /** The RX ring as SoftwareOffload's sink: no room for a record larger than the ring holds. */
   private readonly ringSink: FrameSink;
@@ -98,8 +97,8 @@ class PacketIo implements DeviceIo {
     for (let i = 0; i < BATCH; i++) setIovec(this.rxVector.iovecs, i, staging, i * SLOT, SLOT);
     this.ringSink = boundedSink(context.rx);
     this.txVector = new MessageVector(BATCH, 0, context.offloads ? 1 : 2);
-    this.noOffloads = addressHalves(NO_OFFLOADS);
-    if (!context.offloads) for (let i = 0; i < BATCH; i++) setIovec(this.txVector.iovecs, 2 * i, this.noOffloads, 0, VNET_HDR_LEN);
+    const headers = addressHalves(this.txHeaders);
+    if (!context.offloads) for (let i = 0; i < BATCH; i++) setIovec(this.txVector.iovecs, 2 * i, headers, i * VNET_HDR_LEN, VNET_HDR_LEN);
     this.waker = new FdWaker(fd, context.bell);
     this.staging = {
       receive: (budget) => this.receiveStaged(budget),
@@ -188,11 +187,11 @@ class PacketIo implements DeviceIo {
       if (length < VNET_HDR_LEN + MAC_ADDRESSES + 2 || vnetHeaderProblem(staging, i * SLOT, length) !== null) {
         counters.rxErrors++;
         this.stagedLengths[i] = -1;
-      } else if (length < VNET_HDR_LEN + MIN_FRAME) {
-        staging.fill(0, i * SLOT + length, i * SLOT + VNET_HDR_LEN + MIN_FRAME);
-        this.stagedLengths[i] = VNET_HDR_LEN + MIN_FRAME;
       } else {
-        this.stagedLengths[i] = length;
+        const padded = length < VNET_HDR_LEN + MIN_FRAME ? VNET_HDR_LEN + MIN_FRAME : length;
+        if (padded !== length) staging.fill(0, i * SLOT + length, i * SLOT + padded);
+        linearize(staging, i * SLOT, padded); // for the agents that send it on as it is
+        this.stagedLengths[i] = padded;
       }
     }
     return count;
@@ -243,9 +242,15 @@ class PacketIo implements DeviceIo {
     while (taken < budget) {
       let queued = 0;
       const mark = tx.mark();
-      const frameIovec = this.txVector.iovecsPerMessage - 1; // after the zero header, without offloads
+      const { offloads } = this.context;
       for (let length; queued < BATCH && taken + queued < budget && (length = tx.next()) >= 0; queued++) {
-        setIovec(this.txVector.iovecs, queued * this.txVector.iovecsPerMessage + frameIovec, base, tx.offset, length);
+        if (offloads) {
+          linearize(tx.bytes, tx.offset, length);
+          setIovec(this.txVector.iovecs, queued, base, tx.offset, length);
+        } else {
+          linearize(this.txHeaders, queued * VNET_HDR_LEN, VNET_HDR_LEN + length);
+          setIovec(this.txVector.iovecs, 2 * queued + 1, base, tx.offset, length);
+        }
       }
       if (queued === 0) break;
       const sent = sys.sendmmsg(this.fd, this.txVector.headers, queued, MSG_DONTWAIT);
@@ -288,6 +293,19 @@ class PacketIo implements DeviceIo {
     this.waker.close();
     sys.close(this.fd);
   }
+}
+
+/**
+ * Gives the vnet frame of `length` bytes at bytes[at ..], if it is not a super-frame, the hdr_len
+ * of its whole frame: a packet socket copies hdr_len bytes into the socket buffer's linear part
+ * and puts the rest in page fragments, and the kernel hands over hdr_len 0 for such frames, which
+ * sent back as they are would cost a page per frame.  A super-frame keeps the kernel's hdr_len.
+ */
+function linearize(bytes: Uint8Array, at: number, length: number): void {
+  if (bytes[at + 1] !== 0) return;
+  const frame = Math.min(length - VNET_HDR_LEN, 0xffff); // at most the frame's length, as the kernel checks
+  bytes[at + 2] = frame & 0xff;
+  bytes[at + 3] = frame >> 8;
 }
 
 /** Reads and discards everything queued on `fd` (MSG_TRUNC: no copy). */
