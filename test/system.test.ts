@@ -438,7 +438,8 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     });
   }
 
-  it('counts the frames the kernel drops from a full packet socket in rxQueueDropped, exactly, as ss sees them', async () => {
+  it('counts the frames the kernel drops from a full packet socket in rxQueueDropped, exactly, as ss sees them', async (test) => {
+    requireTool(test, 'python3', 'python3'); // the flooding peer
     // The reader is a child process, stopped while the peer floods: its socket's buffer fills and the kernel drops the rest.
     const child = spawn(process.execPath, [new URL('./fixtures/queue-drop-child.mjs', import.meta.url).pathname, bed.ns.name, 'vb', '1500'], {
       stdio: ['pipe', 'pipe', 'inherit'],
@@ -475,7 +476,8 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     }
   });
 
-  it('receives frames of MTU 65535, tagged or not, whole; one too large for a receive slot or the RX ring is counted in rxErrors', async () => {
+  it('receives frames of MTU 65535, tagged or not, whole; one too large for a receive slot or the RX ring is counted in rxErrors', async (test) => {
+    requireTool(test, 'python3', 'python3'); // the sending peer
     for (const dev of ['va', 'vb']) bed.ns.ip('link', 'set', dev, 'mtu', '65535');
     // A GSO frame larger than any receive slot, which va passes on whole if its driver may (BIG TCP: tso_max_size).
     const bigGso = (bed.ns.json<{ tso_max_size?: number }[]>('-d', 'link', 'show', 'va')[0]!.tso_max_size ?? 0) >= 100_000;
