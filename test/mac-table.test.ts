@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { MacTable } from '../dist/switch/mac-table.js';
+import { FILTER, ForwardingDecision } from '../dist/switch/decision.js';
 
 /** MAC number `n` as 6 bytes (02:00:nn:nn:nn:nn). */
 function mac(n: number): Uint8Array {
@@ -72,5 +73,36 @@ describe('MacTable (shared memory)', () => {
 
   it('refuses a size that is not a power of two', () => {
     expect(() => new MacTable(1000)).toThrow(RangeError);
+  });
+});
+
+describe('ForwardingDecision (one batch of frames)', () => {
+  /** A frame from MAC `src` to MAC `dst`. */
+  const frame = (dst: number, src: number): Uint8Array => {
+    const f = new Uint8Array(60);
+    f.set(mac(dst), 0);
+    f.set(mac(src), 6);
+    return f;
+  };
+
+  it('looks each source and destination up once per run of a flow, and sees a MAC that moves within the batch', () => {
+    const table = new MacTable(64);
+    const decision = new ForwardingDecision(table, 1000);
+    const counters = new Float64Array(1024);
+    const now = table.now();
+    table.learn(0, mac(2), 0, 1, now); // B behind port 1
+    decision.beginBatch();
+    const decide = (f: Uint8Array, input: number) => decision.decide(counters, 0, input, null, f, 0, f.length, now);
+    expect(decide(frame(2, 1), 0)).toBe(1); // A (port 0) -> B: port 1
+    expect(decide(frame(2, 1), 0)).toBe(1);
+    expect(table.lookup(0, mac(1), 0, now, 1000)).toBe(0); // A learned on port 0
+    // B shows up on port 0 in the same batch: frames to B now stay behind port 0 (filtered).
+    expect(decide(frame(1, 2), 0)).toBe(FILTER);
+    expect(table.lookup(0, mac(2), 0, now, 1000)).toBe(0);
+    expect(decide(frame(2, 1), 0)).toBe(FILTER);
+    // A new batch forgets what the last one looked up: a change made meanwhile by another thread is seen.
+    table.learn(0, mac(2), 0, 3, now);
+    decision.beginBatch();
+    expect(decide(frame(2, 1), 0)).toBe(3);
   });
 });

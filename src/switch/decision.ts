@@ -15,11 +15,29 @@ export class ForwardingDecision {
   /** The VLAN tag the frame decided last carries (0: none), and the VLAN it belongs to. */
   vid = 0;
   vlan = 0;
+  /**
+   * Within one batch (see beginBatch), the source last learned and the destination last looked
+   * up, so that a run of frames of one flow costs one table search each way, not one per frame.
+   * A MAC is kept as its first 2 and last 4 bytes (-1: none); what the table says can change only
+   * between batches as far as this batch is concerned.
+   */
+  private learnedVlan = -1;
+  private learnedHigh = -1;
+  private learnedLow = -1;
+  private foundVlan = -1;
+  private foundHigh = -1;
+  private foundLow = -1;
+  private foundPort = -1;
 
   constructor(
     private readonly table: MacTable,
     private readonly maxAge: number,
   ) {}
+
+  /** Starts a batch: forgets the source learned and the destination looked up last. */
+  beginBatch(): void {
+    this.learnedVlan = this.foundVlan = -1;
+  }
 
   /**
    * Counts the frame of `length` bytes at `bytes[at ..]`, received on port `input` (access VLAN
@@ -38,8 +56,29 @@ export class ForwardingDecision {
     const vlan = access ?? vid;
     this.vid = vid;
     this.vlan = vlan;
-    if ((bytes[at + 6]! & 1) === 0) this.table.learn(vlan, bytes, at + 6, input, now);
-    const port = (bytes[at]! & 1) === 0 ? this.table.lookup(vlan, bytes, at, now, this.maxAge) : FLOOD;
+    if ((bytes[at + 6]! & 1) === 0) {
+      const high = (bytes[at + 6]! << 8) | bytes[at + 7]!;
+      const low = ((bytes[at + 8]! << 24) | (bytes[at + 9]! << 16) | (bytes[at + 10]! << 8) | bytes[at + 11]!) >>> 0;
+      if (vlan !== this.learnedVlan || high !== this.learnedHigh || low !== this.learnedLow) {
+        this.table.learn(vlan, bytes, at + 6, input, now);
+        this.learnedVlan = vlan;
+        this.learnedHigh = high;
+        this.learnedLow = low;
+        if (vlan === this.foundVlan && high === this.foundHigh && low === this.foundLow) this.foundVlan = -1; // it may have moved here
+      }
+    }
+    let port = FLOOD;
+    if ((bytes[at]! & 1) === 0) {
+      const high = (bytes[at]! << 8) | bytes[at + 1]!;
+      const low = ((bytes[at + 2]! << 24) | (bytes[at + 3]! << 16) | (bytes[at + 4]! << 8) | bytes[at + 5]!) >>> 0;
+      if (vlan !== this.foundVlan || high !== this.foundHigh || low !== this.foundLow) {
+        this.foundPort = this.table.lookup(vlan, bytes, at, now, this.maxAge);
+        this.foundVlan = vlan;
+        this.foundHigh = high;
+        this.foundLow = low;
+      }
+      port = this.foundPort;
+    }
     if (port === input) {
       counters[row + FILTERED]++;
       return FILTER;

@@ -137,6 +137,7 @@ class ForwardingAgent implements WorkerAgent {
     if (count === 0) return 0;
     const bytes = io.bytes;
     const now = table.now();
+    decision.beginBatch();
     const row = inputCounter(this.index, 0);
     let up = 0;
     for (let i = 0; i < count; i++) {
@@ -171,7 +172,7 @@ class ForwardingAgent implements WorkerAgent {
   /** Queues the frame to `output` if this agent sends it there; false if the main thread must. */
   private queue(output: Output, at: number, length: number, vid: number): boolean {
     if (!sentByAgent(this.vlan, output.spec, vid)) return false;
-    setIovec(output.vector.iovecs, output.queued, this.stagingAddress, at, length);
+    setIovec(output.vector.iovecWords, output.queued, this.stagingAddress, at, length);
     if (++output.queued === BATCH) this.flush(output);
     return true;
   }

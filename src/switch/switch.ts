@@ -427,6 +427,7 @@ export class Switch {
   private forwardBatch(input: Port, batch: Uint8Array[]): void {
     const { table } = this;
     const now = table.now();
+    this.decision.beginBatch();
     const row = inputCounter(input.index, 0);
     const counters = this.mainCounters;
     // The RX ring record of each frame: the batch is the last batch.length records read.

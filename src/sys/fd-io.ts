@@ -85,14 +85,22 @@ export function addressHalves(bytes: Uint8Array): [number, number] {
   return [Number(address >> 32n), Number(address & 0xffffffffn)];
 }
 
-/** Writes iovec `index` of `iovecs`: base (high, low) + `offset`, `length` bytes. */
-export function setIovec(iovecs: Buffer, index: number, [high, low]: [number, number], offset: number, length: number): void {
-  const at = index * IOVEC_SIZE;
+/** A view of `iovecs` (a Buffer of struct iovec, from Buffer.alloc: word-aligned) as 32-bit words, for setIovec. */
+export function iovecWords(iovecs: Buffer): Uint32Array {
+  return new Uint32Array(iovecs.buffer, iovecs.byteOffset, iovecs.length >> 2);
+}
+
+/**
+ * Writes iovec `index` of the iovec array whose words are `words` (iovecWords): base (high, low)
+ * + `offset`, `length` bytes.  Plain typed-array stores: it runs once per frame.
+ */
+export function setIovec(words: Uint32Array, index: number, [high, low]: [number, number], offset: number, length: number): void {
+  const at = index << 2;
   const sum = low + offset;
-  iovecs.writeUInt32LE(sum % TWO_32, at);
-  iovecs.writeUInt32LE(high + Math.floor(sum / TWO_32), at + 4);
-  iovecs.writeUInt32LE(length, at + 8);
-  iovecs.writeUInt32LE(0, at + 12);
+  words[at] = sum >>> 0;
+  words[at + 1] = high + Math.floor(sum / TWO_32);
+  words[at + 2] = length;
+  words[at + 3] = 0;
 }
 
 /**
@@ -103,6 +111,9 @@ export function setIovec(iovecs: Buffer, index: number, [high, low]: [number, nu
 export class MessageVector {
   readonly headers: Buffer;
   readonly iovecs: Buffer;
+  /** `iovecs` as words (for setIovec), and `headers` as words (for the per-message accessors). */
+  readonly iovecWords: Uint32Array;
+  private readonly headerWords: Int32Array;
   /** Message i's control data is at control[i * controlBytes ..]. */
   readonly control: Buffer;
 
@@ -114,6 +125,8 @@ export class MessageVector {
     this.headers = Buffer.alloc(count * MMSGHDR_SIZE);
     this.iovecs = Buffer.alloc(count * iovecsPerMessage * IOVEC_SIZE);
     this.control = Buffer.alloc(count * controlBytes);
+    this.iovecWords = iovecWords(this.iovecs);
+    this.headerWords = new Int32Array(this.headers.buffer, this.headers.byteOffset, this.headers.length >> 2);
     const iovBase = addressOf(this.iovecs);
     const controlBase = controlBytes > 0 ? addressOf(this.control) : 0n;
     for (let i = 0; i < count; i++) {
@@ -125,27 +138,27 @@ export class MessageVector {
 
   /** Before a receive: gives the first `count` messages their whole control buffer again (the kernel shrinks msg_controllen). */
   resetControl(count: number): void {
-    for (let i = 0; i < count; i++) this.headers.writeUInt32LE(this.controlBytes, i * MMSGHDR_SIZE + MSGHDR_CONTROLLEN);
+    for (let i = 0; i < count; i++) this.headerWords[(i * MMSGHDR_SIZE + MSGHDR_CONTROLLEN) >> 2] = this.controlBytes;
   }
 
   /** Bytes of control data the kernel wrote for message `i`. */
   controlLength(i: number): number {
-    return this.headers.readUInt32LE(i * MMSGHDR_SIZE + MSGHDR_CONTROLLEN);
+    return this.headerWords[(i * MMSGHDR_SIZE + MSGHDR_CONTROLLEN) >> 2]! >>> 0;
   }
 
   /** Bytes moved by message `i` (msg_len). */
   length(i: number): number {
-    return this.headers.readUInt32LE(i * MMSGHDR_SIZE + MMSGHDR_LEN);
+    return this.headerWords[(i * MMSGHDR_SIZE + MMSGHDR_LEN) >> 2]! >>> 0;
   }
 
   /** Flags of received message `i` (msg_flags, e.g. MSG_TRUNC). */
   flags(i: number): number {
-    return this.headers.readInt32LE(i * MMSGHDR_SIZE + MSGHDR_FLAGS);
+    return this.headerWords[(i * MMSGHDR_SIZE + MSGHDR_FLAGS) >> 2]!;
   }
 
   /** Length of iovec `i` as set with setIovec. */
   iovecLength(i: number): number {
-    return this.iovecs.readUInt32LE(i * IOVEC_SIZE + 8);
+    return this.iovecWords[(i << 2) + 2]!;
   }
 
   /** Bytes of message `i`: the lengths of its iovecs added up. */

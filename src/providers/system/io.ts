@@ -94,11 +94,11 @@ class PacketIo implements DeviceIo {
     private readonly fd: number,
   ) {
     const staging = addressHalves(this.stagingArea);
-    for (let i = 0; i < BATCH; i++) setIovec(this.rxVector.iovecs, i, staging, i * SLOT, SLOT);
+    for (let i = 0; i < BATCH; i++) setIovec(this.rxVector.iovecWords, i, staging, i * SLOT, SLOT);
     this.ringSink = boundedSink(context.rx);
     this.txVector = new MessageVector(BATCH, 0, context.offloads ? 1 : 2);
     const headers = addressHalves(this.txHeaders);
-    if (!context.offloads) for (let i = 0; i < BATCH; i++) setIovec(this.txVector.iovecs, 2 * i, headers, i * VNET_HDR_LEN, VNET_HDR_LEN);
+    if (!context.offloads) for (let i = 0; i < BATCH; i++) setIovec(this.txVector.iovecWords, 2 * i, headers, i * VNET_HDR_LEN, VNET_HDR_LEN);
     this.waker = new FdWaker(fd, context.bell);
     this.staging = {
       receive: (budget) => this.receiveStaged(budget),
@@ -246,10 +246,10 @@ class PacketIo implements DeviceIo {
       for (let length; queued < BATCH && taken + queued < budget && (length = tx.next()) >= 0; queued++) {
         if (offloads) {
           linearize(tx.bytes, tx.offset, length);
-          setIovec(this.txVector.iovecs, queued, base, tx.offset, length);
+          setIovec(this.txVector.iovecWords, queued, base, tx.offset, length);
         } else {
           linearize(this.txHeaders, queued * VNET_HDR_LEN, VNET_HDR_LEN + length);
-          setIovec(this.txVector.iovecs, 2 * queued + 1, base, tx.offset, length);
+          setIovec(this.txVector.iovecWords, 2 * queued + 1, base, tx.offset, length);
         }
       }
       if (queued === 0) break;

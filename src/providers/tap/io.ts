@@ -26,7 +26,7 @@ import { NetdevError } from '../../common/errors.js';
 import { LARGEST_SUPER_FRAME, VNET_HDR_LEN, vnetHeaderProblem } from '../../common/vnet-header.js';
 import type { RingReader } from '../../ring/ring.js';
 import { errnoName, IOVEC_SIZE, lastErrno, sys } from '../../sys/libc.js';
-import { addressHalves, FdWaker, setIovec } from '../../sys/fd-io.js';
+import { addressHalves, FdWaker, iovecWords, setIovec } from '../../sys/fd-io.js';
 import { matchesEthertype, MIN_FRAME, type CreateIo, type DeviceIo, type IoContext } from '../contract.js';
 import { setTunOffloads } from '../linux/tun.js';
 import type { TapIoOptions } from './control.js';
@@ -45,6 +45,8 @@ class TapIo implements DeviceIo {
   /** Up to two iovecs each way: the header the rings do not carry (if any), then the record. */
   private readonly rxIovecs = Buffer.alloc(2 * IOVEC_SIZE);
   private readonly txIovecs = Buffer.alloc(2 * IOVEC_SIZE);
+  private readonly rxIovecWords = iovecWords(this.rxIovecs);
+  private readonly txIovecWords = iovecWords(this.txIovecs);
   private readonly waker: FdWaker;
   private readonly rxBase: [number, number];
   private txBase: [number, number] | null = null;
@@ -76,8 +78,8 @@ class TapIo implements DeviceIo {
     this.ready = options.ready;
     if (this.header > 0) {
       const out = options.packetInfo ? (offloads ? PI_OUT : PI_NO_OFFLOADS_OUT) : NO_OFFLOADS_OUT;
-      setIovec(this.rxIovecs, 0, addressHalves(this.headerIn), 0, this.header);
-      setIovec(this.txIovecs, 0, addressHalves(out), 0, this.header);
+      setIovec(this.rxIovecWords, 0, addressHalves(this.headerIn), 0, this.header);
+      setIovec(this.txIovecWords, 0, addressHalves(out), 0, this.header);
     }
   }
 
@@ -123,7 +125,7 @@ class TapIo implements DeviceIo {
 
   /** readv() of one frame (after the header the ring does not carry, if any) into the RX ring at `at`, reserved for `room` bytes. */
   private readInto(at: number, room: number): number {
-    setIovec(this.rxIovecs, this.recordIovec, this.rxBase, at, room);
+    setIovec(this.rxIovecWords, this.recordIovec, this.rxBase, at, room);
     return sys.readv(this.fd, this.rxIovecs, this.recordIovec + 1);
   }
 
@@ -132,7 +134,7 @@ class TapIo implements DeviceIo {
     const base = (this.txBase ??= addressHalves(tx.bytes));
     let taken = 0;
     for (let length; taken < budget && (length = tx.next()) >= 0; taken++) {
-      setIovec(this.txIovecs, this.recordIovec, base, tx.offset, length);
+      setIovec(this.txIovecWords, this.recordIovec, base, tx.offset, length);
       const written = sys.writev(this.fd, this.txIovecs, this.recordIovec + 1);
       if (written >= 0) {
         if (written !== length + this.header) this.context.counters.txErrors++; // a short write

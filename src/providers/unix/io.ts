@@ -21,7 +21,7 @@ import { lstatSync, unlinkSync } from 'node:fs';
 import { NetdevError } from '../../common/errors.js';
 import type { RingReader } from '../../ring/ring.js';
 import { AF_UNIX, check, errnoError, errnoName, IOVEC_SIZE, lastErrno, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_SEQPACKET, sockaddrUn, sys } from '../../sys/libc.js';
-import { addressHalves, FdWaker, setIovec } from '../../sys/fd-io.js';
+import { addressHalves, FdWaker, iovecWords, setIovec } from '../../sys/fd-io.js';
 import { MIN_FRAME, type CreateIo, type DeviceIo, type IoContext } from '../contract.js';
 
 /** What the unix I/O half needs: the socket path, the mode, and what a peer with a full queue does to a frame. */
@@ -46,6 +46,7 @@ class UnixIo implements DeviceIo {
   private readonly haveHead = new Set<Peer>();
   private listener: { fd: number; waker: FdWaker } | null = null;
   private readonly iovec = Buffer.alloc(IOVEC_SIZE);
+  private readonly iovecWords = iovecWords(this.iovec);
   private readonly scrap = Buffer.alloc(LARGEST_FRAME);
   private readonly rxBase: [number, number];
   private txBase: [number, number] | null = null;
@@ -152,7 +153,7 @@ class UnixIo implements DeviceIo {
           }, 1);
           return handled;
         }
-        setIovec(this.iovec, 0, this.rxBase, at, room);
+        setIovec(this.iovecWords, 0, this.rxBase, at, room);
         const length = sys.readv(peer.fd, this.iovec, 1);
         if (length < 0) {
           const code = errnoName(lastErrno());
@@ -179,7 +180,7 @@ class UnixIo implements DeviceIo {
     const base = (this.txBase ??= addressHalves(tx.bytes));
     let taken = 0;
     for (let length; taken < budget && (length = tx.next()) >= 0; taken++) {
-      setIovec(this.iovec, 0, base, tx.offset, length);
+      setIovec(this.iovecWords, 0, base, tx.offset, length);
       if (!this.deliver(length)) {
         tx.unread(); // backpressure: it stays at the head until every peer has room for it
         break;
