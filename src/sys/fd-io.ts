@@ -114,8 +114,9 @@ export class MessageVector {
   /** `iovecs` as words (for setIovec), and `headers` as words (for the per-message accessors). */
   readonly iovecWords: Uint32Array;
   private readonly headerWords: Int32Array;
-  /** Message i's control data is at control[i * controlBytes ..]. */
+  /** Message i's control data is at control[i * controlBytes ..] (as 32-bit words: controlWords, when controlBytes is a multiple of 4). */
   readonly control: Buffer;
+  readonly controlWords: Int32Array;
 
   constructor(
     count: number,
@@ -126,6 +127,7 @@ export class MessageVector {
     this.iovecs = Buffer.alloc(count * iovecsPerMessage * IOVEC_SIZE);
     this.control = Buffer.alloc(count * controlBytes);
     this.iovecWords = iovecWords(this.iovecs);
+    this.controlWords = new Int32Array(this.control.buffer, this.control.byteOffset, this.control.length >> 2);
     this.headerWords = new Int32Array(this.headers.buffer, this.headers.byteOffset, this.headers.length >> 2);
     const iovBase = addressOf(this.iovecs);
     const controlBase = controlBytes > 0 ? addressOf(this.control) : 0n;

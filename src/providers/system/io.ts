@@ -203,15 +203,17 @@ class PacketIo implements DeviceIo {
    * past it.  Returns the vnet frame's length, or -1 if the tagged frame does not fit its slot.
    */
   private restoreVlanTag(i: number, length: number): number {
-    const control = this.rxVector.control;
-    const at = i * CONTROL_BYTES;
+    // Read as words (the control buffer and each message's part of it are word-aligned): once per frame.
+    const words = this.rxVector.controlWords;
+    const at = (i * CONTROL_BYTES) >> 2;
     if (this.rxVector.controlLength(i) < CMSG_HEADER + AUXDATA_VLAN_TPID + 2) return length;
-    if (control.readInt32LE(at + CMSG_LEVEL) !== SOL_PACKET || control.readInt32LE(at + CMSG_TYPE) !== PACKET_AUXDATA) return length;
-    const status = control.readUInt32LE(at + CMSG_HEADER + AUXDATA_STATUS);
+    if (words[at + (CMSG_LEVEL >> 2)] !== SOL_PACKET || words[at + (CMSG_TYPE >> 2)] !== PACKET_AUXDATA) return length;
+    const status = words[at + ((CMSG_HEADER + AUXDATA_STATUS) >> 2)]!;
     if ((status & TP_STATUS_VLAN_VALID) === 0 || length < VNET_HDR_LEN + MAC_ADDRESSES) return length;
     if (length + VLAN_TAG > SLOT) return -1;
-    const tpid = (status & TP_STATUS_VLAN_TPID_VALID) !== 0 ? control.readUInt16LE(at + CMSG_HEADER + AUXDATA_VLAN_TPID) : TPID_8021Q;
-    const tagged = insertVlanTag(this.stagingArea, i * SLOT + VNET_HDR_LEN, length - VNET_HDR_LEN, tpid, control.readUInt16LE(at + CMSG_HEADER + AUXDATA_VLAN_TCI));
+    const tag = words[at + ((CMSG_HEADER + AUXDATA_VLAN_TCI) >> 2)]!; // tp_vlan_tci, then tp_vlan_tpid (little-endian u16s)
+    const tpid = (status & TP_STATUS_VLAN_TPID_VALID) !== 0 ? tag >>> 16 : TPID_8021Q;
+    const tagged = insertVlanTag(this.stagingArea, i * SLOT + VNET_HDR_LEN, length - VNET_HDR_LEN, tpid, tag & 0xffff);
     shiftVnetHeader(this.stagingArea, i * SLOT, VLAN_TAG);
     return VNET_HDR_LEN + tagged;
   }
