@@ -306,11 +306,53 @@ async function topology(): Promise<void> {
   }
 }
 
-/** Resident memory of a fresh process with 2, 16 and 64 open dummy devices. */
-function memory(): void {
+/** What bench/resident.js printed for one fresh process. */
+interface Resident {
+  rssMiB: number;
+  tailCpuMs: number | null;
+  idleCpuMs: number | null;
+}
+
+function resident(kind: 'devices' | 'workers', count: number, idleCpu = false): Resident {
   const script = new URL('./resident.js', import.meta.url).pathname;
-  const rss = [2, 16, 64].map((n) => `${n} devices ${execFileSync(process.execPath, [script, String(n)], { encoding: 'utf8' }).trim()} MiB`);
-  console.log(`\nmemory: resident set of a process with open dummy devices (a worker and two rings each): ${rss.join(', ')}`);
+  const args = [script, kind, String(count), ...(idleCpu ? ['idle-cpu'] : [])];
+  return JSON.parse(execFileSync(process.execPath, args, { encoding: 'utf8' })) as Resident;
+}
+
+/**
+ * Resident memory of fresh processes with 2, 16, 64 and 256 open dummy devices, beside the same
+ * number of bare worker threads measured in the same run, each above a bare process; and the idle
+ * CPU of the process with 64 devices.
+ */
+function memory(): void {
+  console.log(
+    '\nmemory: resident set of a fresh process 500 ms after it opened N dummy devices (a worker and two rings each), or started N bare worker threads' +
+      " (new Worker of 'setInterval(() => {}, 2 ** 30)', waiting), above a bare process (the library imported, nothing open), in MiB",
+  );
+  const bare = medianOf([0, 1, 2].map(() => resident('devices', 0).rssMiB));
+  console.log(`  bare process: ${bare.toFixed(1)} MiB (median of 3)`);
+  console.log(['  N'.padEnd(6), 'devices above bare'.padEnd(20), 'per device'.padEnd(12), 'workers above bare'.padEnd(20), 'per worker'.padEnd(12), 'per device - per worker (target <= 1 MiB)'].join(''));
+  const idle: Partial<Record<'devices' | 'workers', Resident>> = {};
+  for (const count of [2, 16, 64, 256]) {
+    const devices = resident('devices', count, count === 64);
+    const workers = resident('workers', count, count === 64);
+    if (count === 64) Object.assign(idle, { devices, workers });
+    const perDevice = (devices.rssMiB - bare) / count;
+    const perWorker = (workers.rssMiB - bare) / count;
+    const above = perDevice - perWorker;
+    console.log(
+      [
+        `  ${count}`.padEnd(6),
+        (devices.rssMiB - bare).toFixed(1).padEnd(20),
+        perDevice.toFixed(2).padEnd(12),
+        (workers.rssMiB - bare).toFixed(1).padEnd(20),
+        perWorker.toFixed(2).padEnd(12),
+        `${above.toFixed(2)} (${above <= 1 ? 'met' : 'missed'})`,
+      ].join(''),
+    );
+  }
+  const cpu = (r: Resident): string => `${r.tailCpuMs} ms over the 15 s after the settle (start-up tail), then ${r.idleCpuMs} ms over 2 s`;
+  console.log(`  idle CPU (utime + stime, every thread), 64 devices: ${cpu(idle.devices!)}; 64 bare workers: ${cpu(idle.workers!)}`);
 }
 
 const TCP_ROW_NAMES: Record<TcpRow, string> = {
