@@ -284,18 +284,18 @@ async function topology(): Promise<void> {
   const lowestToC = Math.min(...sw.map((f, i) => f.framesPerSecond / paths.c![i]!.framesPerSecond));
   const toBridge = swRate / reference('bridge', rateOf)!;
   console.log(
-    `  Switch frames/s: ${toC.toFixed(2)}x the tuned C forwarder (target 1.0x: ${verdict(toC, 1.0)}; lowest run ${lowestToC.toFixed(2)}x, floor 0.9x: ${verdict(lowestToC, 0.9)}),` +
-      ` ${toBridge.toFixed(2)}x the bridge (target 0.9x: ${verdict(toBridge, 0.9)})`,
+    `  Switch frames/s: ${toC.toFixed(3)}x the tuned C forwarder (target 1.0x: ${verdict(toC, 1.0)}; lowest run ${lowestToC.toFixed(3)}x, floor 0.9x: ${verdict(lowestToC, 0.9)}),` +
+      ` ${toBridge.toFixed(3)}x the bridge (target 0.9x: ${verdict(toBridge, 0.9)})`,
   );
   if (sw.every((f) => f.tcpBitsPerSecond !== null)) {
     const tcpToC = medianOf(sw.map((f) => f.tcpBitsPerSecond!)) / reference('c', (f) => f.tcpBitsPerSecond)!;
-    console.log(`  Switch TCP: ${tcpToC.toFixed(2)}x the tuned C forwarder (target 1.0x: ${verdict(tcpToC, 1.0)})`);
+    console.log(`  Switch TCP: ${tcpToC.toFixed(3)}x the tuned C forwarder (target 1.0x: ${verdict(tcpToC, 1.0)})`);
   }
   const swP99 = medianOf(sw.map((f) => f.rttP99Ms));
   const cP99 = reference('c', (f) => f.rttP99Ms)!;
   console.log(
     `  Switch ping p99: ${swP99.toFixed(3)} ms (target <= 0.25 ms: ${swP99 <= 0.25 ? 'met' : 'missed'}),` +
-      ` ${(swP99 / cP99).toFixed(2)}x the tuned C forwarder's ${cP99.toFixed(3)} ms (target <= 2x: ${swP99 / cP99 <= 2 ? 'met' : 'missed'})`,
+      ` ${(swP99 / cP99).toFixed(3)}x the tuned C forwarder's ${cP99.toFixed(3)} ms (target <= 2x: ${swP99 / cP99 <= 2 ? 'met' : 'missed'})`,
   );
   console.log('  frames lost h1 -> h2 (sent - delivered, median): ' + (Object.keys(paths) as Forwarder[]).map((f) => `${f} ${medianOf(paths[f]!.map((x) => x.dropped))}`).join(', '));
   console.log('\nports: k ports on the forwarder, k/2 unicast 64-byte flows at once (h1->h2, h3->h4, ...), delivered frames/s in all');
