@@ -3,8 +3,9 @@
  * pairs s0<->f0 and f1<->r1, a C sender of the project's own (sendmmsg x64) offers 64-byte frames
  * on s0 as fast as it can, and we count what arrives:
  *   - received into JavaScript from f0 (the library's system device, batches()) vs a C receiver (recvmmsg x64);
- *   - forwarded f0 -> f1 by the library (the CLI's forward loop) vs a C forwarder (recvmmsg/sendmmsg x64),
- *     counted by the C receiver on r1.
+ *   - forwarded f0 -> f1 by the library (the CLI's forward loop, and the Switch) vs the tuned C
+ *     forwarder (bench/c/tuned.c: 32 MiB buffers, recvmmsg/sendmmsg x64, bounded wait then
+ *     drop-and-count on ENOBUFS), counted by the C receiver on r1.
  * Rate = frames delivered / the sender's time; drops = frames sent - delivered.  The frames are raw
  * Ethernet, so veth offloads (which matter for TCP) play no part here.
  */
@@ -97,10 +98,11 @@ async function receiveJs(count: number): Promise<KernelFigure> {
 
 async function forwardC(count: number): Promise<KernelFigure> {
   const receiver = await startIn(NETNS, 'receiver', 'r1');
-  const forwarder = await startIn(NETNS, 'forwarder', 'f0', 'f1');
+  const forwarder = await startIn(NETNS, 'tuned', 'f0', 'f1');
   const [sent, seconds] = await send(count);
-  await forwarder.output;
   const received = lastNumber(await receiver.output);
+  forwarder.child.kill('SIGTERM');
+  await forwarder.output;
   return { framesPerSecond: received / seconds, dropped: sent - received };
 }
 

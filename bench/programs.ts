@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 
 const SOURCES = fileURLToPath(new URL('../bench/c/', import.meta.url));
 const BINARIES = fileURLToPath(new URL('./', import.meta.url));
-const PROGRAMS = ['sender', 'receiver', 'forwarder', 'l2fwd'];
+const PROGRAMS = ['sender', 'receiver', 'tuned', 'l2fwd'];
 
 let built: boolean | undefined;
 
@@ -66,6 +66,24 @@ export async function waitFor(running: Running, text: string): Promise<Running> 
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
   return running;
+}
+
+/** The path of taskset(1), or null if it is not installed. */
+function taskset(): string | null {
+  try {
+    return execFileSync('sh', ['-c', 'command -v taskset'], { encoding: 'utf8' }).trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+/** True if runPinnedIn can pin (taskset is installed). */
+export const canPin = taskset() !== null;
+
+/** Like runIn for one of the C programs, pinned to CPU 0 with taskset (not pinned if taskset is missing). */
+export function runPinnedIn(netns: string, program: string, ...args: string[]): Running {
+  const path = taskset();
+  return path ? runIn(netns, path, '-c', '0', `${BINARIES}${program}`, ...args) : runIn(netns, program, ...args);
 }
 
 /** Runs `command` in `netns` and resolves once it has printed 'ready' (or rejects if it exits first). */

@@ -3,7 +3,8 @@
  * iterators) and of dummy devices through the public API, each against a reference measured in
  * the same run: the same frames moved between the same threads with postMessage.  Each figure is
  * the median of 3 runs (min and max shown).  Not a test: it asserts nothing, it measures.
- * `npm run bench -- offloads` runs only the last section, TCP with offloads on.
+ * `npm run bench -- SECTION` runs one section only: rings, kernel, memory, topology or offloads
+ * (TCP with offloads on).
  */
 import { once } from 'node:events';
 import { availableParallelism } from 'node:os';
@@ -14,7 +15,7 @@ import { BatchIterator, FrameIterator, RxQueue } from '../dist/main/rx-queue.js'
 import { countedDrops, forward } from '../dist/cli/traffic.js';
 import { NetdevManager, type Netdev } from '../dist/index.js';
 import { kernelBenchmarks, type KernelFigure } from './kernel.js';
-import { TCP_STREAMS, tcpOffloadBenchmarks, topologyBenchmarks, type Forwarder, type PathFigure, type TcpFigures, type TcpRow } from './topology.js';
+import { PINGS, TCP_STREAMS, tcpOffloadBenchmarks, topologyBenchmarks, type Forwarder, type PathFigure, type TcpFigures, type TcpRow } from './topology.js';
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 
@@ -183,8 +184,7 @@ function row(name: string, size: number, result: Summary, referenceName: string,
   ].join('');
 }
 
-async function main(): Promise<void> {
-  console.log(`netdev benchmark: node ${process.version}, ${availableParallelism()} CPUs, median of ${RUNS} runs (min-max)`);
+async function rings(): Promise<void> {
   console.log(`${'figure'.padEnd(44)}${'frames/s'.padStart(11)}${''.padEnd(26)}${'Gbit/s'.padStart(7)}   ${'reference, same run'.padEnd(43)}ratio`);
   for (const size of [64, 1500]) {
     const big = size > 64;
@@ -200,7 +200,10 @@ async function main(): Promise<void> {
     console.log(row(`dummy a->[forwarder]->b, ${size} B`, size, forwarded, 'postMessage x256', postBatch));
   }
   console.log('dummy runs: sender, forwarder and receiver share the main thread; every device has a worker thread.');
+}
 
+/** The kernel rows: one namespace, two veth pairs, against C programs. */
+async function kernel(): Promise<void> {
   console.log('\nkernel: 64-byte frames offered by a C sender (sendmmsg x64) on a veth pair, as fast as it can, 1M per run');
   const kernel = await kernelBenchmarks(1_000_000, async (run) => {
     const figures: KernelFigure[] = [];
@@ -210,8 +213,8 @@ async function main(): Promise<void> {
   if (kernel) {
     const summary = (figures: KernelFigure[]): Summary => ({ ...summarize(figures.map((f) => f.framesPerSecond)), dropped: Math.max(...figures.map((f) => f.dropped)) });
     console.log(row('received into JavaScript (system device)', 64, summary(kernel['receive-js']), 'C recvmmsg x64', summary(kernel['receive-c'])));
-    console.log(row('forwarded veth -> veth by JavaScript', 64, summary(kernel['forward-js']), 'C forwarder x64', summary(kernel['forward-c'])));
-    console.log(row('forwarded veth -> veth by the Switch', 64, summary(kernel['forward-switch']), 'C forwarder x64', summary(kernel['forward-c'])));
+    console.log(row('forwarded veth -> veth by JavaScript', 64, summary(kernel['forward-js']), 'tuned C forwarder', summary(kernel['forward-c'])));
+    console.log(row('forwarded veth -> veth by the Switch', 64, summary(kernel['forward-switch']), 'tuned C forwarder', summary(kernel['forward-c'])));
     console.log(`  C reference drops: receive up to ${summary(kernel['receive-c']).dropped}, forward up to ${summary(kernel['forward-c']).dropped}`);
   }
 }
@@ -219,7 +222,8 @@ async function main(): Promise<void> {
 const FORWARDER_NAMES: Record<Forwarder, string> = {
   switch: 'netdev Switch (this library)',
   bridge: 'Linux bridge',
-  c: 'C forwarder (l2fwd, recvmmsg/sendmmsg x64)',
+  c: 'tuned C forwarder (bench/c/tuned.c)',
+  l2fwd: 'untuned C fwd (l2fwd: spins on ENOBUFS)',
   cap: 'Node + cap (libpcap), per frame',
   ovs: 'Open vSwitch, userspace datapath',
 };
@@ -239,7 +243,11 @@ async function topology(): Promise<void> {
       ` as an AF_PACKET forwarder needs); one forwarder at a time in fw; median (min-max) of ${RUNS} runs`,
   );
   console.log('  frames: 64-byte unicast frames h1 -> h2 from a C sendmmsg sender at its maximum, 1M per run, counted by a C receiver in h2');
-  console.log('  tcp: iperf3 h1 -> h2, 5 s; rtt: ping -i 0.01 -c 200 h1 -> h2');
+  console.log('    (sender and receiver pinned to CPU 0 with taskset, the forwarder not pinned)');
+  console.log(`  tcp: iperf3 h1 -> h2, 5 s; rtt: ping -i 0.002 -c ${PINGS} h1 -> h2, avg, p99 and p99.9 of the ${PINGS} replies' time=`);
+  console.log('  tuned C forwarder, the reference: AF_PACKET per port, PACKET_IGNORE_OUTGOING, 32 MiB SO_RCVBUFFORCE/SO_SNDBUFFORCE, recvmmsg/sendmmsg x64,');
+  console.log('    up to 8 batches per wake, on ENOBUFS/EAGAIN at most 4 polls of 1 ms for POLLOUT then the rest of the batch dropped and counted; poll(2), both ways');
+  console.log('  untuned C fwd: l2fwd, the reference before issue 15: same batches, 4 MiB SO_RCVBUF, default send buffer, spins on ENOBUFS');
   const results = await topologyBenchmarks(1_000_000, RUNS);
   if (!results) return;
   const { paths } = results;
@@ -248,7 +256,7 @@ async function topology(): Promise<void> {
     return values.length ? medianOf(values) : null;
   };
   const ratio = (value: number | null, of: number | null): string => (value !== null && of ? `${(value / of).toFixed(2)}x` : '-');
-  const header = ['forwarder in fw'.padEnd(44), 'M frames/s'.padEnd(20), 'x C', 'x bridge', 'TCP Gbit/s'.padEnd(20), 'x C', 'retransmits', 'rtt avg ms', 'rtt p99 ms'];
+  const header = ['forwarder in fw'.padEnd(44), 'M frames/s'.padEnd(20), 'x C  ', 'x bridge', 'TCP Gbit/s'.padEnd(20), 'x C  ', 'retransmits', 'rtt avg ms'.padEnd(20), 'rtt p99 ms'.padEnd(20), 'rtt p99.9 ms'];
   console.log(header.join('  '));
   for (const forwarder of Object.keys(paths) as Forwarder[]) {
     const figures = paths[forwarder]!;
@@ -258,16 +266,37 @@ async function topology(): Promise<void> {
       [
         FORWARDER_NAMES[forwarder].padEnd(44),
         spread(figures.map((f) => f.framesPerSecond), 1e6, 3).padEnd(20),
-        ratio(rate, reference('c', (f) => f.framesPerSecond)).padEnd(3),
+        ratio(rate, reference('c', (f) => f.framesPerSecond)).padEnd(5),
         ratio(rate, reference('bridge', (f) => f.framesPerSecond)).padEnd(8),
         (tcp ? spread(tcp, 1e9, 2) : 'no iperf3').padEnd(20),
-        ratio(tcp && medianOf(tcp), reference('c', (f) => f.tcpBitsPerSecond)).padEnd(3),
+        ratio(tcp && medianOf(tcp), reference('c', (f) => f.tcpBitsPerSecond)).padEnd(5),
         String(medianOf(figures.map((f) => f.tcpRetransmits ?? 0))).padEnd(11),
-        spread(figures.map((f) => f.rttAvgMs!), 1, 3).padEnd(10),
-        spread(figures.map((f) => f.rttP99Ms!), 1, 3),
+        spread(figures.map((f) => f.rttAvgMs), 1, 3).padEnd(20),
+        spread(figures.map((f) => f.rttP99Ms), 1, 3).padEnd(20),
+        spread(figures.map((f) => f.rttP999Ms), 1, 3),
       ].join('  '),
     );
   }
+  const sw = paths.switch!;
+  const rateOf = (f: PathFigure): number => f.framesPerSecond;
+  const swRate = medianOf(sw.map(rateOf));
+  const toC = swRate / reference('c', rateOf)!;
+  const lowestToC = Math.min(...sw.map((f, i) => f.framesPerSecond / paths.c![i]!.framesPerSecond));
+  const toBridge = swRate / reference('bridge', rateOf)!;
+  console.log(
+    `  Switch frames/s: ${toC.toFixed(3)}x the tuned C forwarder (target 1.0x: ${verdict(toC, 1.0)}; lowest run ${lowestToC.toFixed(3)}x, floor 0.9x: ${verdict(lowestToC, 0.9)}),` +
+      ` ${toBridge.toFixed(3)}x the bridge (target 0.9x: ${verdict(toBridge, 0.9)})`,
+  );
+  if (sw.every((f) => f.tcpBitsPerSecond !== null)) {
+    const tcpToC = medianOf(sw.map((f) => f.tcpBitsPerSecond!)) / reference('c', (f) => f.tcpBitsPerSecond)!;
+    console.log(`  Switch TCP: ${tcpToC.toFixed(3)}x the tuned C forwarder (target 1.0x: ${verdict(tcpToC, 1.0)})`);
+  }
+  const swP99 = medianOf(sw.map((f) => f.rttP99Ms));
+  const cP99 = reference('c', (f) => f.rttP99Ms)!;
+  console.log(
+    `  Switch ping p99: ${swP99.toFixed(3)} ms (target <= 0.25 ms: ${swP99 <= 0.25 ? 'met' : 'missed'}),` +
+      ` ${(swP99 / cP99).toFixed(3)}x the tuned C forwarder's ${cP99.toFixed(3)} ms (target <= 2x: ${swP99 / cP99 <= 2 ? 'met' : 'missed'})`,
+  );
   console.log('  frames lost h1 -> h2 (sent - delivered, median): ' + (Object.keys(paths) as Forwarder[]).map((f) => `${f} ${medianOf(paths[f]!.map((x) => x.dropped))}`).join(', '));
   console.log('\nports: k ports on the forwarder, k/2 unicast 64-byte flows at once (h1->h2, h3->h4, ...), delivered frames/s in all');
   for (const ports of [2, 4, 8]) {
@@ -277,11 +306,53 @@ async function topology(): Promise<void> {
   }
 }
 
-/** Resident memory of a fresh process with 2, 16 and 64 open dummy devices. */
-function memory(): void {
+/** What bench/resident.js printed for one fresh process. */
+interface Resident {
+  rssMiB: number;
+  tailCpuMs: number | null;
+  idleCpuMs: number | null;
+}
+
+function resident(kind: 'devices' | 'workers', count: number, idleCpu = false): Resident {
   const script = new URL('./resident.js', import.meta.url).pathname;
-  const rss = [2, 16, 64].map((n) => `${n} devices ${execFileSync(process.execPath, [script, String(n)], { encoding: 'utf8' }).trim()} MiB`);
-  console.log(`\nmemory: resident set of a process with open dummy devices (a worker and two rings each): ${rss.join(', ')}`);
+  const args = [script, kind, String(count), ...(idleCpu ? ['idle-cpu'] : [])];
+  return JSON.parse(execFileSync(process.execPath, args, { encoding: 'utf8' })) as Resident;
+}
+
+/**
+ * Resident memory of fresh processes with 2, 16, 64 and 256 open dummy devices, beside the same
+ * number of bare worker threads measured in the same run, each above a bare process; and the idle
+ * CPU of the process with 64 devices.
+ */
+function memory(): void {
+  console.log(
+    '\nmemory: resident set of a fresh process 500 ms after it opened N dummy devices (a worker and two rings each), or started N bare worker threads' +
+      " (new Worker of 'setInterval(() => {}, 2 ** 30)', waiting), above a bare process (the library imported, nothing open), in MiB",
+  );
+  const bare = medianOf([0, 1, 2].map(() => resident('devices', 0).rssMiB));
+  console.log(`  bare process: ${bare.toFixed(1)} MiB (median of 3)`);
+  console.log(['  N'.padEnd(6), 'devices above bare'.padEnd(20), 'per device'.padEnd(12), 'workers above bare'.padEnd(20), 'per worker'.padEnd(12), 'per device - per worker (target <= 1 MiB)'].join(''));
+  const idle: Partial<Record<'devices' | 'workers', Resident>> = {};
+  for (const count of [2, 16, 64, 256]) {
+    const devices = resident('devices', count, count === 64);
+    const workers = resident('workers', count, count === 64);
+    if (count === 64) Object.assign(idle, { devices, workers });
+    const perDevice = (devices.rssMiB - bare) / count;
+    const perWorker = (workers.rssMiB - bare) / count;
+    const above = perDevice - perWorker;
+    console.log(
+      [
+        `  ${count}`.padEnd(6),
+        (devices.rssMiB - bare).toFixed(1).padEnd(20),
+        perDevice.toFixed(2).padEnd(12),
+        (workers.rssMiB - bare).toFixed(1).padEnd(20),
+        perWorker.toFixed(2).padEnd(12),
+        `${above.toFixed(2)} (${above <= 1 ? 'met' : 'missed'})`,
+      ].join(''),
+    );
+  }
+  const cpu = (r: Resident): string => `${r.tailCpuMs} ms over the 15 s after the settle (start-up tail), then ${r.idleCpuMs} ms over 2 s`;
+  console.log(`  idle CPU (utime + stime, every thread), 64 devices: ${cpu(idle.devices!)}; 64 bare workers: ${cpu(idle.workers!)}`);
 }
 
 const TCP_ROW_NAMES: Record<TcpRow, string> = {
@@ -337,11 +408,10 @@ async function tcpOffloads(): Promise<void> {
 }
 
 console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Linux ${execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim()}`);
+const SECTIONS: Record<string, () => unknown> = { rings, kernel, memory, topology, offloads: tcpOffloads };
+const chosen = process.argv[2];
+if (chosen !== undefined && !(chosen in SECTIONS)) throw new Error(`no bench section ${chosen}: one of ${Object.keys(SECTIONS).join(', ')}`);
 const started = performance.now();
-if (process.argv[2] !== 'offloads') {
-  await main();
-  memory();
-  await topology();
-}
-await tcpOffloads();
+console.log(`netdev benchmark: node ${process.version}, ${availableParallelism()} CPUs, median of ${RUNS} runs (min-max)`);
+for (const [name, section] of Object.entries(SECTIONS)) if (chosen === undefined || chosen === name) await section();
 console.log(`\nbench took ${((performance.now() - started) / 60_000).toFixed(1)} min`);

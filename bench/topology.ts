@@ -5,9 +5,11 @@
  * end, as an AF_PACKET forwarder without vnet headers needs.  In fw runs one forwarder at a time;
  * each is measured the same way, in the same run:
  *   - 64-byte frames/s delivered h1 -> h2 (the C sender at its maximum, unicast to h2's MAC;
- *     the C receiver counts in h2),
+ *     the C receiver counts in h2; sender and receiver pinned to CPU 0, the forwarder not pinned),
  *   - TCP throughput h1 -> h2 (iperf3),
- *   - round trips h1 -> h2 (ping -i 0.01 -c 200: average and p99).
+ *   - round trips h1 -> h2 (ping -i 0.002 -c 1000: average, p99 and p99.9).
+ * The C reference is bench/c/tuned.c (32 MiB buffers, bounded wait then drop-and-count); l2fwd is
+ * the untuned C forwarder it replaced (default send buffer, spins on ENOBUFS), kept as a row of its own.
  * Then TCP with offloads on (tcpOffloadBenchmarks): h1 -- fw -- h2 again, the veth offloads left
  * as the kernel set them, iperf3 with 1 and 4 streams through the Switch with its ports opened
  * with offloads, the Linux bridge, and OVS's userspace datapath with userspace-tso-enable; then
@@ -20,7 +22,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { NetdevManager, Switch } from '../dist/index.js';
-import { buildPrograms, lastNumber, runIn, runQuietIn, senderResult, startIn, waitFor, type Running } from './programs.js';
+import { buildPrograms, lastNumber, runIn, runPinnedIn, runQuietIn, senderResult, startIn, waitFor, type Running } from './programs.js';
 import { OvsOptionRefused, startOvs, type OvsOptions } from './ovs.js';
 
 const exec = promisify(execFile);
@@ -31,7 +33,8 @@ const host = (k: number): string => `${PREFIX}h${k}`;
 const address = (k: number): string => `10.98.0.${k}`;
 const CAP_FORWARDER = fileURLToPath(new URL('./cap-forwarder.js', import.meta.url));
 
-export type Forwarder = 'switch' | 'bridge' | 'c' | 'cap' | 'ovs';
+/** 'c' is the tuned C forwarder (the reference), 'l2fwd' the untuned one. */
+export type Forwarder = 'switch' | 'bridge' | 'c' | 'l2fwd' | 'cap' | 'ovs';
 
 /** How a forwarder is started: the Switch's ports opened with offloads; OVS with userspace-tso-enable. */
 interface ForwarderOptions {
@@ -44,8 +47,9 @@ export interface PathFigure {
   /** iperf3 TCP h1 -> h2, bit/s; null where iperf3 is not installed. */
   tcpBitsPerSecond: number | null;
   tcpRetransmits: number | null;
-  rttAvgMs: number | null;
-  rttP99Ms: number | null;
+  rttAvgMs: number;
+  rttP99Ms: number;
+  rttP999Ms: number;
 }
 
 /** A forwarder running in fw; stop() ends it and removes what it made. */
@@ -157,6 +161,8 @@ async function startForwarder(forwarder: Forwarder, ports: string[], capModules:
       ip('-n', FW, 'link', 'set', 'br0', 'up');
       return async () => ip('-n', FW, 'link', 'del', 'br0');
     case 'c':
+      return stopProgram(await startIn(FW, 'tuned', ...ports));
+    case 'l2fwd':
       return stopProgram(await startIn(FW, 'l2fwd', ...ports));
     case 'cap':
       // libpcap warns that the ports have no IPv4 address: true, and of no matter to a forwarder.
@@ -179,10 +185,10 @@ async function awaitPath(from: number, to: number): Promise<void> {
   }
 }
 
-/** 64-byte frames h`from` -> h`to` (unicast): delivered frames/s and frames lost, for each pair at once. */
+/** 64-byte frames h`from` -> h`to` (unicast), senders and receivers pinned to CPU 0: delivered frames/s and frames lost, for each pair at once. */
 async function frames(pairs: [number, number][], count: number): Promise<{ framesPerSecond: number; dropped: number }> {
-  const receivers = await Promise.all(pairs.map(([, to]) => startIn(host(to), 'receiver', 'eth0')));
-  const senders = pairs.map(([from, to]) => runIn(host(from), 'sender', 'eth0', String(count), '64', macOf(to)));
+  const receivers = await Promise.all(pairs.map(([, to]) => waitFor(runPinnedIn(host(to), 'receiver', 'eth0'), 'ready')));
+  const senders = pairs.map(([from, to]) => runPinnedIn(host(from), 'sender', 'eth0', String(count), '64', macOf(to)));
   let sent = 0;
   let seconds = 0;
   for (const sender of senders) {
@@ -206,17 +212,22 @@ async function tcp(streams = 1): Promise<{ tcpBitsPerSecond: number | null; tcpR
   return { tcpBitsPerSecond: end.sum_received.bits_per_second, tcpRetransmits: end.sum_sent.retransmits };
 }
 
-/** ping h1 -> h2 (-i 0.01 -c 200): average and p99 in ms. */
-async function latency(): Promise<{ rttAvgMs: number; rttP99Ms: number }> {
-  const { stdout } = await exec('ip', ['netns', 'exec', host(1), 'ping', '-i', '0.01', '-c', '200', '-W', '1', address(2)], { timeout: 30_000 });
+export const PINGS = 1000;
+
+/** The `fraction` percentile of ascending `sorted` (nearest rank). */
+const percentile = (sorted: number[], fraction: number): number => sorted[Math.ceil(sorted.length * fraction) - 1]!;
+
+/** ping h1 -> h2 (-i 0.002 -c PINGS, root): average, p99 and p99.9 in ms of every reply's time=. */
+async function latency(): Promise<{ rttAvgMs: number; rttP99Ms: number; rttP999Ms: number }> {
+  const { stdout } = await exec('ip', ['netns', 'exec', host(1), 'ping', '-i', '0.002', '-c', String(PINGS), '-W', '1', address(2)], { timeout: 60_000 });
   const rtts = [...stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1])).sort((a, b) => a - b);
-  if (rtts.length < 190) throw new Error(`ping: only ${rtts.length} of 200 answered`);
-  return { rttAvgMs: rtts.reduce((a, b) => a + b, 0) / rtts.length, rttP99Ms: rtts[Math.floor(rtts.length * 0.99) - 1]! };
+  if (rtts.length < PINGS * 0.99) throw new Error(`ping: only ${rtts.length} of ${PINGS} answered`);
+  return { rttAvgMs: rtts.reduce((a, b) => a + b, 0) / rtts.length, rttP99Ms: percentile(rtts, 0.99), rttP999Ms: percentile(rtts, 0.999) };
 }
 
 /** Which forwarders can run here, saying why any cannot. */
 function availableForwarders(capModules: string | null): Forwarder[] {
-  const list: Forwarder[] = ['switch', 'bridge', 'c'];
+  const list: Forwarder[] = ['switch', 'bridge', 'c', 'l2fwd'];
   if (capModules) list.push('cap');
   if (installed('ovs-vswitchd') && installed('ovsdb-server')) list.push('ovs');
   else console.log('  (no Open vSwitch column: ovs-vswitchd is not installed; Debian package openvswitch-switch)');
