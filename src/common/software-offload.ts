@@ -6,8 +6,8 @@
  * skb_checksum_help finishes it.  Pure code with no I/O, for any thread; nothing is allocated per
  * frame but the views the copies go through (as the rings' own copies).
  */
-import { ETH_HEADER, MAC_ADDRESSES, TPID_8021AD, TPID_8021Q } from './ethernet.js';
 import {
+  ipHeaderOffset,
   VNET_F_NEEDS_CSUM,
   VNET_GSO_ECN,
   VNET_GSO_NONE,
@@ -55,8 +55,6 @@ export function boundedSink(writer: FrameSink & { readonly maxRecord: number }, 
 /** The shortest Ethernet frame written (without FCS); shorter frames are zero-padded to it. */
 export const PLAIN_MIN_FRAME = 60;
 
-const ETHERTYPE_IPV4 = 0x0800;
-const ETHERTYPE_IPV6 = 0x86dd;
 const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
 const IPV4_MIN_HEADER = 20;
@@ -66,8 +64,6 @@ const UDP_HEADER = 8;
 const TCP_FIN = 0x01;
 const TCP_PSH = 0x08;
 const TCP_CWR = 0x80;
-/** IPv4 fragment offset and More Fragments bits. */
-const IPV4_FRAGMENT = 0x3fff;
 
 const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
@@ -180,31 +176,18 @@ export class SoftwareOffload {
    * length of all its headers; false if it cannot be segmented as `gso` says.
    */
   private parseSuperFrame(bytes: Uint8Array, frame: number, frameLength: number, gso: number, csumStart: number): boolean {
-    let type = be16(bytes, frame + MAC_ADDRESSES);
-    let l3 = ETH_HEADER;
-    for (let tags = 0; tags < 2 && (type === TPID_8021Q || type === TPID_8021AD); tags++) {
-      if (l3 + 4 > frameLength) return false;
-      type = be16(bytes, frame + l3 + 2);
-      l3 += 4;
-    }
+    const l3 = ipHeaderOffset(bytes, frame, frameLength, gso === VNET_GSO_TCPV4 ? 4 : gso === VNET_GSO_TCPV6 ? 6 : 0);
+    if (l3 < 0) return false;
+    this.ipv4 = bytes[frame + l3]! >> 4 === 4;
     let l4: number;
-    let protocol: number;
-    if (type === ETHERTYPE_IPV4 && gso !== VNET_GSO_TCPV6) {
-      if (l3 + IPV4_MIN_HEADER > frameLength || bytes[frame + l3]! >> 4 !== 4) return false;
+    if (this.ipv4) {
       const ihl = (bytes[frame + l3]! & 0x0f) * 4;
       if (ihl < IPV4_MIN_HEADER || l3 + ihl > frameLength) return false;
-      if ((be16(bytes, frame + l3 + 6) & IPV4_FRAGMENT) !== 0) return false;
-      protocol = bytes[frame + l3 + 9]!;
       l4 = l3 + ihl;
-      this.ipv4 = true;
-    } else if (type === ETHERTYPE_IPV6 && gso !== VNET_GSO_TCPV4) {
-      if (l3 + IPV6_HEADER > frameLength || bytes[frame + l3]! >> 4 !== 6) return false;
-      protocol = bytes[frame + l3 + 6]!;
-      l4 = l3 + IPV6_HEADER;
-      this.ipv4 = false;
     } else {
-      return false;
+      l4 = l3 + IPV6_HEADER;
     }
+    const protocol = bytes[frame + l3 + (this.ipv4 ? 9 : 6)]!;
     if (l4 !== csumStart) return false;
     let headerLength: number;
     if (gso === VNET_GSO_UDP_L4) {

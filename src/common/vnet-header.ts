@@ -109,12 +109,14 @@ export function vnetHeaderProblem(bytes: Uint8Array, at: number, length: number)
   if (csumOffset !== expected) return `csum_offset ${csumOffset} of a ${gso === VNET_GSO_UDP_L4 ? 'UDP' : 'TCP'} super-frame is not ${expected}`;
   const protocol = gso === VNET_GSO_UDP_L4 ? IPPROTO_UDP : IPPROTO_TCP;
   const family = gso === VNET_GSO_TCPV4 ? 4 : gso === VNET_GSO_TCPV6 ? 6 : 0;
-  const transport = transportHeader(bytes, at + VNET_HDR_LEN, frameLength, family);
-  if (transport < 0) return family === 0 ? 'super-frame that is not an unfragmented IPv4 packet or an IPv6 packet without extension headers' : `super-frame that is not an unfragmented IPv${family} packet${family === 6 ? ' without extension headers' : ''}, as its gso_type says`;
+  const frame = at + VNET_HDR_LEN;
+  const l3 = ipHeaderOffset(bytes, frame, frameLength, family);
+  if (l3 < 0) return family === 0 ? 'super-frame that is not an unfragmented IPv4 packet or an IPv6 packet without extension headers' : `super-frame that is not an unfragmented IPv${family} packet${family === 6 ? ' without extension headers' : ''}, as its gso_type says`;
   // The kernel describes a UDP-tunnel super-frame (TCP in vxlan) as TCP with csum_start at the inner
   // TCP header: no virtio_net_hdr can say what it is, and it cannot be segmented as it says.
-  const l4 = transport >> 8;
-  const transportProtocol = transport & 0xff;
+  const ipv4 = bytes[frame + l3]! >> 4 === 4;
+  const l4 = ipv4 ? l3 + (bytes[frame + l3]! & 0x0f) * 4 : l3 + 40;
+  const transportProtocol = bytes[frame + l3 + (ipv4 ? 9 : 6)]!;
   if (csumStart > l4 && transportProtocol === IPPROTO_UDP && protocol === IPPROTO_TCP) return `super-frame with csum_start ${csumStart} past its own transport header at ${l4} (a tunnel's inner header)`;
   if (transportProtocol !== protocol) return `super-frame whose IP header carries protocol ${transportProtocol}, not the ${protocol === IPPROTO_TCP ? 'TCP' : 'UDP'} its gso_type says`;
   if (csumStart !== l4) return `super-frame with csum_start ${csumStart}, not at its transport header (${l4})`;
@@ -125,12 +127,12 @@ const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
 
 /**
- * Where the Ethernet frame at bytes[frame .. frame + length) has its IPv4 (version 4, not a
- * fragment) or IPv6 packet's transport header (after up to two VLAN tags; IPv6 without extension
- * headers), and its protocol: offset * 256 + protocol, or -1 if it is not such a packet, or not of
- * IP version `family` (0: either).
+ * The offset, in the Ethernet frame at bytes[frame .. frame + length), of its IP header after up
+ * to two VLAN tags: an IPv4 header (version 4, not a fragment, 20 bytes there) or an IPv6 one
+ * (version 6, 40 bytes there), of IP version `family` (0: either); -1 if there is none such.
+ * The version nibble at the offset says which.
  */
-function transportHeader(bytes: Uint8Array, frame: number, length: number, family: number): number {
+export function ipHeaderOffset(bytes: Uint8Array, frame: number, length: number, family: number): number {
   let l3 = 12;
   let type = (bytes[frame + l3]! << 8) | bytes[frame + l3 + 1]!;
   for (let tags = 0; tags < 2 && (type === 0x8100 || type === 0x88a8) && l3 + 6 <= length; tags++) {
@@ -139,10 +141,8 @@ function transportHeader(bytes: Uint8Array, frame: number, length: number, famil
   }
   l3 += 2;
   const ip = frame + l3;
-  if (type === 0x0800 && family !== 6 && l3 + 20 <= length && bytes[ip]! >> 4 === 4 && (((bytes[ip + 6]! << 8) | bytes[ip + 7]!) & 0x3fff) === 0) {
-    return (l3 + (bytes[ip]! & 0x0f) * 4) * 256 + bytes[ip + 9]!;
-  }
-  if (type === 0x86dd && family !== 4 && l3 + 40 <= length && bytes[ip]! >> 4 === 6) return (l3 + 40) * 256 + bytes[ip + 6]!;
+  if (type === 0x0800 && family !== 6 && l3 + 20 <= length && bytes[ip]! >> 4 === 4 && (((bytes[ip + 6]! << 8) | bytes[ip + 7]!) & 0x3fff) === 0) return l3;
+  if (type === 0x86dd && family !== 4 && l3 + 40 <= length && bytes[ip]! >> 4 === 6) return l3;
   return -1;
 }
 
