@@ -625,13 +625,13 @@ export class Netdev {
       throw new NetdevError({ code: 'EINVAL', device: this.name, call, detail: `${which} must be a Uint8Array` });
     }
     const header = this.offloads ? VNET_HDR_LEN : 0;
-    if (header !== 0 && frame.length >= header + ETH_HEADER) {
+    const whole = frame.length >= header + ETH_HEADER; // holds its header(s): they can be read
+    if (header !== 0 && whole) {
       const problem = vnetHeaderProblem(frame, 0, frame.length);
       if (problem !== null) throw new NetdevError({ code: 'EINVAL', device: this.name, call, detail: `${which} has a bad virtio_net_hdr: ${problem}` });
     }
-    const large = header !== 0 && frame.length >= header + ETH_HEADER && isGsoFrame(frame, 0);
-    const limit = large ? this.superFrameLimit() : this.frameLimit(frame.length >= header + ETH_HEADER && isVlanTagged(frame, header), header);
-    if (frame.length < header + ETH_HEADER || frame.length > limit) {
+    const limit = header !== 0 && whole && isGsoFrame(frame, 0) ? this.superFrameLimit() : this.frameLimit(whole && isVlanTagged(frame, header), header);
+    if (!whole || frame.length > limit) {
       const what = header !== 0 ? `; the device takes vnet frames of ${header + ETH_HEADER} to ${limit}` : `; the device takes ${ETH_HEADER} to ${limit}`;
       throw new NetdevError({ code: 'EMSGSIZE', device: this.name, call, detail: `${which} is ${frame.length} bytes${what}` });
     }
