@@ -6,7 +6,7 @@
  * mmsghdr arrays of recvmmsg/sendmmsg.
  */
 import {
-  addressOf, IOVEC_SIZE, MMSGHDR_LEN, MMSGHDR_SIZE, MSGHDR_CONTROL, MSGHDR_CONTROLLEN, MSGHDR_FLAGS, MSGHDR_IOV, MSGHDR_IOVLEN, watchReadable,
+  addressOf, IOVEC_SIZE, MMSGHDR_LEN, MMSGHDR_SIZE, MSGHDR_FLAGS, MSGHDR_IOV, MSGHDR_IOVLEN, watchReadable,
 } from './libc.js';
 
 const TWO_32 = 2 ** 32;
@@ -28,14 +28,15 @@ export class FdWaker {
   private closed = false;
 
   constructor(fd: number, private readonly bell: Ringable) {
-    this.poll = watchReadable(fd, () => {
+    this.poll = watchReadable(fd, (failed) => {
+      if (failed) this.polling = false; // libuv has stopped watching (POLLERR): the next wait starts it again
       this.rearmed = false;
       this.rearmedWritable = false;
       const moved = bell.ringHere();
       if (this.closed) return; // the work it started closed this waker (a peer went away)
       // Stays armed if the work asked to wait again, or moved something (and will read on until it does).
       if (!this.rearmed && moved === 0) {
-        this.poll.stop();
+        if (this.polling) this.poll.stop();
         this.polling = false;
         this.writable = false;
       } else if (this.writable && !this.rearmedWritable) {
@@ -105,8 +106,7 @@ export function setIovec(words: Uint32Array, index: number, [high, low]: [number
 
 /**
  * An array of `count` mmsghdrs, each with `iovecsPerMessage` iovecs (whose bases the caller sets:
- * message i's k-th is iovec i * iovecsPerMessage + k) and, if `controlBytes` is given, a control
- * buffer of that size for ancillary data.
+ * message i's k-th is iovec i * iovecsPerMessage + k).
  */
 export class MessageVector {
   readonly headers: Buffer;
@@ -114,38 +114,20 @@ export class MessageVector {
   /** `iovecs` as words (for setIovec), and `headers` as words (for the per-message accessors). */
   readonly iovecWords: Uint32Array;
   private readonly headerWords: Int32Array;
-  /** Message i's control data is at control[i * controlBytes ..] (as 32-bit words: controlWords, when controlBytes is a multiple of 4). */
-  readonly control: Buffer;
-  readonly controlWords: Int32Array;
 
   constructor(
     count: number,
-    readonly controlBytes = 0,
     readonly iovecsPerMessage = 1,
   ) {
     this.headers = Buffer.alloc(count * MMSGHDR_SIZE);
     this.iovecs = Buffer.alloc(count * iovecsPerMessage * IOVEC_SIZE);
-    this.control = Buffer.alloc(count * controlBytes);
     this.iovecWords = iovecWords(this.iovecs);
-    this.controlWords = new Int32Array(this.control.buffer, this.control.byteOffset, this.control.length >> 2);
     this.headerWords = new Int32Array(this.headers.buffer, this.headers.byteOffset, this.headers.length >> 2);
     const iovBase = addressOf(this.iovecs);
-    const controlBase = controlBytes > 0 ? addressOf(this.control) : 0n;
     for (let i = 0; i < count; i++) {
       this.headers.writeBigUInt64LE(iovBase + BigInt(i * iovecsPerMessage * IOVEC_SIZE), i * MMSGHDR_SIZE + MSGHDR_IOV);
       this.headers.writeBigUInt64LE(BigInt(iovecsPerMessage), i * MMSGHDR_SIZE + MSGHDR_IOVLEN);
-      if (controlBytes > 0) this.headers.writeBigUInt64LE(controlBase + BigInt(i * controlBytes), i * MMSGHDR_SIZE + MSGHDR_CONTROL);
     }
-  }
-
-  /** Before a receive: gives the first `count` messages their whole control buffer again (the kernel shrinks msg_controllen). */
-  resetControl(count: number): void {
-    for (let i = 0; i < count; i++) this.headerWords[(i * MMSGHDR_SIZE + MSGHDR_CONTROLLEN) >> 2] = this.controlBytes;
-  }
-
-  /** Bytes of control data the kernel wrote for message `i`. */
-  controlLength(i: number): number {
-    return this.headerWords[(i * MMSGHDR_SIZE + MSGHDR_CONTROLLEN) >> 2]! >>> 0;
   }
 
   /** Bytes moved by message `i` (msg_len). */

@@ -44,23 +44,22 @@ export const SOL_PACKET = 263;
 export const PACKET_IGNORE_OUTGOING = 23;
 /** PACKET_VNET_HDR: every frame sent and received carries a struct virtio_net_hdr before it (offload metadata). */
 export const PACKET_VNET_HDR = 15;
-/** PACKET_AUXDATA: a struct tpacket_auxdata control message with each frame (its stripped VLAN tag). */
-export const PACKET_AUXDATA = 8;
 /**
  * PACKET_STATISTICS: a struct tpacket_stats { unsigned tp_packets; unsigned tp_drops; } of the
  * frames the socket took and dropped (its receive buffer full) since the last read; reading resets it.
  */
 export const PACKET_STATISTICS = 6;
-/** struct tpacket_auxdata (linux/if_packet.h): tp_status, tp_vlan_tci, tp_vlan_tpid offsets; status bits. */
-export const AUXDATA_STATUS = 0;
-export const AUXDATA_VLAN_TCI = 16;
-export const AUXDATA_VLAN_TPID = 18;
+/** PACKET_VERSION (TPACKET_V2: struct tpacket2_hdr ring frames), PACKET_RX_RING (a struct tpacket_req), PACKET_COPY_THRESH (a frame too large for a ring frame is also queued whole). */
+export const PACKET_VERSION = 10;
+export const TPACKET_V2 = 1;
+export const PACKET_RX_RING = 5;
+export const PACKET_COPY_THRESH = 7;
+/** tpacket2_hdr tp_status bits: the frame is the reader's; the whole frame is queued on the socket too. */
+export const TP_STATUS_USER = 0x1;
+export const TP_STATUS_COPY = 0x2;
+/** tpacket2_hdr tp_status bits: the frame's 802.1Q tag is in tp_vlan_tci, and its TPID in tp_vlan_tpid. */
 export const TP_STATUS_VLAN_VALID = 0x10;
 export const TP_STATUS_VLAN_TPID_VALID = 0x40;
-/** struct cmsghdr: header size (cmsg_len, cmsg_level, cmsg_type), then the data. */
-export const CMSG_HEADER = 16;
-export const CMSG_LEVEL = 8;
-export const CMSG_TYPE = 12;
 export const MSG_DONTWAIT = 0x40;
 export const MSG_TRUNC = 0x20;
 export const MSG_NOSIGNAL = 0x4000;
@@ -111,8 +110,6 @@ export const IOVEC_SIZE = 16;
 export const MMSGHDR_SIZE = 64;
 export const MSGHDR_IOV = 16;
 export const MSGHDR_IOVLEN = 24;
-export const MSGHDR_CONTROL = 32;
-export const MSGHDR_CONTROLLEN = 40;
 export const MSGHDR_FLAGS = 48;
 export const MMSGHDR_LEN = 56;
 /** struct sockaddr_ll. */
@@ -169,6 +166,8 @@ const raw = {
   listen: libc.func('int listen(int fd, int backlog)'),
   accept4: libc.func('int accept4(int fd, void *addr, void *len, int flags)'),
   connect: libc.func('int connect(int fd, const void *addr, unsigned int len)'),
+  mmap: libc.func('void *mmap(void *addr, unsigned long length, int prot, int flags, int fd, long offset)'),
+  munmap: libc.func('int munmap(void *addr, unsigned long length)'),
 };
 
 /** The errno name of `value` ('ENODEV'), or 'EIO' for an unknown one. */
@@ -229,10 +228,23 @@ export const sys = {
   bind: (fd: number, addr: Uint8Array): number => raw.bind(fd, addr, addr.length) as number,
   setsockoptInt: (fd: number, level: number, name: number, value: number): number =>
     raw.setsockopt(fd, level, name, Int32Array.of(value), 4) as number,
+  /** setsockopt with a struct (e.g. a struct tpacket_req as a Uint32Array). */
+  setsockopt: (fd: number, level: number, name: number, value: ArrayBufferView): number =>
+    raw.setsockopt(fd, level, name, value, value.byteLength) as number,
+  /** A private anonymous mapping of `length` bytes, pages made only when touched (MAP_NORESERVE); MAP_FAILED (koffi.address) on failure. */
+  mmapAnonymous: (length: number): unknown => raw.mmap(null, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+  /** Maps `length` bytes of `fd` (a packet socket's ring) shared, in place of the start of mapping `at` (MAP_FIXED). */
+  mmapSocketAt: (at: unknown, length: number, fd: number): unknown => raw.mmap(at, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0),
+  munmap: (at: unknown, length: number): number => raw.munmap(at, length) as number,
   /**
    * The frames an AF_PACKET socket dropped since the last call (PACKET_STATISTICS tp_drops; the
    * kernel resets its counters on each read), or -1 (errno says why).
    */
+  /** The socket's pending error (getsockopt SO_ERROR, which clears it): an errno value, 0 for none, or -1 (errno says why). */
+  socketError: (fd: number): number => {
+    SOCKET_ERROR_LENGTH[0] = 4;
+    return (raw.getsockopt(fd, SOL_SOCKET, SO_ERROR, SOCKET_ERROR, SOCKET_ERROR_LENGTH) as number) < 0 ? -1 : SOCKET_ERROR[0]!;
+  },
   packetDrops: (fd: number): number => {
     PACKET_STATS_LENGTH[0] = PACKET_STATS.byteLength;
     return (raw.getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, PACKET_STATS, PACKET_STATS_LENGTH) as number) < 0 ? -1 : PACKET_STATS[1]!;
@@ -260,12 +272,24 @@ export const sys = {
 };
 
 const F_DUPFD_CLOEXEC = 1030;
+const PROT_READ = 0x1;
+const PROT_WRITE = 0x2;
+const MAP_SHARED = 0x01;
+const MAP_PRIVATE = 0x02;
+const MAP_FIXED = 0x10;
+const MAP_ANONYMOUS = 0x20;
+const MAP_NORESERVE = 0x4000;
+/** What mmap returns on failure, as koffi.address gives it. */
+export const MAP_FAILED = 0xffffffffffffffffn;
 const EFD_NONBLOCK = 0o4000;
 const EFD_CLOEXEC = 0o2000000;
 const EVENTFD_ONE = new BigUint64Array([1n]);
 const EVENTFD_SCRAP = new BigUint64Array(1);
 /** A struct tpacket_stats (tp_packets, tp_drops) and its length, for packetDrops. */
 const PACKET_STATS = new Uint32Array(2);
+const SO_ERROR = 4;
+const SOCKET_ERROR = new Int32Array(1);
+const SOCKET_ERROR_LENGTH = new Uint32Array(1);
 const PACKET_STATS_LENGTH = new Uint32Array(1);
 /** Two struct pollfd (int fd; short events; short revents), as shorts and as the ints that overlay the fds. */
 const POLL_TWO = new Int16Array(8);
