@@ -225,13 +225,21 @@ async function latency(): Promise<{ rttAvgMs: number; rttP99Ms: number; rttP999M
   return { rttAvgMs: rtts.reduce((a, b) => a + b, 0) / rtts.length, rttP99Ms: percentile(rtts, 0.99), rttP999Ms: percentile(rtts, 0.999) };
 }
 
-/** Which forwarders can run here, saying why any cannot. */
+/** The forwarders NETDEV_BENCH_FORWARDERS names (comma-separated), or all if it is not set. */
+export function chosenForwarders(): Forwarder[] {
+  const all: Forwarder[] = ['switch', 'bridge', 'c', 'l2fwd', 'cap', 'ovs'];
+  const asked = process.env.NETDEV_BENCH_FORWARDERS?.split(',').map((name) => name.trim());
+  const unknown = asked?.filter((name) => !all.includes(name as Forwarder)) ?? [];
+  if (unknown.length > 0) throw new Error(`NETDEV_BENCH_FORWARDERS: no forwarder ${unknown.join(', ')} (there are ${all.join(', ')})`);
+  return asked ? all.filter((name) => asked.includes(name)) : all;
+}
+
+/** Which of the chosen forwarders can run here, saying why any cannot. */
 function availableForwarders(capModules: string | null): Forwarder[] {
-  const list: Forwarder[] = ['switch', 'bridge', 'c', 'l2fwd'];
-  if (capModules) list.push('cap');
-  if (installed('ovs-vswitchd') && installed('ovsdb-server')) list.push('ovs');
-  else console.log('  (no Open vSwitch column: ovs-vswitchd is not installed; Debian package openvswitch-switch)');
-  return list;
+  const list = chosenForwarders().filter((forwarder) => forwarder !== 'cap' || capModules);
+  if (!list.includes('ovs') || (installed('ovs-vswitchd') && installed('ovsdb-server'))) return list;
+  console.log('  (no Open vSwitch column: ovs-vswitchd is not installed; Debian package openvswitch-switch)');
+  return list.filter((forwarder) => forwarder !== 'ovs');
 }
 
 /** Installs the `cap` npm package into a temporary folder; null (saying why) if it cannot be built. */
@@ -265,7 +273,7 @@ export async function topologyBenchmarks(count: number, runs: number): Promise<T
     return null;
   }
   if (!buildPrograms()) return null;
-  const capModules = await installCap();
+  const capModules = chosenForwarders().includes('cap') ? await installCap() : null;
   try {
     await setUp(HOSTS, 'off');
     const results: TopologyResults = { paths: {}, ports: { switch: {}, bridge: {} } };
@@ -285,7 +293,7 @@ export async function topologyBenchmarks(count: number, runs: number): Promise<T
     for (const portCount of [2, 4, 8]) {
       const ports = Array.from({ length: portCount }, (_, i) => `p${i + 1}`);
       const pairs = Array.from({ length: portCount / 2 }, (_, i): [number, number] => [2 * i + 1, 2 * i + 2]);
-      for (const forwarder of ['switch', 'bridge'] as const) {
+      for (const forwarder of (['switch', 'bridge'] as const).filter((name) => chosenForwarders().includes(name))) {
         const figures: { framesPerSecond: number; dropped: number }[] = (results.ports[forwarder][portCount] = []);
         for (let i = 0; i < runs; i++) {
           const stop = await startForwarder(forwarder, ports, null);

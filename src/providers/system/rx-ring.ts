@@ -45,6 +45,13 @@ const TP_MAC = 12;
 const TP_VLAN = 24;
 /** TPACKET2_HDRLEN: the tpacket2_hdr and the sockaddr_ll after it; a frame's vnet header may be moved back as far as this. */
 const TPACKET2_HDRLEN = 52;
+/**
+ * x86-64 keeps loads in order with loads and stores with stores (TSO), and V8 keeps typed-array
+ * accesses in program order, so plain accesses to tp_status read frames and give them back
+ * correctly there, at a tenth of an Atomics call's cost (about 20 ns in Node 20, not inlined);
+ * other CPUs need Atomics' ordering.
+ */
+const IN_ORDER = process.arch === 'x64';
 /** A ring entry whose frame waits to be read from the socket (TP_STATUS_COPY). */
 const PENDING = -2;
 
@@ -112,7 +119,7 @@ export class RxRing {
     let copies = 0;
     while (count < want) {
       const at = frameOffset(this.head);
-      const status = Atomics.load(words, at >> 2);
+      const status = IN_ORDER ? words[at >> 2]! : Atomics.load(words, at >> 2);
       if ((status & TP_STATUS_USER) === 0) break;
       this.head = this.head + 1 === RING_FRAMES ? 0 : this.head + 1;
       this.held[this.heldCount++] = at;
@@ -203,7 +210,9 @@ export class RxRing {
 
   /** Gives the frames held back to the kernel. */
   private release(): void {
-    for (let i = 0; i < this.heldCount; i++) Atomics.store(this.words, this.held[i]! >> 2, 0);
+    const { words, held } = this;
+    if (IN_ORDER) for (let i = 0; i < this.heldCount; i++) words[held[i]! >> 2] = 0;
+    else for (let i = 0; i < this.heldCount; i++) Atomics.store(words, held[i]! >> 2, 0);
     this.heldCount = 0;
   }
 
