@@ -128,6 +128,28 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     expect(await eventually(async () => !(await a.getCarrier()))).toBe(true);
   });
 
+  it('sends and receives after its device went down and up, opened while down or idle meanwhile (the kernel\'s pending ENETDOWN is no error)', async () => {
+    // Opened while down: the kernel marks the socket ENETDOWN at bind, which would fail the first send.
+    const a = await open('va');
+    const b = await open('vb');
+    await a.turnFlagsOn({ up: true });
+    await b.turnFlagsOn({ up: true });
+    expect(await eventually(async () => (await a.getCarrier()) && (await b.getCarrier()))).toBe(true);
+    const frames = b.frames({ copy: true })[Symbol.asyncIterator]();
+    await a.send(ethFrame(100, 1, TEST_TYPE));
+    expect(seqOf((await frames.next()).value as Uint8Array)).toBe(1);
+    // Down and up while b's worker waits for frames: ENETDOWN is pending again, and its wait must survive it.
+    for (const dev of [b, a]) await dev.turnFlagsOff({ up: true });
+    for (const dev of [a, b]) await dev.turnFlagsOn({ up: true });
+    expect(await eventually(async () => (await a.getCarrier()) && (await b.getCarrier()))).toBe(true);
+    await a.send(ethFrame(100, 2, TEST_TYPE));
+    expect(seqOf((await frames.next()).value as Uint8Array)).toBe(2);
+    await b.send(ethFrame(100, 3, TEST_TYPE)); // b's first send since the device came back
+    expect(seqOf((await a.frames().next()).value as Uint8Array)).toBe(3);
+    expect((await a.getStats()).txErrors).toBe(0);
+    expect((await b.getStats()).txErrors).toBe(0);
+  });
+
   it('moves frames byte for byte, in order, both ways across the veth pair', async () => {
     const [a, b] = await bothUp();
     for (const [from, to] of [[a, b], [b, a]] as const) {
