@@ -255,16 +255,16 @@ describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run'
     const full = burst('at full rate');
     expect(full.arrived, output).toBeGreaterThan(0);
     // 20000 frames at full rate may all fit the kernel's queue in front of p1 (its packet socket's
-    // receive buffer); when some were lost, they were counted there and in p1's rxDropped, nowhere else.
+    // receive ring); when some were lost, they were counted there and in p1's rxDropped, nowhere else.
     if (full.lost > 0) {
-      expect(output).toContain(`where the ${full.lost} lost frames were counted: ${full.lost} by the kernel's queue in front of the Switch's port p1 (its packet socket's receive buffer: p1's rxQueueDropped); in the Switch's counters: p1 rxDropped +${full.lost}\n`);
+      expect(output).toContain(`where the ${full.lost} lost frames were counted: ${full.lost} by the kernel's queue in front of the Switch's port p1 (its packet socket's receive ring: p1's rxQueueDropped); in the Switch's counters: p1 rxDropped +${full.lost}\n`);
       expect(output).toMatch(/^ {2}what the loss at full rate means: h1 offers frames faster than the forwarding path takes them .*the kernel's queue in front of the Switch's port p1 fills/m);
     }
     // Paced at half the rate the saturated path delivered (or, on a path slower than 8000 frames/s,
     // 4000 frames/s: 20000 frames in at most 5 s), nothing should be lost; the bound is 1 % and not 0
     // because the Switch's worker shares 2 vCPUs with the sender, h2's reader and the other test
-    // files running meanwhile, and a stall of it longer than p1's queue lasts at that pace (when the
-    // kernel caps the receive buffer lower, tens of ms) loses frames without any fault.
+    // files running meanwhile, and a stall of it longer than p1's receive ring lasts at that pace
+    // (2048 frames: tens of ms) loses frames without any fault.
     const paced = burst("paced at [1-9]\\d* frames/s \\((?:half the full-rate burst's arrival rate|over 5 s, faster than half the full-rate burst's arrival rate)\\)");
     expect(paced.lost, output).toBeLessThanOrEqual(200);
     expect(output).not.toMatch(/COUNTED NOWHERE|DAMAGED|MISMATCH|FAILED/);

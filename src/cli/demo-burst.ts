@@ -19,7 +19,7 @@ const PAYLOAD_AT = SEQ_AT + 4;
 /** The key of h1's eth0's txPackets among the device counters. */
 const SENT_OUT = 'sent out';
 /** The kernel's queue in front of a Switch port (the place frames offered faster than it forwards are lost). */
-const queuePlace = (port: string) => `the kernel's queue in front of the Switch's port ${port} (its packet socket's receive buffer: ${port}'s rxQueueDropped)`;
+const queuePlace = (port: string) => `the kernel's queue in front of the Switch's port ${port} (its packet socket's receive ring: ${port}'s rxQueueDropped)`;
 
 /** Broadcast frame number `seq`: its number, then bytes (seq + offset) & 0xff to its end. */
 function writeFrame(frame: Uint8Array, seq: number): void {

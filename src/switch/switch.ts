@@ -74,7 +74,7 @@ export interface PortCounters {
   filtered: number;
   /**
    * Frames this port's device received that never reached the Switch: its RX ring was full, or
-   * (system devices) the kernel's queue in front of its worker (the socket's receive buffer).
+   * (system devices) the kernel's queue in front of its worker (the socket's receive ring).
    */
   rxDropped: number;
   /** Frames for this port that were dropped: its egress queue was full, or its device refused them. */

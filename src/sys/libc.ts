@@ -46,7 +46,7 @@ export const PACKET_IGNORE_OUTGOING = 23;
 export const PACKET_VNET_HDR = 15;
 /**
  * PACKET_STATISTICS: a struct tpacket_stats { unsigned tp_packets; unsigned tp_drops; } of the
- * frames the socket took and dropped (its receive buffer full) since the last read; reading resets it.
+ * frames the socket took and dropped (its receive ring or buffer full) since the last read; reading resets it.
  */
 export const PACKET_STATISTICS = 6;
 /** PACKET_VERSION (TPACKET_V2: struct tpacket2_hdr ring frames), PACKET_RX_RING (a struct tpacket_req), PACKET_COPY_THRESH (a frame too large for a ring frame is also queued whole). */
