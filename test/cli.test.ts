@@ -161,6 +161,39 @@ describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run'
     expect(bed.ns.link('vc').flags).not.toContain('UP');
   });
 
+  it('shows frames to reserved group addresses and with invalid sources in its table, and forwards what --group-fwd-mask lets through', async () => {
+    bed.ns.ip('link', 'add', 'vc', 'type', 'veth', 'peer', 'name', 'vd');
+    const refused = spawnSync(process.execPath, [CLI, 'switch', 'vb', 'vc', '--netns', bed.ns.name, '--group-fwd-mask', '0x4'], { encoding: 'utf8', timeout: 10_000 });
+    expect([refused.status, refused.stderr]).toEqual([1, expect.stringMatching(/EINVAL.*groupFwdMask 0x4: bits 0-2/)]);
+    const child = spawn(process.execPath, [CLI, 'switch', 'vb', 'vc', '--netns', bed.ns.name, '--json', '--interval', '100', '--group-fwd-mask', '0x8'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = once(child, 'exit');
+    const lines = outputLines(child);
+    expect(await eventually(() => lines.some((l) => l.includes('switching')))).toBe(true);
+    const [va, vd] = [await bed.mgr.open('va', { netns: bed.ns.name, ethertype: 0x88b5 }), await bed.mgr.open('vd', { netns: bed.ns.name, ethertype: 0x88b5 })];
+    await va.turnFlagsOn({ up: true });
+    await vd.turnFlagsOn({ up: true });
+    expect(await eventually(async () => (await va.getCarrier()) && (await vd.getCarrier()))).toBe(true);
+    const to = (last: number, seq: number, source = 0x02) => {
+      const f = ethFrame(100, seq, 0x88b5);
+      f.set([0x01, 0x80, 0xc2, 0, 0, last], 0);
+      f[6] = source;
+      return f;
+    };
+    const arriving = vd.frames().next();
+    await va.send(to(0x0e, 1)); // LLDP: not forwarded
+    await va.send(to(0x03, 2, 0x03)); // 802.1X from a multicast source: dropped
+    await va.send(to(0x03, 3)); // 802.1X: forwarded, as the mask says
+    expect(seqOf((await arriving).value as Uint8Array)).toBe(3);
+    const row = () => {
+      const table = lines.filter((l) => l.includes('"ports"')).pop();
+      return table === undefined ? undefined : (JSON.parse(table) as { ports: { port: string; reserved: number; invalidSource: number }[] }).ports.find((p) => p.port === 'vb');
+    };
+    expect(await eventually(() => row()?.reserved === 1 && row()?.invalidSource === 1)).toBe(true);
+    child.kill('SIGINT');
+    const [code] = await exited;
+    expect(code).toBe(0);
+  });
+
   it('stops a switch quietly when its output\'s reader goes away (| head), restoring the ports\' flags', async () => {
     bed.ns.ip('link', 'add', 'vc', 'type', 'veth', 'peer', 'name', 'vd');
     const child = spawn(process.execPath, [CLI, 'switch', 'vb', 'vc', '--netns', bed.ns.name, '--interval', '50'], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -2,7 +2,8 @@ import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { MacTable } from '../dist/switch/mac-table.js';
-import { FILTER, ForwardingDecision } from '../dist/switch/decision.js';
+import { FILTER, FLOOD, ForwardingDecision } from '../dist/switch/decision.js';
+import { INVALID_SOURCE, RESERVED } from '../dist/switch/fabric.js';
 
 /** MAC number `n` as 6 bytes (02:00:nn:nn:nn:nn). */
 function mac(n: number): Uint8Array {
@@ -87,7 +88,7 @@ describe('ForwardingDecision (one batch of frames)', () => {
 
   it('looks each source and destination up once per run of a flow, and sees a MAC that moves within the batch', () => {
     const table = new MacTable(64);
-    const decision = new ForwardingDecision(table, 1000);
+    const decision = new ForwardingDecision(table, 1000, 1);
     const counters = new Float64Array(1024);
     const now = table.now();
     table.learn(0, mac(2), 0, 1, now); // B behind port 1
@@ -104,5 +105,35 @@ describe('ForwardingDecision (one batch of frames)', () => {
     table.learn(0, mac(2), 0, 3, now);
     decision.beginBatch();
     expect(decide(frame(2, 1), 0)).toBe(3);
+  });
+
+  it('drops reserved group addresses outside its mask and invalid sources, counting each, and learns no invalid source', () => {
+    const table = new MacTable(64);
+    const counters = new Float64Array(1024);
+    const now = table.now();
+    const reserved = (last: number) => Uint8Array.of(0x01, 0x80, 0xc2, 0, 0, last);
+    const to = (dst: Uint8Array, src = mac(1)) => {
+      const f = new Uint8Array(60);
+      f.set(dst, 0);
+      f.set(src, 6);
+      return f;
+    };
+    // Bit 0 (STP BPDUs, the spanning tree off) and bit 3 (802.1X) forwarded.
+    const decision = new ForwardingDecision(table, 1000, 0b1001);
+    decision.beginBatch();
+    const decide = (f: Uint8Array) => decision.decide(counters, 0, 0, null, f, 0, f.length, now);
+    expect([0, 1, 2, 3, 0x0e, 0x0f].map((n) => decide(to(reserved(n))))).toEqual([FLOOD, FILTER, FILTER, FLOOD, FILTER, FILTER]);
+    expect(counters[RESERVED]).toBe(4);
+    expect(decide(to(reserved(0x10)))).toBe(FLOOD); // 01:80:c2:00:00:10 is not reserved
+    expect(decide(to(Uint8Array.of(0x01, 0x00, 0x5e, 0, 0, 0xfb)))).toBe(FLOOD);
+    expect(counters[RESERVED]).toBe(4);
+    const broadcast = new Uint8Array(6).fill(0xff);
+    expect(decide(to(broadcast, Uint8Array.of(0x03, 0, 0, 0, 0, 7)))).toBe(FILTER); // group source
+    expect(decide(to(broadcast, new Uint8Array(6)))).toBe(FILTER); // all-zero source
+    expect(decide(to(broadcast, Uint8Array.of(0, 0, 0, 0, 0, 1)))).toBe(FLOOD); // 00:00:00:00:00:01 is valid
+    expect(counters[INVALID_SOURCE]).toBe(2);
+    expect(table.lookup(0, Uint8Array.of(0x03, 0, 0, 0, 0, 7), 0, now, 1000)).toBe(-1);
+    expect(table.lookup(0, new Uint8Array(6), 0, now, 1000)).toBe(-1);
+    expect(table.size).toBe(2); // mac(1) and 00:00:00:00:00:01
   });
 });

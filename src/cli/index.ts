@@ -31,6 +31,8 @@ commands:
                        Ctrl-C or until the reader of its output goes away (| head)
            --vlan DEV=ID  access VLAN 1-4094 of port DEV, once per port (the others are trunks)
            --interval MS  how often the table is redrawn, 50 to 3600000 (default 1000)
+           --group-fwd-mask MASK  reserved group addresses 01:80:c2:00:00:0N to forward, bit N
+                          (as Linux's group_fwd_mask; bits 0-2 refused); default 0
   list, show, monitor, capture and switch also take:
            --netns NS     the network namespace (an ip netns name or a path); it must exist
            --json         JSON output (monitor and switch: one object per line)
@@ -137,6 +139,7 @@ async function main(argv: string[]): Promise<number> {
         vlan: { type: 'string', multiple: true },
         json: { type: 'boolean' },
         interval: { type: 'string' },
+        'group-fwd-mask': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -145,6 +148,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     requireNetns(values.netns);
+    const maskText = values['group-fwd-mask'];
+    const groupFwdMask = maskText === undefined ? 0 : Number(maskText);
+    if (!(maskText === undefined || (/^(0x[0-9a-f]+|\d+)$/i.test(maskText) && groupFwdMask <= 0xffff))) throw new Error(`--group-fwd-mask takes a 16-bit mask (0x4008, 16392), not ${maskText}`);
     const vlans = new Map<string, number>();
     for (const spec of values.vlan ?? []) {
       const match = /^(.+)=(\d{1,4})$/.exec(spec);
@@ -157,6 +163,7 @@ async function main(argv: string[]): Promise<number> {
       vlans,
       json: values.json === true,
       intervalMs: positiveInt(values.interval, 1000, 'interval', 50, 3_600_000),
+      groupFwdMask,
       tty: process.stdout.isTTY === true,
       out: printLine,
     });

@@ -1,7 +1,8 @@
 /**
- * `netdev switch DEV DEV... [--netns NS] [--vlan DEV=ID]`: runs the learning switch between the
- * devices, brought up and promiscuous (restored when it ends).  Every second it shows each port's
- * frames/s, Mbit/s and drops, and whether its worker or the main thread forwards: redrawn in place on a terminal, a line per port otherwise (or JSON
+ * `netdev switch DEV DEV... [--netns NS] [--vlan DEV=ID] [--group-fwd-mask MASK]`: runs the
+ * learning switch between the devices, brought up and promiscuous (restored when it ends).  Every
+ * second it shows each port's frames/s, Mbit/s, drops, floods and discards (frames to reserved
+ * group addresses and with invalid sources, not forwarded), and whether its worker or the main thread forwards: redrawn in place on a terminal, a line per port otherwise (or JSON
  * with --json).  SIGINT/SIGTERM stop it cleanly: ports removed, flags restored, exit status 0.
  * Ports keep the offloads the kernel gave them (TSO, GSO, checksum offload): each is opened with
  * offloads where its provider has them (system, tap, pltap), so TCP super-frames are forwarded whole.
@@ -17,6 +18,8 @@ export interface SwitchCommandOptions {
   vlans: Map<string, number>;
   json: boolean;
   intervalMs: number;
+  /** SwitchOptions.groupFwdMask. */
+  groupFwdMask: number;
   out: (text: string) => void;
   tty: boolean;
 }
@@ -41,6 +44,8 @@ function rates(before: Sample[], after: Sample[], seconds: number) {
       txMbps: +((per('txBytes') * 8) / 1e6).toFixed(2),
       drops: counters.rxDropped + counters.txDropped,
       floods: counters.floods,
+      reserved: counters.reserved,
+      invalidSource: counters.invalidSource,
     };
   });
 }
@@ -72,7 +77,7 @@ export async function runSwitchCommand(names: string[], options: SwitchCommandOp
     if (!names.includes(name)) throw new Error(`--vlan ${name}=${vlan}: ${name} is not a port of this switch (ports: ${names.join(', ')})`);
   }
   const mgr = new NetdevManager();
-  const sw = new Switch({ onNotice: (line) => options.out(options.json ? JSON.stringify({ notice: line }) : `notice: ${line}`) });
+  const sw = new Switch({ groupFwdMask: options.groupFwdMask, onNotice: (line) => options.out(options.json ? JSON.stringify({ notice: line }) : `notice: ${line}`) });
   try {
     for (const name of names) {
       const dev = await openPort(mgr, name, options.netns);
@@ -101,8 +106,8 @@ export async function runSwitchCommand(names: string[], options: SwitchCommandOp
         return;
       }
       const lines = [
-        'PORT           PATH     RX FRAMES/S   RX MBIT/S  TX FRAMES/S   TX MBIT/S      DROPS     FLOODS',
-        ...rows.map((r) => `${r.port.padEnd(14)} ${r.path.padEnd(6)} ${String(r.rxFps).padStart(12)} ${String(r.rxMbps).padStart(11)} ${String(r.txFps).padStart(12)} ${String(r.txMbps).padStart(11)} ${String(r.drops).padStart(10)} ${String(r.floods).padStart(10)}`),
+        'PORT           PATH     RX FRAMES/S   RX MBIT/S  TX FRAMES/S   TX MBIT/S      DROPS     FLOODS   RESERVED    BAD SRC',
+        ...rows.map((r) => `${r.port.padEnd(14)} ${r.path.padEnd(6)} ${String(r.rxFps).padStart(12)} ${String(r.rxMbps).padStart(11)} ${String(r.txFps).padStart(12)} ${String(r.txMbps).padStart(11)} ${String(r.drops).padStart(10)} ${String(r.floods).padStart(10)} ${String(r.reserved).padStart(10)} ${String(r.invalidSource).padStart(10)}`),
       ];
       // On a terminal, move back up over the last table and draw over it.
       options.out((options.tty && drawn ? `\x1b[${drawn}A\x1b[J` : '') + lines.join('\n'));

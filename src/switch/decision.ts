@@ -3,10 +3,14 @@
  * workers' agents): count a received frame, learn its source, and say where it goes.
  */
 import { vidAt } from '../common/ethernet.js';
-import { FILTERED, RX_BYTES, RX_FRAMES } from './fabric.js';
+import { FILTERED, INVALID_SOURCE, RESERVED, RX_BYTES, RX_FRAMES } from './fabric.js';
 import type { MacTable } from './mac-table.js';
 
-/** Not forwarded: its destination is behind its input port, or it is tagged on an access port (counted FILTERED). */
+/**
+ * Not forwarded: its destination is behind its input port, or it is tagged on an access port
+ * (counted FILTERED); it is for a reserved group address not forwarded (RESERVED); its source
+ * address is a group address or all zeros (INVALID_SOURCE).
+ */
 export const FILTER = -2;
 /** To every other port of its VLAN (the caller counts FLOODS). */
 export const FLOOD = -1;
@@ -29,9 +33,14 @@ export class ForwardingDecision {
   private foundLow = -1;
   private foundPort = -1;
 
+  /**
+   * @param reservedForward bit N set: frames to 01:80:c2:00:00:0N are forwarded (flooded); the
+   *   others of the 16 reserved group addresses are not (see reservedForwardMask)
+   */
   constructor(
     private readonly table: MacTable,
     private readonly maxAge: number,
+    private readonly reservedForward: number,
   ) {}
 
   /** Starts a batch: forgets the source learned and the destination looked up last. */
@@ -42,8 +51,9 @@ export class ForwardingDecision {
   /**
    * Counts the frame of `length` bytes at `bytes[at ..]`, received on port `input` (access VLAN
    * `access`, null for a trunk), in that port's row of `counters` (starting at `row`); learns its
-   * source; returns FILTER, FLOOD (broadcast, multicast, unknown or aged destination) or the
-   * index of the port its destination was learned on.
+   * source; returns FILTER (counted in the row, see FILTER), FLOOD (broadcast, multicast, a
+   * reserved group address that is forwarded, unknown or aged destination) or the index of the
+   * port its destination was learned on.
    */
   decide(counters: Float64Array, row: number, input: number, access: number | null, bytes: Uint8Array, at: number, length: number, now: number): number {
     counters[row + RX_FRAMES]++;
@@ -56,16 +66,18 @@ export class ForwardingDecision {
     const vlan = access ?? vid;
     this.vid = vid;
     this.vlan = vlan;
-    if ((bytes[at + 6]! & 1) === 0) {
-      const high = (bytes[at + 6]! << 8) | bytes[at + 7]!;
-      const low = ((bytes[at + 8]! << 24) | (bytes[at + 9]! << 16) | (bytes[at + 10]! << 8) | bytes[at + 11]!) >>> 0;
-      if (vlan !== this.learnedVlan || high !== this.learnedHigh || low !== this.learnedLow) {
-        this.table.learn(vlan, bytes, at + 6, input, now);
-        this.learnedVlan = vlan;
-        this.learnedHigh = high;
-        this.learnedLow = low;
-        if (vlan === this.foundVlan && high === this.foundHigh && low === this.foundLow) this.foundVlan = -1; // it may have moved here
-      }
+    const sourceHigh = (bytes[at + 6]! << 8) | bytes[at + 7]!;
+    const sourceLow = ((bytes[at + 8]! << 24) | (bytes[at + 9]! << 16) | (bytes[at + 10]! << 8) | bytes[at + 11]!) >>> 0;
+    if ((sourceHigh & 0x100) !== 0 || (sourceHigh === 0 && sourceLow === 0)) {
+      counters[row + INVALID_SOURCE]++;
+      return FILTER;
+    }
+    if (vlan !== this.learnedVlan || sourceHigh !== this.learnedHigh || sourceLow !== this.learnedLow) {
+      this.table.learn(vlan, bytes, at + 6, input, now);
+      this.learnedVlan = vlan;
+      this.learnedHigh = sourceHigh;
+      this.learnedLow = sourceLow;
+      if (vlan === this.foundVlan && sourceHigh === this.foundHigh && sourceLow === this.foundLow) this.foundVlan = -1; // it may have moved here
     }
     let port = FLOOD;
     if ((bytes[at]! & 1) === 0) {
@@ -78,6 +90,11 @@ export class ForwardingDecision {
         this.foundLow = low;
       }
       port = this.foundPort;
+    } else if (bytes[at] === 0x01 && bytes[at + 1] === 0x80 && bytes[at + 2] === 0xc2 && bytes[at + 3] === 0 && bytes[at + 4] === 0 && bytes[at + 5]! < 16) {
+      if (((this.reservedForward >> bytes[at + 5]!) & 1) === 0) {
+        counters[row + RESERVED]++;
+        return FILTER;
+      }
     }
     if (port === input) {
       counters[row + FILTERED]++;
@@ -85,4 +102,16 @@ export class ForwardingDecision {
     }
     return port < 0 ? FLOOD : port;
   }
+}
+
+/** Reserved group addresses whose forwarding a user may not ask for, as Linux's BR_GROUPFWD_RESTRICTED: STP (bit 0), MAC control/pause (1), LACP (2). */
+export const GROUP_FWD_RESTRICTED = 0x0007;
+
+/**
+ * The reserved group addresses a Switch forwards: those of `groupFwdMask` (checked by the
+ * caller: 16 bits, none of GROUP_FWD_RESTRICTED), and STP BPDUs (bit 0) while the Switch runs
+ * no spanning tree of its own, as Linux's bridge with stp_state 0 floods them.
+ */
+export function reservedForwardMask(groupFwdMask: number, stp: boolean): number {
+  return groupFwdMask | (stp ? 0 : 1);
 }

@@ -13,7 +13,11 @@ export const RX_FRAMES = 0;
 export const RX_BYTES = 1;
 export const FLOODS = 2;
 export const FILTERED = 3;
-const INPUT_COUNTERS = 4;
+/** Frames to a reserved group address 01:80:c2:00:00:0X that the Switch does not forward (IEEE 802.1D 7.12.6). */
+export const RESERVED = 4;
+/** Frames with an invalid source address (a group address, or all zeros), dropped. */
+export const INVALID_SOURCE = 5;
+const INPUT_COUNTERS = 6;
 export const TX_FRAMES = 0;
 export const TX_BYTES = 1;
 export const TX_DROPS = 2;
@@ -57,6 +61,8 @@ export interface AgentSpec {
   vlan: number | null;
   /** How long a learned MAC is valid, in MAC-table ticks. */
   maxAge: number;
+  /** Bit N set: frames to 01:80:c2:00:00:0N are forwarded (see reservedForwardMask). */
+  reservedForward: number;
   /** Every other port. */
   outputs: OutputSpec[];
   /** An eventfd the Switch owns: the worker's bell signals it while the worker waits in poll(2). */

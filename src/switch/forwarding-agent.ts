@@ -82,7 +82,7 @@ class ForwardingAgent implements WorkerAgent {
     private readonly context: IoContext,
   ) {
     this.table = new MacTable(spec.table);
-    this.decision = new ForwardingDecision(this.table, spec.maxAge);
+    this.decision = new ForwardingDecision(this.table, spec.maxAge, spec.reservedForward);
     this.counters = spec.counters;
     this.index = spec.index;
     this.vlan = spec.vlan;

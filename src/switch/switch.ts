@@ -40,10 +40,10 @@ import { vidAt, withoutVlanTag, withVlanTag } from '../common/ethernet.js';
 import { SoftwareOffload, type FrameSink } from '../common/software-offload.js';
 import { needsSoftwareOffload, shiftVnetHeader, VNET_HDR_LEN } from '../common/vnet-header.js';
 import {
-  FILTERED, FLOODS, forwardingCounters, inputCounter, MAX_PORTS, OUTPUT_COUNTERS, outputCounter, PassUpMasks, PortSet, RX_BYTES, RX_FRAMES, TX_BYTES, TX_DROPS,
+  FILTERED, FLOODS, forwardingCounters, inputCounter, INVALID_SOURCE, MAX_PORTS, OUTPUT_COUNTERS, outputCounter, PassUpMasks, PortSet, RESERVED, RX_BYTES, RX_FRAMES, TX_BYTES, TX_DROPS,
   TX_FRAMES, TX_SEGMENTED, type AgentStart, type OutputSpec,
 } from './fabric.js';
-import { FILTER, ForwardingDecision } from './decision.js';
+import { FILTER, ForwardingDecision, GROUP_FWD_RESTRICTED, reservedForwardMask } from './decision.js';
 import { MacTable } from './mac-table.js';
 
 /** Options of a Switch. */
@@ -52,6 +52,14 @@ export interface SwitchOptions {
   agingSeconds?: number;
   /** Called with a line of text when something happens that an operator should know (a port removed). */
   onNotice?: (message: string) => void;
+  /**
+   * Which reserved group addresses 01:80:c2:00:00:00-0f are forwarded, as Linux's bridge option
+   * `group_fwd_mask`: bit N lets 01:80:c2:00:00:0N through (flooded); the others are never
+   * forwarded (IEEE 802.1D 7.12.6).  16 bits; bits 0 (STP), 1 (MAC control, pause) and 2 (LACP)
+   * cannot be set (EINVAL), as in Linux.  STP BPDUs are flooded anyway while the Switch runs no
+   * spanning tree, as Linux does with stp_state 0.  Default 0.
+   */
+  groupFwdMask?: number;
 }
 
 /** Options of a port. */
@@ -70,8 +78,12 @@ export interface PortCounters {
   txBytes: number;
   /** Frames received on this port that were flooded. */
   floods: number;
-  /** Frames received on this port and not forwarded, by rule: their destination is behind this port. */
+  /** Frames received on this port and not forwarded, by rule: their destination is behind this port, or they are tagged on an access port. */
   filtered: number;
+  /** Frames received on this port for a reserved group address 01:80:c2:00:00:0X that is not forwarded (not in groupFwdMask), dropped. */
+  reserved: number;
+  /** Frames received on this port with an invalid source address (a group address, or 00:00:00:00:00:00), dropped. */
+  invalidSource: number;
   /**
    * Frames this port's device received that never reached the Switch: its RX ring was full, or
    * (system devices) the kernel's queue in front of its worker (the socket's receive buffer).
@@ -140,6 +152,8 @@ export class Switch {
   /** The pass-up mask of the frame being forwarded (reused). */
   private readonly passedUp = new PortSet();
   private readonly maxAge: number;
+  /** The reserved group addresses forwarded (ForwardingDecision's reservedForward). */
+  private readonly reservedForward: number;
   private readonly decision: ForwardingDecision;
   private readonly notice: (message: string) => void;
   private readonly ager: NodeJS.Timeout;
@@ -149,8 +163,16 @@ export class Switch {
   constructor(options: SwitchOptions = {}) {
     const aging = options.agingSeconds ?? 300;
     if (typeof aging !== 'number' || !(aging > 0)) throw new NetdevError({ code: 'EINVAL', call: 'Switch', detail: `agingSeconds must be a positive number, not ${String(aging)}` });
+    const groupFwdMask = options.groupFwdMask ?? 0;
+    if (!(Number.isInteger(groupFwdMask) && groupFwdMask >= 0 && groupFwdMask <= 0xffff)) {
+      throw new NetdevError({ code: 'EINVAL', call: 'Switch', detail: `groupFwdMask must be a 16-bit mask (0-0xffff), not ${String(groupFwdMask)}` });
+    }
+    if ((groupFwdMask & GROUP_FWD_RESTRICTED) !== 0) {
+      throw new NetdevError({ code: 'EINVAL', call: 'Switch', detail: `groupFwdMask 0x${groupFwdMask.toString(16)}: bits 0-2 (STP, MAC control/pause, LACP: 01:80:c2:00:00:00-02) cannot be forwarded, as in Linux` });
+    }
     this.maxAge = MacTable.ticks(aging * 1000);
-    this.decision = new ForwardingDecision(this.table, this.maxAge);
+    this.reservedForward = reservedForwardMask(groupFwdMask, false);
+    this.decision = new ForwardingDecision(this.table, this.maxAge, this.reservedForward);
     this.notice = options.onNotice ?? (() => {});
     // Forget aged entries now and then (lookups ignore them anyway); the timer never keeps the process alive.
     this.ager = setInterval(() => this.table.purge(this.table.now(), this.maxAge), Math.max(1000, aging * 500));
@@ -240,7 +262,7 @@ export class Switch {
     const r = this.retired;
     const retired = port.index * OUTPUT_COUNTERS;
     const c: PortCounters = {
-      rxFrames: 0, rxBytes: 0, txFrames: r[retired + TX_FRAMES]!, txBytes: r[retired + TX_BYTES]!, floods: 0, filtered: 0,
+      rxFrames: 0, rxBytes: 0, txFrames: r[retired + TX_FRAMES]!, txBytes: r[retired + TX_BYTES]!, floods: 0, filtered: 0, reserved: 0, invalidSource: 0,
       rxDropped: port.dev.receiveDrops - port.dropsBefore, txDropped: r[retired + TX_DROPS]!, txSegmented: r[retired + TX_SEGMENTED]!,
     };
     for (const s of [this.shared, this.mainCounters]) {
@@ -249,6 +271,8 @@ export class Switch {
       c.rxBytes += s[row + RX_BYTES]!;
       c.floods += s[row + FLOODS]!;
       c.filtered += s[row + FILTERED]!;
+      c.reserved += s[row + RESERVED]!;
+      c.invalidSource += s[row + INVALID_SOURCE]!;
       for (let input = 0; input < MAX_PORTS; input++) {
         const at = outputCounter(input, port.index, 0);
         c.txFrames += s[at + TX_FRAMES]!;
@@ -316,7 +340,7 @@ export class Switch {
     await this.updateAgents(); // either way the other agents must know of it
     if (port.removed || port.fd < 0) return;
     port.kickFd = sys.eventfd();
-    const spec = { table: this.table.descriptor, counters: this.shared, index: port.index, vlan: port.vlan, maxAge: this.maxAge, outputs: this.outputsOf(port), kickFd: port.kickFd };
+    const spec = { table: this.table.descriptor, counters: this.shared, index: port.index, vlan: port.vlan, maxAge: this.maxAge, reservedForward: this.reservedForward, outputs: this.outputsOf(port), kickFd: port.kickFd };
     const attach = port.dev.attachAgent(FORWARDING_AGENT, spec);
     port.attaching = attach.then(
       (handle) => {
