@@ -194,6 +194,28 @@ describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run'
     expect(code).toBe(0);
   });
 
+  it('prints a notice when a MAC flaps between its ports', async () => {
+    bed.ns.ip('link', 'add', 'vc', 'type', 'veth', 'peer', 'name', 'vd');
+    const child = spawn(process.execPath, [CLI, 'switch', 'vb', 'vc', '--netns', bed.ns.name, '--json', '--interval', '100000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = once(child, 'exit');
+    const lines = outputLines(child);
+    expect(await eventually(() => lines.some((l) => l.includes('switching')))).toBe(true);
+    const [va, vd] = [await bed.mgr.open('va', { netns: bed.ns.name, ethertype: 0x88b5 }), await bed.mgr.open('vd', { netns: bed.ns.name, ethertype: 0x88b5 })];
+    await va.turnFlagsOn({ up: true });
+    await vd.turnFlagsOn({ up: true });
+    expect(await eventually(async () => (await va.getCarrier()) && (await vd.getCarrier()))).toBe(true);
+    const [atA, atD] = [va.frames(), vd.frames()];
+    for (let seq = 0; seq < 6; seq++) {
+      const [sender, receiver] = seq % 2 === 0 ? [va, atD] : [vd, atA];
+      await sender.send(ethFrame(100, seq, 0x88b5)); // from 02:00:00:00:00:01, on vb then on vc
+      expect(seqOf((await receiver.next()).value as Uint8Array)).toBe(seq);
+    }
+    expect(await eventually(() => lines.some((l) => l.includes('macFlap')))).toBe(true);
+    expect(JSON.parse(lines.find((l) => l.includes('macFlap'))!)).toEqual({ macFlap: { mac: '02:00:00:00:00:01', vlan: 0, ports: ['vb', 'vc'], moves: 4, seconds: 10 } });
+    child.kill('SIGINT');
+    expect((await exited)[0]).toBe(0);
+  });
+
   it('stops a switch quietly when its output\'s reader goes away (| head), restoring the ports\' flags', async () => {
     bed.ns.ip('link', 'add', 'vc', 'type', 'veth', 'peer', 'name', 'vd');
     const child = spawn(process.execPath, [CLI, 'switch', 'vb', 'vc', '--netns', bed.ns.name, '--interval', '50'], { stdio: ['ignore', 'pipe', 'pipe'] });

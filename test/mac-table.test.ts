@@ -72,6 +72,30 @@ describe('MacTable (shared memory)', () => {
     expect(table.learn(0, mac(1), 0, 1, 0)).toBe(true); // known on that port: no lock needed
   });
 
+  it('logs each move of a MAC between ports, in order, and nothing for a MAC seen again where it is', () => {
+    const table = new MacTable(64);
+    const now = table.now();
+    table.learn(5, mac(1), 0, 1, now); // new: no move
+    table.learn(5, mac(1), 0, 1, now + 1); // same port: no move
+    table.learn(5, mac(1), 0, 2, now + 2);
+    table.learn(0, mac(7), 0, 3, now + 3);
+    table.learn(0, mac(7), 0, 4, now + 4);
+    table.learn(5, mac(1), 0, 1, now + 5);
+    expect(table.moves).toBe(3);
+    const seen: unknown[] = [];
+    const read = table.readMoves(0, (vlan, m, from, to, when) => seen.push([vlan, [...m], from, to, when - now]));
+    expect(read).toEqual({ moves: 3, lost: 0 });
+    expect(seen).toEqual([[5, [...mac(1)], 1, 2, 2], [0, [...mac(7)], 3, 4, 4], [5, [...mac(1)], 2, 1, 5]]);
+    expect(table.readMoves(3, () => expect.unreachable())).toEqual({ moves: 3, lost: 0 });
+    // Far more moves than the log keeps between two reads: the oldest are said lost, the last ones read.
+    for (let i = 0; i < 2000; i++) table.learn(0, mac(9), 0, i % 2, now);
+    let last = -1;
+    const flood = table.readMoves(3, (_vlan, _m, _from, to) => (last = to));
+    expect(flood.moves).toBe(3 + 1999);
+    expect(flood.lost).toBeGreaterThan(0);
+    expect(last).toBe(1999 % 2);
+  });
+
   it('refuses a size that is not a power of two', () => {
     expect(() => new MacTable(1000)).toThrow(RangeError);
   });

@@ -5,7 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { NetdevManager, Switch, type Netdev, type NetdevError, type PortCounters } from '../dist/index.js';
+import { NetdevManager, Switch, type MacFlap, type Netdev, type NetdevError, type PortCounters } from '../dist/index.js';
 import { eventually } from './helpers.js';
 import { ForwarderTopology } from './forwarder-topology.js';
 import { privileged, requirePrivilege } from './netns-harness.js';
@@ -39,9 +39,8 @@ function fnv1a(bytes: Uint8Array, to: number): number {
   return hash >>> 0;
 }
 
-/** Frame `id`: destination, source, the test ethertype, id, a pattern derived from id, FNV-1a of all before it. */
-function probe(id: number): Uint8Array {
-  const { dst, src } = id === MARKER ? { dst: BROADCAST, src: H1 } : PROBES[id]!;
+/** A frame from `src` to `dst` carrying `id`: the test ethertype, id, a pattern derived from id, FNV-1a of all before it. */
+function selfChecking(dst: Uint8Array, src: Uint8Array, id: number): Uint8Array {
   const f = new Uint8Array(64);
   f.set(dst, 0);
   f.set(src, 6);
@@ -53,10 +52,16 @@ function probe(id: number): Uint8Array {
   return f;
 }
 
-/** The id of a received frame, after checking every byte of it against probe(id). */
+/** Probe `id` of PROBES, or the MARKER. */
+function probe(id: number): Uint8Array {
+  const { dst, src } = id === MARKER ? { dst: BROADCAST, src: H1 } : PROBES[id]!;
+  return selfChecking(dst, src, id);
+}
+
+/** The id of a received frame, after checking every byte of it (its addresses, the pattern, the checksum). */
 function idOf(frame: Uint8Array): number {
   const id = frame[14]!;
-  expect(id <= MARKER && frame.length >= 64 ? frame.subarray(0, 64) : frame, `frame ${id} intact`).toEqual(probe(Math.min(id, MARKER)));
+  expect(frame.subarray(0, 64), `frame ${id} intact`).toEqual(selfChecking(frame.subarray(0, 6), frame.subarray(6, 12), id));
   return id;
 }
 
@@ -173,5 +178,38 @@ describe.skipIf(!privileged)('Switch as a standard bridge, against the Linux bri
       expect({ value, accepted: refused === null }).toEqual({ value, accepted: kernel });
       if (refused) expect(refused).toMatchObject({ name: 'NetdevError', code: 'EINVAL', call: 'Switch', message: expect.stringContaining('groupFwdMask') });
     }
+  });
+
+  it('says when a MAC flaps between ports (a macFlap event), once per window, and not for a MAC that moves a few times', async () => {
+    sw = new Switch({ macFlap: { moves: 3, seconds: 30 } });
+    const flaps: MacFlap[] = [];
+    sw.on('macFlap', (flap) => flaps.push(flap));
+    for (const n of [1, 2, 3]) {
+      const port = await mgr.open(`s${n}`, { netns: topo.fw, ethertype: 'any' });
+      await port.turnFlagsOn({ up: true });
+      sw.addPort(port);
+    }
+    await sw.ready();
+    expect(await eventually(() => sw!.counters().every((p) => p.path === 'worker'))).toBe(true);
+    const open = (host: number) => mgr.open('eth0', { netns: topo.hosts[host - 1]!, ethertype: TEST_TYPE });
+    const [h1, h2, h3] = [await open(1), await open(2), await open(3)];
+    const atH3 = h3.frames();
+    let id = 0;
+    /** Sends a broadcast from MAC `src` on `host`, and waits for it at h3: the Switch has learned `src` behind that host's port. */
+    const from = async (host: Netdev, src: Uint8Array) => {
+      await host.send(selfChecking(BROADCAST, src, ++id & 0xff));
+      expect(idOf((await atH3.next()).value as Uint8Array)).toBe(id & 0xff);
+    };
+    const alternate = async (src: Uint8Array, times: number) => {
+      for (let i = 0; i < times; i++) await from(i % 2 === 0 ? h1 : h2, src);
+    };
+    const [x, y, z] = [1, 2, 3].map((n) => Uint8Array.of(0x02, 0, 0, 0, 0x0f, n));
+    await alternate(x!, 6); // 5 moves between s1 and s2
+    await alternate(x!, 6); // 6 more within the window: no second notice
+    await alternate(y!, 3); // 2 moves: no notice
+    await alternate(z!, 6); // flaps: its notice comes after every move above was read
+    expect(await eventually(() => flaps.some((f) => f.mac === '02:00:00:00:0f:03'))).toBe(true);
+    const flap = (mac: string) => ({ mac, vlan: 0, ports: ['s1', 's2'], moves: 4, seconds: 30 });
+    expect(flaps).toEqual([flap('02:00:00:00:0f:01'), flap('02:00:00:00:0f:03')]);
   });
 });

@@ -1,9 +1,10 @@
 /**
  * `netdev switch DEV DEV... [--netns NS] [--vlan DEV=ID] [--group-fwd-mask MASK]`: runs the
  * learning switch between the devices, brought up and promiscuous (restored when it ends).  Every
- * second it shows each port's frames/s, Mbit/s, drops, floods and discards (frames to reserved
- * group addresses and with invalid sources, not forwarded), and whether its worker or the main thread forwards: redrawn in place on a terminal, a line per port otherwise (or JSON
- * with --json).  SIGINT/SIGTERM stop it cleanly: ports removed, flags restored, exit status 0.
+ * second it shows each port's frames/s, Mbit/s, drops, floods, the frames it did not forward
+ * for a reserved group address or an invalid source, and whether its worker or the main thread
+ * forwards: redrawn in place on a terminal, a line per port otherwise (or JSON with --json).  A
+ * MAC flapping between ports (the Switch's 'macFlap') is printed as a notice.  SIGINT/SIGTERM stop it cleanly: ports removed, flags restored, exit status 0.
  * Ports keep the offloads the kernel gave them (TSO, GSO, checksum offload): each is opened with
  * offloads where its provider has them (system, tap, pltap), so TCP super-frames are forwarded whole.
  */
@@ -11,7 +12,7 @@ import { NetdevError } from '../common/errors.js';
 import { NetdevManager } from '../main/manager.js';
 import type { Netdev } from '../main/netdev.js';
 import { untilStopped } from './output.js';
-import { Switch, type PortCounters } from '../switch/switch.js';
+import { Switch, type MacFlap, type PortCounters } from '../switch/switch.js';
 
 export interface SwitchCommandOptions {
   netns?: string | undefined;
@@ -28,6 +29,11 @@ interface Sample {
   name: string;
   path: 'worker' | 'main';
   counters: PortCounters;
+}
+
+/** A 'macFlap' event as a line of text. */
+function flapText({ mac, vlan, moves, seconds, ports }: MacFlap): string {
+  return `MAC ${mac} (VLAN ${vlan}) is flapping: it moved ${moves} times in ${seconds} s between ports ${ports.join(', ')}`;
 }
 
 /** Rows of per-second rates between two samples of the switch's counters. */
@@ -78,6 +84,7 @@ export async function runSwitchCommand(names: string[], options: SwitchCommandOp
   }
   const mgr = new NetdevManager();
   const sw = new Switch({ groupFwdMask: options.groupFwdMask, onNotice: (line) => options.out(options.json ? JSON.stringify({ notice: line }) : `notice: ${line}`) });
+  sw.on('macFlap', (flap) => options.out(options.json ? JSON.stringify({ macFlap: flap }) : `notice: ${flapText(flap)}`));
   try {
     for (const name of names) {
       const dev = await openPort(mgr, name, options.netns);

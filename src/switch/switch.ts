@@ -33,6 +33,8 @@
  * kinds the header is added or taken away (a copy), and a VLAN tag added or removed moves the
  * header's offsets with it.
  */
+import { EventEmitter } from 'node:events';
+import { formatMac } from '../common/addresses.js';
 import { NetdevError } from '../common/errors.js';
 import type { AgentHandle, Netdev } from '../main/netdev.js';
 import { sys } from '../sys/libc.js';
@@ -60,6 +62,30 @@ export interface SwitchOptions {
    * spanning tree, as Linux does with stp_state 0.  Default 0.
    */
   groupFwdMask?: number;
+  /**
+   * When a MAC counts as flapping: it moved between ports more than `moves` times (default 3)
+   * within `seconds` (default 10).  The Switch then emits 'macFlap', at most once per MAC and
+   * VLAN per `seconds`.
+   */
+  macFlap?: { moves?: number; seconds?: number };
+}
+
+/** A MAC that moves between ports again and again (the Switch's 'macFlap' event). */
+export interface MacFlap {
+  /** The MAC, as 02:00:00:00:00:01. */
+  mac: string;
+  /** Its VLAN (0: untagged on trunks). */
+  vlan: number;
+  /** The ports it moved between (names, in the order it first reached each). */
+  ports: string[];
+  /** How many times it moved within `seconds`. */
+  moves: number;
+  seconds: number;
+}
+
+/** The events of a Switch. */
+export interface SwitchEvents {
+  macFlap: [MacFlap];
 }
 
 /** Options of a port. */
@@ -133,7 +159,20 @@ const YIELD_AFTER_MS = 2;
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-export class Switch {
+/** How often the main thread reads the MAC table's move log. */
+const MOVE_CHECK_MS = 500;
+
+/** What the Switch remembers of a MAC that moved lately (see checkMoves). */
+interface Mover {
+  /** When it moved, in table ticks (those within the flap window). */
+  times: number[];
+  /** The ports it was on in the window. */
+  ports: number[];
+  /** No 'macFlap' for it before this tick. */
+  quietUntil: number;
+}
+
+export class Switch extends EventEmitter<SwitchEvents> {
   private readonly ports = new Map<Netdev, Port>();
   /** Ports by index; an index is free again once its port is fully removed. */
   private readonly slots: (Port | undefined)[] = new Array<Port | undefined>(MAX_PORTS);
@@ -159,8 +198,16 @@ export class Switch {
   private readonly ager: NodeJS.Timeout;
   /** Port changes reach the workers one at a time, in order. */
   private reconfiguring: Promise<void> = Promise.resolve();
+  /** Flap detection: more than flapMoves moves within flapWindow ticks; moves read so far; MACs that moved lately, by VLAN/MAC. */
+  private readonly flapMoves: number;
+  private readonly flapSeconds: number;
+  private readonly flapWindow: number;
+  private movesRead = 0;
+  private readonly movers = new Map<string, Mover>();
+  private readonly moveChecker: NodeJS.Timeout;
 
   constructor(options: SwitchOptions = {}) {
+    super();
     const aging = options.agingSeconds ?? 300;
     if (typeof aging !== 'number' || !(aging > 0)) throw new NetdevError({ code: 'EINVAL', call: 'Switch', detail: `agingSeconds must be a positive number, not ${String(aging)}` });
     const groupFwdMask = options.groupFwdMask ?? 0;
@@ -177,6 +224,45 @@ export class Switch {
     // Forget aged entries now and then (lookups ignore them anyway); the timer never keeps the process alive.
     this.ager = setInterval(() => this.table.purge(this.table.now(), this.maxAge), Math.max(1000, aging * 500));
     this.ager.unref();
+    const { moves = 3, seconds = 10 } = options.macFlap ?? {};
+    if (!(Number.isInteger(moves) && moves >= 1)) throw new NetdevError({ code: 'EINVAL', call: 'Switch', detail: `macFlap.moves must be a positive integer, not ${String(moves)}` });
+    if (typeof seconds !== 'number' || !(seconds > 0)) throw new NetdevError({ code: 'EINVAL', call: 'Switch', detail: `macFlap.seconds must be a positive number, not ${String(seconds)}` });
+    this.flapMoves = moves;
+    this.flapSeconds = seconds;
+    this.flapWindow = MacTable.ticks(seconds * 1000);
+    this.moveChecker = setInterval(() => this.checkMoves(), MOVE_CHECK_MS);
+    this.moveChecker.unref();
+  }
+
+  /**
+   * Reads the moves the MAC table logged since the last check (one shared word when none) and
+   * emits 'macFlap' for each MAC that moved more than flapMoves times within the window, unless
+   * it did so for that MAC within the window before.
+   */
+  private checkMoves(): void {
+    if (this.table.moves === this.movesRead) return;
+    const flapping: [string, Mover][] = [];
+    const { moves } = this.table.readMoves(this.movesRead, (vlan, mac, from, to, when) => {
+      const key = `${vlan}/${formatMac(mac)}`;
+      let mover = this.movers.get(key);
+      if (!mover) this.movers.set(key, (mover = { times: [], ports: [], quietUntil: 0 }));
+      mover.times.push(when);
+      while (mover.times[0]! < when - this.flapWindow) mover.times.shift();
+      for (const port of [from, to]) if (!mover.ports.includes(port)) mover.ports.push(port);
+      if (mover.times.length > this.flapMoves && when >= mover.quietUntil) {
+        mover.quietUntil = when + this.flapWindow;
+        flapping.push([key, { ...mover, times: [...mover.times], ports: [...mover.ports] }]);
+        mover.ports = [to];
+      }
+    });
+    this.movesRead = moves;
+    const now = this.table.now();
+    for (const [key, mover] of this.movers) if (mover.times.at(-1)! < now - this.flapWindow && mover.quietUntil <= now) this.movers.delete(key);
+    for (const [key, mover] of flapping) {
+      const [vlan, mac] = key.split('/') as [string, string];
+      const ports = mover.ports.map((index) => this.slots[index]?.dev.name ?? `#${index}`);
+      this.emit('macFlap', { mac, vlan: Number(vlan), ports, moves: mover.times.length, seconds: this.flapSeconds });
+    }
   }
 
   /**
@@ -250,6 +336,7 @@ export class Switch {
   /** Removes every port and stops. */
   async close(): Promise<void> {
     clearInterval(this.ager);
+    clearInterval(this.moveChecker);
     await Promise.all([...this.ports.keys()].map((dev) => this.removePort(dev)));
   }
 
