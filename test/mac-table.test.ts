@@ -3,7 +3,16 @@ import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { MacTable } from '../dist/switch/mac-table.js';
 import { FILTER, FLOOD, ForwardingDecision } from '../dist/switch/decision.js';
-import { INVALID_SOURCE, RESERVED } from '../dist/switch/fabric.js';
+import { CONTROL_MAX_AGE, CONTROL_STATES, INVALID_SOURCE, RESERVED, switchControl } from '../dist/switch/fabric.js';
+import { FORWARDING } from '../dist/switch/spanning-tree.js';
+
+/** The Switch's shared control words: aging time `maxAge` ticks, every port forwarding (no spanning tree). */
+function control(maxAge: number): Int32Array {
+  const words = switchControl();
+  words[CONTROL_MAX_AGE] = maxAge;
+  words.fill(FORWARDING, CONTROL_STATES);
+  return words;
+}
 
 /** MAC number `n` as 6 bytes (02:00:nn:nn:nn:nn). */
 function mac(n: number): Uint8Array {
@@ -112,7 +121,7 @@ describe('ForwardingDecision (one batch of frames)', () => {
 
   it('looks each source and destination up once per run of a flow, and sees a MAC that moves within the batch', () => {
     const table = new MacTable(64);
-    const decision = new ForwardingDecision(table, 1000, 1);
+    const decision = new ForwardingDecision(table, control(1000), 1, 0);
     const counters = new Float64Array(1024);
     const now = table.now();
     table.learn(0, mac(2), 0, 1, now); // B behind port 1
@@ -143,7 +152,7 @@ describe('ForwardingDecision (one batch of frames)', () => {
       return f;
     };
     // Bit 0 (STP BPDUs, the spanning tree off) and bit 3 (802.1X) forwarded.
-    const decision = new ForwardingDecision(table, 1000, 0b1001);
+    const decision = new ForwardingDecision(table, control(1000), 0b1001, 0);
     decision.beginBatch();
     const decide = (f: Uint8Array) => decision.decide(counters, 0, 0, null, f, 0, f.length, now);
     expect([0, 1, 2, 3, 0x0e, 0x0f].map((n) => decide(to(reserved(n))))).toEqual([FLOOD, FILTER, FILTER, FLOOD, FILTER, FILTER]);
