@@ -216,6 +216,32 @@ describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run'
     expect((await exited)[0]).toBe(0);
   });
 
+  it('runs the spanning tree with --stp: a loop of two of its ports shows one blocked, in the table', async () => {
+    bed.ns.ip('link', 'add', 've', 'type', 'veth', 'peer', 'name', 'vf');
+    const args = ['switch', 'vb', 've', 'vf', '--netns', bed.ns.name, '--interval', '100', '--stp', '--hello-time', '1', '--forward-delay', '4', '--max-age', '6', '--stp-cost', 'vb=19'];
+    const child = spawn(process.execPath, [CLI, ...args, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = once(child, 'exit');
+    const lines = outputLines(child);
+    type Row = { port: string; role: string; state: string };
+    const last = () => lines.filter((l) => l.includes('"ports"')).map((l) => JSON.parse(l) as { ports: Row[]; spanningTree: { bridgeId: string; rootId: string } }).pop();
+    const roles = () => last()?.ports.map((p) => `${p.port} ${p.role}/${p.state}`);
+    expect(await eventually(() => roles()?.join() === 'vb designated/listening,ve designated/listening,vf alternate/blocking')).toBe(true);
+    expect(last()!.spanningTree.rootId).toBe(last()!.spanningTree.bridgeId);
+    expect(lines.find((l) => l.includes('"spanningTree"') && !l.includes('"ports"'))).toMatch(/\{"spanningTree":\{"bridgeId":"8000\.[0-9a-f:]+"\}\}/);
+    child.kill('SIGINT');
+    expect((await exited)[0]).toBe(0);
+    const text = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const textExited = once(text, 'exit');
+    const textLines = outputLines(text);
+    expect(await eventually(() => textLines.some((l) => /^vf\s.*\salternate\s+blocking$/.test(l)))).toBe(true);
+    expect(textLines.some((l) => /^PORT\s.*\sROLE\s+STATE$/.test(l))).toBe(true);
+    expect(textLines.some((l) => /^root 8000\.[0-9a-f:]+ \(this switch\)$/.test(l))).toBe(true);
+    text.kill('SIGINT');
+    expect((await textExited)[0]).toBe(0);
+    const refused = spawnSync(process.execPath, [CLI, 'switch', 'vb', 've', '--netns', bed.ns.name, '--stp-cost', 'vb=5'], { encoding: 'utf8', timeout: 10_000 });
+    expect([refused.status, refused.stderr]).toEqual([1, 'netdev: --stp-cost needs --stp\n']);
+  });
+
   it('stops a switch quietly when its output\'s reader goes away (| head), restoring the ports\' flags', async () => {
     bed.ns.ip('link', 'add', 'vc', 'type', 'veth', 'peer', 'name', 'vd');
     const child = spawn(process.execPath, [CLI, 'switch', 'vb', 'vc', '--netns', bed.ns.name, '--interval', '50'], { stdio: ['ignore', 'pipe', 'pipe'] });
