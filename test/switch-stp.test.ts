@@ -20,10 +20,10 @@ const CONVERGED_MS = 20_000;
 const BROADCAST = new Uint8Array(6).fill(0xff);
 const hostMac = (n: number) => Uint8Array.of(0x02, 0, 0, 0, 0x0a, n);
 
-/** A broadcast from host `n` carrying `seq`, with a pattern and a sum over it (checked by seqOf). */
-function broadcast(n: number, seq: number): Uint8Array {
+/** A frame from host `n` carrying `seq`, with a pattern and a sum over it (checked by seqOf): a broadcast, or to host `to`. */
+function broadcast(n: number, seq: number, to?: number): Uint8Array {
   const f = new Uint8Array(64);
-  f.set(BROADCAST, 0);
+  f.set(to === undefined ? BROADCAST : hostMac(to), 0);
   f.set(hostMac(n), 6);
   f[12] = TEST_TYPE >> 8;
   f[13] = TEST_TYPE & 0xff;
@@ -35,12 +35,13 @@ function broadcast(n: number, seq: number): Uint8Array {
   return f;
 }
 
-/** The sender and seq of a frame broadcast() made ('damaged' unless every byte is as it made it). */
+/** The sender and seq of a frame broadcast() made, as h1:7 (h1:7>h2 for one to host 2); 'damaged' unless every byte is as it made it. */
 function seqOf(f: Uint8Array): string {
   const seq = new DataView(f.buffer, f.byteOffset).getUint32(14);
-  const made = broadcast(f[11]!, seq);
+  const to = f[0] === 0xff ? undefined : f[5]!;
+  const made = broadcast(f[11]!, seq, to);
   for (let i = 0; i < made.length; i++) if (f[i] !== made[i]) return 'damaged';
-  return `h${f[11]}:${seq}`;
+  return `h${f[11]}:${seq}${to === undefined ? '' : `>h${to}`}`;
 }
 
 describe.skipIf(!privileged)('Switch spanning tree (802.1D) over veth pairs and taps in namespaces of the test run', () => {
@@ -48,7 +49,7 @@ describe.skipIf(!privileged)('Switch spanning tree (802.1D) over veth pairs and 
   let mgr: NetdevManager;
   let sw: Switch | undefined;
   beforeEach(() => {
-    topo = new ForwarderTopology(2);
+    topo = new ForwarderTopology(3);
     mgr = new NetdevManager();
   });
   afterEach(async () => {
@@ -240,5 +241,33 @@ describe.skipIf(!privileged)('Switch spanning tree (802.1D) over veth pairs and 
     await h2.send(broadcast(2, 4));
     expect(await eventually(() => got.get(h2)!.includes('h1:3') && got.get(h1)!.includes('h2:4'))).toBe(true);
     expect({ h1: got.get(h1), h2: got.get(h2) }).toEqual({ h1: ['h2:2', 'h2:4'], h2: ['h1:1', 'h1:3'] });
+  });
+
+  it('ages MACs out after the forward delay while a topology change lasts (worker path)', async () => {
+    sw = new Switch({ stp: { ...TIMES }, agingSeconds: 300 });
+    for (const name of ['s1', 's2', 's3']) sw.addPort(await port(name));
+    const { h1, h2, got } = await hosts();
+    const h3 = await mgr.open('eth0', { netns: topo.hosts[2]!, ethertype: TEST_TYPE });
+    const atH3: string[] = [];
+    void (async () => {
+      for await (const f of h3.frames()) atH3.push(seqOf(f));
+    })().catch(() => {});
+    // Its ports going forwarding is a topology change (802.1D 8.6.5): it lasts max age + forward delay.
+    expect(await eventually(() => sw!.counters().every((p) => p.stp!.state === 'forwarding'), CONVERGED_MS)).toBe(true);
+    expect(sw.spanningTree()!.topologyChange).toBe(true);
+    await h1.send(broadcast(1, 1)); // learned: h1 behind s1
+    expect(await eventually(() => got.get(h2)!.includes('h1:1') && atH3.includes('h1:1'))).toBe(true);
+    const learned = performance.now();
+    // Unicast h2 -> h1 goes to s1 only while h1 is known; once h1's entry ages out, it is flooded to h3 too.
+    let seq = 10;
+    const flooded = async () => {
+      await h2.send(broadcast(2, seq++, 1));
+      return atH3.some((s) => s.endsWith('>h1'));
+    };
+    expect(await eventually(flooded, 10_000)).toBe(true);
+    const aged = (performance.now() - learned) / 1000;
+    expect(aged).toBeGreaterThanOrEqual(TIMES.forwardDelay - 0.1); // the forward delay (4 s), not 300 s
+    expect(aged).toBeLessThan(TIMES.forwardDelay + 1.5);
+    expect(atH3.every((s) => s !== 'damaged')).toBe(true);
   });
 });
