@@ -98,21 +98,12 @@ export class ForwardingDecision {
       }
     }
     const state = this.control[CONTROL_STATES + input];
-    if (state !== FORWARDING && state !== LEARNING) {
-      counters[row + BLOCKED]++;
-      return FILTER;
-    }
-    if (vlan !== this.learnedVlan || sourceHigh !== this.learnedHigh || sourceLow !== this.learnedLow) {
-      this.table.learn(vlan, bytes, at + 6, input, now);
-      this.learnedVlan = vlan;
-      this.learnedHigh = sourceHigh;
-      this.learnedLow = sourceLow;
-      if (vlan === this.foundVlan && sourceHigh === this.foundHigh && sourceLow === this.foundLow) this.foundVlan = -1; // it may have moved here
-    }
     if (state !== FORWARDING) {
+      if (state === LEARNING) this.learn(vlan, sourceHigh, sourceLow, bytes, at, input, now);
       counters[row + BLOCKED]++;
       return FILTER;
     }
+    this.learn(vlan, sourceHigh, sourceLow, bytes, at, input, now);
     if (group) return FLOOD;
     const high = (bytes[at]! << 8) | bytes[at + 1]!;
     const low = ((bytes[at + 2]! << 24) | (bytes[at + 3]! << 16) | (bytes[at + 4]! << 8) | bytes[at + 5]!) >>> 0;
@@ -128,6 +119,16 @@ export class ForwardingDecision {
       return FILTER;
     }
     return port < 0 ? FLOOD : port;
+  }
+
+  /** Learns the source (`high`, `low`: its first 2 and last 4 bytes) of the frame at `bytes[at ..]` on `input`, unless this batch just did. */
+  private learn(vlan: number, high: number, low: number, bytes: Uint8Array, at: number, input: number, now: number): void {
+    if (vlan === this.learnedVlan && high === this.learnedHigh && low === this.learnedLow) return;
+    this.table.learn(vlan, bytes, at + 6, input, now);
+    this.learnedVlan = vlan;
+    this.learnedHigh = high;
+    this.learnedLow = low;
+    if (vlan === this.foundVlan && high === this.foundHigh && low === this.foundLow) this.foundVlan = -1; // it may have moved here
   }
 }
 

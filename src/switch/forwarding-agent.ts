@@ -8,7 +8,9 @@
  * device cannot.  Frames it cannot send as they are (an output without a socket, or a VLAN tag to
  * add or remove) are copied to the RX ring, where the Switch on the main thread forwards them to
  * those outputs only; a super-frame for an output that does not take offloads is segmented here
- * first (in the worker, not on the main thread).  Frames keep their order per output.
+ * first (in the worker, not on the main thread).  Frames keep their order per output.  Spanning
+ * tree states (in shared memory, set by the main thread) are honoured as on the main thread, and a
+ * BPDU for the Switch's spanning tree is passed up with no output.
  *
  * Congestion: an output whose device queue is full (sendmmsg says ENOBUFS or EAGAIN) drops the
  * rest of the batch meant for it, counted as its drops; the agent never waits for an output, so

@@ -32,6 +32,11 @@
  * txSegmented.  Between the two
  * kinds the header is added or taken away (a copy), and a VLAN tag added or removed moves the
  * header's offsets with it.
+ *
+ * As a standard bridge: frames to reserved group addresses 01:80:c2:00:00:0X are not forwarded
+ * (groupFwdMask excepted), nor frames with an invalid source; a MAC moving between ports again and
+ * again is reported ('macFlap'); with the stp option the 802.1D spanning tree (spanning-tree.ts)
+ * runs on the main thread, and both paths honour its port states (fabric.ts switchControl).
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
