@@ -2,9 +2,9 @@ import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { MacTable } from '../dist/switch/mac-table.js';
-import { FILTER, FLOOD, ForwardingDecision } from '../dist/switch/decision.js';
-import { CONTROL_MAX_AGE, CONTROL_STATES, INVALID_SOURCE, RESERVED, switchControl } from '../dist/switch/fabric.js';
-import { FORWARDING } from '../dist/switch/spanning-tree.js';
+import { FILTER, FLOOD, ForwardingDecision, LOCAL } from '../dist/switch/decision.js';
+import { BLOCKED, CONTROL_MAX_AGE, CONTROL_STATES, inputCounter, INVALID_SOURCE, RESERVED, switchControl } from '../dist/switch/fabric.js';
+import { BLOCKING, FORWARDING, LEARNING, LISTENING } from '../dist/switch/spanning-tree.js';
 
 /** The Switch's shared control words: aging time `maxAge` ticks, every port forwarding (no spanning tree). */
 function control(maxAge: number): Int32Array {
@@ -168,5 +168,31 @@ describe('ForwardingDecision (one batch of frames)', () => {
     expect(table.lookup(0, Uint8Array.of(0x03, 0, 0, 0, 0, 7), 0, now, 1000)).toBe(-1);
     expect(table.lookup(0, new Uint8Array(6), 0, now, 1000)).toBe(-1);
     expect(table.size).toBe(2); // mac(1) and 00:00:00:00:00:01
+  });
+
+  it('honours spanning tree states: a blocking port neither learns nor forwards, a learning one learns only, and BPDUs are the Switch\'s own', () => {
+    const table = new MacTable(64);
+    const counters = new Float64Array(1024);
+    const now = table.now();
+    const words = control(1000);
+    const decision = new ForwardingDecision(table, words, 0, 1); // the spanning tree runs: BPDUs are local
+    decision.beginBatch();
+    const decide = (f: Uint8Array, input: number) => decision.decide(counters, inputCounter(input, 0), input, null, f, 0, f.length, now);
+    words[CONTROL_STATES + 0] = BLOCKING;
+    expect(decide(frame(2, 1), 0)).toBe(FILTER);
+    expect(table.lookup(0, mac(1), 0, now, 1000)).toBe(-1);
+    const bpdu = new Uint8Array(60);
+    bpdu.set([0x01, 0x80, 0xc2, 0, 0, 0], 0);
+    bpdu.set(mac(1), 6);
+    expect(decide(bpdu, 0)).toBe(LOCAL); // taken by the spanning tree even on a blocking port
+    words[CONTROL_STATES + 0] = LEARNING;
+    expect(decide(frame(2, 1), 0)).toBe(FILTER);
+    expect(table.lookup(0, mac(1), 0, now, 1000)).toBe(0);
+    expect(counters[inputCounter(0, BLOCKED)]).toBe(2);
+    words[CONTROL_STATES + 0] = FORWARDING;
+    words[CONTROL_STATES + 1] = LISTENING;
+    expect(decide(frame(1, 2), 1)).toBe(FILTER); // from a listening port: not learned, not forwarded
+    expect(table.lookup(0, mac(2), 0, now, 1000)).toBe(-1);
+    expect([decision.forwards(0), decision.forwards(1)]).toEqual([true, false]);
   });
 });

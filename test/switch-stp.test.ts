@@ -95,19 +95,20 @@ describe.skipIf(!privileged)('Switch spanning tree (802.1D) over veth pairs and 
   }
 
   /**
-   * Ports named `hostPorts` to the hosts and `loop` (two ports cabled to each other); with the
-   * spanning tree on, it converges with one loop port blocked, and a broadcast from each host
-   * reaches the other once and never comes back.
+   * The opened ports named `hostPorts` to the hosts and `loop` (two ports cabled to each other), in
+   * that order; with the spanning tree on, it converges with one loop port blocked, and a broadcast
+   * from each host reaches the other once and never comes back.
    */
-  async function loopThroughSwitch(hostPorts: string[], loop: [string, string]): Promise<void> {
+  async function loopThroughSwitch(hostPorts: string[], loop: [string, string], devices: Netdev[], path: 'worker' | 'main'): Promise<void> {
     sw = new Switch({ stp: { ...TIMES } });
-    for (const name of [...hostPorts, ...loop]) sw.addPort(await port(name));
+    for (const dev of devices) sw.addPort(dev);
     const { h1, h2, got } = await hosts();
     const converged = () => {
       const s = stpOf(sw!);
       return hostPorts.every((p) => s[p] === 'designated/forwarding') && s[loop[0]] === 'designated/forwarding' && s[loop[1]] === 'alternate/blocking';
     };
     expect(await eventually(converged, CONVERGED_MS), JSON.stringify(stpOf(sw))).toBe(true);
+    expect(sw.counters().every((p) => p.path === path)).toBe(true);
     expect(sw.spanningTree()).toMatchObject({ rootPort: null, rootPathCost: 0 }); // alone: the root
     const blockedBefore = sw.counters().find((p) => p.name === loop[1])!.counters.blocked;
     await h1.send(broadcast(1, 1));
@@ -118,6 +119,11 @@ describe.skipIf(!privileged)('Switch spanning tree (802.1D) over veth pairs and 
     expect({ h1: got.get(h1), h2: got.get(h2) }).toEqual({ h1: ['h2:2', 'h2:4'], h2: ['h1:1', 'h1:3'] });
     // Each went out of the forwarding loop port and came back in on the blocked one, where it stopped.
     expect(await eventually(() => sw!.counters().find((p) => p.name === loop[1])!.counters.blocked - blockedBefore === 4)).toBe(true);
+    // The blocked port learned nothing from them: unicast between the hosts goes straight to each.
+    await h2.send(broadcast(2, 5, 1));
+    await h1.send(broadcast(1, 6, 2));
+    expect(await eventually(() => got.get(h1)!.includes('h2:5>h1') && got.get(h2)!.includes('h1:6>h2'))).toBe(true);
+    expect(sw.counters().find((p) => p.name === loop[0])!.counters.txFrames).toBe(sw.counters().find((p) => p.name === loop[1])!.counters.rxFrames);
     // CPU stays bounded: over a second of the converged loop, this process (every thread) is mostly idle.
     const cpu = process.cpuUsage();
     await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -127,35 +133,20 @@ describe.skipIf(!privileged)('Switch spanning tree (802.1D) over veth pairs and 
 
   it('blocks one of two ports of its own cabled together (worker path), and a broadcast reaches each host once', async () => {
     cable('la', 'lb');
-    await loopThroughSwitch(['s1', 's2'], ['la', 'lb']);
-    expect(sw!.counters().every((p) => p.path === 'worker')).toBe(true);
+    const names = ['s1', 's2', 'la', 'lb'];
+    const devices: Netdev[] = [];
+    for (const name of names) devices.push(await port(name));
+    await loopThroughSwitch(['s1', 's2'], ['la', 'lb'], devices, 'worker');
   });
 
   it('blocks one of two of its taps wired together in the kernel (main-thread path), and a broadcast reaches each host once', async () => {
-    const taps = ['tap:t1', 'tap:t2', 'tap:ta', 'tap:tb'];
-    sw = undefined;
     // The taps exist once opened: open them first, then wire them (t1-s1, t2-s2, ta-tb).
-    const opened: Netdev[] = [];
-    for (const name of taps) opened.push(await port(name));
+    const devices: Netdev[] = [];
+    for (const name of ['tap:t1', 'tap:t2', 'tap:ta', 'tap:tb']) devices.push(await port(name));
     topo.wire('s1', 't1');
     topo.wire('s2', 't2');
     topo.wire('ta', 'tb');
-    sw = new Switch({ stp: { ...TIMES } });
-    for (const dev of opened) sw.addPort(dev);
-    const { h1, h2, got } = await hosts();
-    const converged = () => {
-      const s = stpOf(sw!);
-      return s['tap:t1'] === 'designated/forwarding' && s['tap:t2'] === 'designated/forwarding' && s['tap:ta'] === 'designated/forwarding' && s['tap:tb'] === 'alternate/blocking';
-    };
-    expect(await eventually(converged, CONVERGED_MS), JSON.stringify(stpOf(sw))).toBe(true);
-    expect(sw.counters().every((p) => p.path === 'main')).toBe(true);
-    await h1.send(broadcast(1, 1));
-    await h2.send(broadcast(2, 2));
-    await h1.send(broadcast(1, 3));
-    await h2.send(broadcast(2, 4));
-    expect(await eventually(() => got.get(h2)!.includes('h1:3') && got.get(h1)!.includes('h2:4'))).toBe(true);
-    expect({ h1: got.get(h1), h2: got.get(h2) }).toEqual({ h1: ['h2:2', 'h2:4'], h2: ['h1:1', 'h1:3'] });
-    expect(await eventually(() => sw!.counters().find((p) => p.name === 'tap:tb')!.counters.blocked === 4)).toBe(true);
+    await loopThroughSwitch(['tap:t1', 'tap:t2'], ['tap:ta', 'tap:tb'], devices, 'main');
   });
 
   it('storms without a spanning tree: one broadcast into a loop comes round again and again until a loop port is removed', async () => {
