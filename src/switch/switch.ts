@@ -40,7 +40,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { formatMac, parseMac } from '../common/addresses.js';
+import { parseMac } from '../common/addresses.js';
 import { NetdevError } from '../common/errors.js';
 import type { AgentHandle, Netdev } from '../main/netdev.js';
 import { sys } from '../sys/libc.js';
@@ -54,6 +54,7 @@ import {
 import { bridgeIdText } from './bpdu.js';
 import { BLOCKING, DISABLED, FORWARDING, LEARNING, SpanningTree, STATE_NAMES, type PortRole, type PortState } from './spanning-tree.js';
 import { FILTER, ForwardingDecision, GROUP_FWD_RESTRICTED, LOCAL, reservedForwardMask } from './decision.js';
+import { FlapDetector } from './flap-detector.js';
 import { MacTable } from './mac-table.js';
 
 /** Options of a Switch. */
@@ -211,16 +212,6 @@ const STP_TICK_MS = 100;
 /** How often the main thread reads the MAC table's move log. */
 const MOVE_CHECK_MS = 500;
 
-/** What the Switch remembers of a MAC that moved lately (see checkMoves). */
-interface Mover {
-  /** When it moved, in table ticks (those within the flap window). */
-  times: number[];
-  /** The ports it was on in the window. */
-  ports: number[];
-  /** No 'macFlap' for it before this tick. */
-  quietUntil: number;
-}
-
 export class Switch extends EventEmitter<SwitchEvents> {
   private readonly ports = new Map<Netdev, Port>();
   /** Ports by index; an index is free again once its port is fully removed. */
@@ -247,12 +238,8 @@ export class Switch extends EventEmitter<SwitchEvents> {
   private readonly ager: NodeJS.Timeout;
   /** Port changes reach the workers one at a time, in order. */
   private reconfiguring: Promise<void> = Promise.resolve();
-  /** Flap detection: more than flapMoves moves within flapWindow ticks; moves read so far; MACs that moved lately, by VLAN/MAC. */
-  private readonly flapMoves: number;
+  private readonly flaps: FlapDetector;
   private readonly flapSeconds: number;
-  private readonly flapWindow: number;
-  private movesRead = 0;
-  private readonly movers = new Map<string, Mover>();
   private readonly moveChecker: NodeJS.Timeout;
   /** The aging time in use and each port's spanning tree state, read by both paths (fabric.ts switchControl). */
   private readonly control = switchControl();
@@ -286,9 +273,8 @@ export class Switch extends EventEmitter<SwitchEvents> {
     const { moves = 3, seconds = 10 } = options.macFlap ?? {};
     if (!(Number.isInteger(moves) && moves >= 1)) throw new NetdevError({ code: 'EINVAL', call: 'Switch', detail: `macFlap.moves must be a positive integer, not ${String(moves)}` });
     if (typeof seconds !== 'number' || !(seconds > 0)) throw new NetdevError({ code: 'EINVAL', call: 'Switch', detail: `macFlap.seconds must be a positive number, not ${String(seconds)}` });
-    this.flapMoves = moves;
+    this.flaps = new FlapDetector(this.table, moves, seconds);
     this.flapSeconds = seconds;
-    this.flapWindow = MacTable.ticks(seconds * 1000);
     this.moveChecker = setInterval(() => this.checkMoves(), MOVE_CHECK_MS);
     this.moveChecker.unref();
   }
@@ -359,34 +345,10 @@ export class Switch extends EventEmitter<SwitchEvents> {
     return { bridgeId: bridgeIdText(bridgeId), rootId: bridgeIdText(rootId), rootPathCost, rootPort: rootPort === null ? null : (this.slots[rootPort]?.dev.name ?? null), topologyChange };
   }
 
-  /**
-   * Reads the moves the MAC table logged since the last check (one shared word when none) and
-   * emits 'macFlap' for each MAC that moved more than flapMoves times within the window, unless
-   * it did so for that MAC within the window before.
-   */
+  /** Emits 'macFlap' for each MAC the flap detector finds flapping in the moves logged since the last check. */
   private checkMoves(): void {
-    if (this.table.moves === this.movesRead) return;
-    const flapping: [string, Mover][] = [];
-    const { moves } = this.table.readMoves(this.movesRead, (vlan, mac, from, to, when) => {
-      const key = `${vlan}/${formatMac(mac)}`;
-      let mover = this.movers.get(key);
-      if (!mover) this.movers.set(key, (mover = { times: [], ports: [], quietUntil: 0 }));
-      mover.times.push(when);
-      while (mover.times[0]! < when - this.flapWindow) mover.times.shift();
-      for (const port of [from, to]) if (!mover.ports.includes(port)) mover.ports.push(port);
-      if (mover.times.length > this.flapMoves && when >= mover.quietUntil) {
-        mover.quietUntil = when + this.flapWindow;
-        flapping.push([key, { ...mover, times: [...mover.times], ports: [...mover.ports] }]);
-        mover.ports = [to];
-      }
-    });
-    this.movesRead = moves;
-    const now = this.table.now();
-    for (const [key, mover] of this.movers) if (mover.times.at(-1)! < now - this.flapWindow && mover.quietUntil <= now) this.movers.delete(key);
-    for (const [key, mover] of flapping) {
-      const [vlan, mac] = key.split('/') as [string, string];
-      const ports = mover.ports.map((index) => this.slots[index]?.dev.name ?? `#${index}`);
-      this.emit('macFlap', { mac, vlan: Number(vlan), ports, moves: mover.times.length, seconds: this.flapSeconds });
+    for (const { mac, vlan, ports, moves } of this.flaps.check()) {
+      this.emit('macFlap', { mac, vlan, ports: ports.map((index) => this.slots[index]?.dev.name ?? `#${index}`), moves, seconds: this.flapSeconds });
     }
   }
 
