@@ -8,7 +8,7 @@ export { NetdevManager, type ManagerOptions, type OpenOptions } from './main/man
 export { Netdev, type AgentHandle, type FlagOptions, type SendOptions } from './main/netdev.js';
 export { NetdevMonitor } from './main/monitor.js';
 export { Capture, type CaptureOptions } from './main/capture.js';
-export { Switch, type PortCounters, type PortOptions, type SwitchOptions } from './switch/switch.js';
+export { Switch, type MacFlap, type PortCounters, type PortOptions, type PortStp, type SpanningTreeStatus, type StpOptions, type SwitchEvents, type SwitchOptions } from './switch/switch.js';
 export { readPcap, pcapFileHeader, type PcapRecord } from './common/pcap.js';
 export { readVnetHeader, shiftVnetHeader, vnetHeaderProblem, writeVnetHeader, VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_GSO_UDP, VNET_GSO_UDP_L4, VNET_HDR_LEN, type VnetHeader } from './common/vnet-header.js';
 export type { BatchOptions, ReadOptions } from './main/rx-queue.js';

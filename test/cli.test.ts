@@ -161,6 +161,87 @@ describe.skipIf(!privileged)('netdev CLI in a network namespace of the test run'
     expect(bed.ns.link('vc').flags).not.toContain('UP');
   });
 
+  it('shows frames to reserved group addresses and with invalid sources in its table, and forwards what --group-fwd-mask lets through', async () => {
+    bed.ns.ip('link', 'add', 'vc', 'type', 'veth', 'peer', 'name', 'vd');
+    const refused = spawnSync(process.execPath, [CLI, 'switch', 'vb', 'vc', '--netns', bed.ns.name, '--group-fwd-mask', '0x4'], { encoding: 'utf8', timeout: 10_000 });
+    expect([refused.status, refused.stderr]).toEqual([1, expect.stringMatching(/EINVAL.*groupFwdMask 0x4: bits 0-2/)]);
+    const child = spawn(process.execPath, [CLI, 'switch', 'vb', 'vc', '--netns', bed.ns.name, '--json', '--interval', '100', '--group-fwd-mask', '0x8'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = once(child, 'exit');
+    const lines = outputLines(child);
+    expect(await eventually(() => lines.some((l) => l.includes('switching')))).toBe(true);
+    const [va, vd] = [await bed.mgr.open('va', { netns: bed.ns.name, ethertype: 0x88b5 }), await bed.mgr.open('vd', { netns: bed.ns.name, ethertype: 0x88b5 })];
+    await va.turnFlagsOn({ up: true });
+    await vd.turnFlagsOn({ up: true });
+    expect(await eventually(async () => (await va.getCarrier()) && (await vd.getCarrier()))).toBe(true);
+    const to = (last: number, seq: number, source = 0x02) => {
+      const f = ethFrame(100, seq, 0x88b5);
+      f.set([0x01, 0x80, 0xc2, 0, 0, last], 0);
+      f[6] = source;
+      return f;
+    };
+    const arriving = vd.frames().next();
+    await va.send(to(0x0e, 1)); // LLDP: not forwarded
+    await va.send(to(0x03, 2, 0x03)); // 802.1X from a multicast source: dropped
+    await va.send(to(0x03, 3)); // 802.1X: forwarded, as the mask says
+    expect(seqOf((await arriving).value as Uint8Array)).toBe(3);
+    const row = () => {
+      const table = lines.filter((l) => l.includes('"ports"')).pop();
+      return table === undefined ? undefined : (JSON.parse(table) as { ports: { port: string; reserved: number; invalidSource: number }[] }).ports.find((p) => p.port === 'vb');
+    };
+    expect(await eventually(() => row()?.reserved === 1 && row()?.invalidSource === 1)).toBe(true);
+    child.kill('SIGINT');
+    const [code] = await exited;
+    expect(code).toBe(0);
+  });
+
+  it('prints a notice when a MAC flaps between its ports', async () => {
+    bed.ns.ip('link', 'add', 'vc', 'type', 'veth', 'peer', 'name', 'vd');
+    const child = spawn(process.execPath, [CLI, 'switch', 'vb', 'vc', '--netns', bed.ns.name, '--json', '--interval', '100000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = once(child, 'exit');
+    const lines = outputLines(child);
+    expect(await eventually(() => lines.some((l) => l.includes('switching')))).toBe(true);
+    const [va, vd] = [await bed.mgr.open('va', { netns: bed.ns.name, ethertype: 0x88b5 }), await bed.mgr.open('vd', { netns: bed.ns.name, ethertype: 0x88b5 })];
+    await va.turnFlagsOn({ up: true });
+    await vd.turnFlagsOn({ up: true });
+    expect(await eventually(async () => (await va.getCarrier()) && (await vd.getCarrier()))).toBe(true);
+    const [atA, atD] = [va.frames(), vd.frames()];
+    for (let seq = 0; seq < 6; seq++) {
+      const [sender, receiver] = seq % 2 === 0 ? [va, atD] : [vd, atA];
+      await sender.send(ethFrame(100, seq, 0x88b5)); // from 02:00:00:00:00:01, on vb then on vc
+      expect(seqOf((await receiver.next()).value as Uint8Array)).toBe(seq);
+    }
+    expect(await eventually(() => lines.some((l) => l.includes('macFlap')))).toBe(true);
+    expect(JSON.parse(lines.find((l) => l.includes('macFlap'))!)).toEqual({ macFlap: { mac: '02:00:00:00:00:01', vlan: 0, ports: ['vb', 'vc'], moves: 4, seconds: 10 } });
+    child.kill('SIGINT');
+    expect((await exited)[0]).toBe(0);
+  });
+
+  it('runs the spanning tree with --stp: a loop of two of its ports shows one blocked, in the table', async () => {
+    bed.ns.ip('link', 'add', 've', 'type', 'veth', 'peer', 'name', 'vf');
+    const args = ['switch', 'vb', 've', 'vf', '--netns', bed.ns.name, '--interval', '100', '--stp', '--hello-time', '1', '--forward-delay', '4', '--max-age', '6', '--stp-cost', 'vb=19'];
+    const child = spawn(process.execPath, [CLI, ...args, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = once(child, 'exit');
+    const lines = outputLines(child);
+    type Row = { port: string; role: string; state: string };
+    const last = () => lines.filter((l) => l.includes('"ports"')).map((l) => JSON.parse(l) as { ports: Row[]; spanningTree: { bridgeId: string; rootId: string } }).pop();
+    const roles = () => last()?.ports.map((p) => `${p.port} ${p.role}/${p.state}`);
+    expect(await eventually(() => roles()?.join() === 'vb designated/listening,ve designated/listening,vf alternate/blocking')).toBe(true);
+    expect(last()!.spanningTree.rootId).toBe(last()!.spanningTree.bridgeId);
+    expect(lines.find((l) => l.includes('"spanningTree"') && !l.includes('"ports"'))).toMatch(/\{"spanningTree":\{"bridgeId":"8000\.[0-9a-f:]+"\}\}/);
+    child.kill('SIGINT');
+    expect((await exited)[0]).toBe(0);
+    const text = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const textExited = once(text, 'exit');
+    const textLines = outputLines(text);
+    expect(await eventually(() => textLines.some((l) => /^vf\s.*\salternate\s+blocking$/.test(l)))).toBe(true);
+    expect(textLines.some((l) => /^PORT\s.*\sROLE\s+STATE$/.test(l))).toBe(true);
+    expect(textLines.some((l) => /^root 8000\.[0-9a-f:]+ \(this switch\)$/.test(l))).toBe(true);
+    text.kill('SIGINT');
+    expect((await textExited)[0]).toBe(0);
+    const refused = spawnSync(process.execPath, [CLI, 'switch', 'vb', 've', '--netns', bed.ns.name, '--stp-cost', 'vb=5'], { encoding: 'utf8', timeout: 10_000 });
+    expect([refused.status, refused.stderr]).toEqual([1, 'netdev: --stp-cost needs --stp\n']);
+  });
+
   it('stops a switch quietly when its output\'s reader goes away (| head), restoring the ports\' flags', async () => {
     bed.ns.ip('link', 'add', 'vc', 'type', 'veth', 'peer', 'name', 'vd');
     const child = spawn(process.execPath, [CLI, 'switch', 'vb', 'vc', '--netns', bed.ns.name, '--interval', '50'], { stdio: ['ignore', 'pipe', 'pipe'] });

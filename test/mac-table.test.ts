@@ -2,7 +2,17 @@ import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { MacTable } from '../dist/switch/mac-table.js';
-import { FILTER, ForwardingDecision } from '../dist/switch/decision.js';
+import { FILTER, FLOOD, ForwardingDecision, LOCAL } from '../dist/switch/decision.js';
+import { BLOCKED, CONTROL_MAX_AGE, CONTROL_STATES, inputCounter, INVALID_SOURCE, RESERVED, switchControl } from '../dist/switch/fabric.js';
+import { BLOCKING, FORWARDING, LEARNING, LISTENING } from '../dist/switch/spanning-tree.js';
+
+/** The Switch's shared control words: aging time `maxAge` ticks, every port forwarding (no spanning tree). */
+function control(maxAge: number): Int32Array {
+  const words = switchControl();
+  words[CONTROL_MAX_AGE] = maxAge;
+  words.fill(FORWARDING, CONTROL_STATES);
+  return words;
+}
 
 /** MAC number `n` as 6 bytes (02:00:nn:nn:nn:nn). */
 function mac(n: number): Uint8Array {
@@ -71,6 +81,30 @@ describe('MacTable (shared memory)', () => {
     expect(table.learn(0, mac(1), 0, 1, 0)).toBe(true); // known on that port: no lock needed
   });
 
+  it('logs each move of a MAC between ports, in order, and nothing for a MAC seen again where it is', () => {
+    const table = new MacTable(64);
+    const now = table.now();
+    table.learn(5, mac(1), 0, 1, now); // new: no move
+    table.learn(5, mac(1), 0, 1, now + 1); // same port: no move
+    table.learn(5, mac(1), 0, 2, now + 2);
+    table.learn(0, mac(7), 0, 3, now + 3);
+    table.learn(0, mac(7), 0, 4, now + 4);
+    table.learn(5, mac(1), 0, 1, now + 5);
+    expect(table.moves).toBe(3);
+    const seen: unknown[] = [];
+    const read = table.readMoves(0, (vlan, m, from, to, when) => seen.push([vlan, [...m], from, to, when - now]));
+    expect(read).toEqual({ moves: 3, lost: 0 });
+    expect(seen).toEqual([[5, [...mac(1)], 1, 2, 2], [0, [...mac(7)], 3, 4, 4], [5, [...mac(1)], 2, 1, 5]]);
+    expect(table.readMoves(3, () => expect.unreachable())).toEqual({ moves: 3, lost: 0 });
+    // Far more moves than the log keeps between two reads: the oldest are said lost, the last ones read.
+    for (let i = 0; i < 2000; i++) table.learn(0, mac(9), 0, i % 2, now);
+    let last = -1;
+    const flood = table.readMoves(3, (_vlan, _m, _from, to) => (last = to));
+    expect(flood.moves).toBe(3 + 1999);
+    expect(flood.lost).toBeGreaterThan(0);
+    expect(last).toBe(1999 % 2);
+  });
+
   it('refuses a size that is not a power of two', () => {
     expect(() => new MacTable(1000)).toThrow(RangeError);
   });
@@ -87,7 +121,7 @@ describe('ForwardingDecision (one batch of frames)', () => {
 
   it('looks each source and destination up once per run of a flow, and sees a MAC that moves within the batch', () => {
     const table = new MacTable(64);
-    const decision = new ForwardingDecision(table, 1000);
+    const decision = new ForwardingDecision(table, control(1000), 1, 0);
     const counters = new Float64Array(1024);
     const now = table.now();
     table.learn(0, mac(2), 0, 1, now); // B behind port 1
@@ -104,5 +138,61 @@ describe('ForwardingDecision (one batch of frames)', () => {
     table.learn(0, mac(2), 0, 3, now);
     decision.beginBatch();
     expect(decide(frame(2, 1), 0)).toBe(3);
+  });
+
+  it('drops reserved group addresses outside its mask and invalid sources, counting each, and learns no invalid source', () => {
+    const table = new MacTable(64);
+    const counters = new Float64Array(1024);
+    const now = table.now();
+    const reserved = (last: number) => Uint8Array.of(0x01, 0x80, 0xc2, 0, 0, last);
+    const to = (dst: Uint8Array, src = mac(1)) => {
+      const f = new Uint8Array(60);
+      f.set(dst, 0);
+      f.set(src, 6);
+      return f;
+    };
+    // Bit 0 (STP BPDUs, the spanning tree off) and bit 3 (802.1X) forwarded.
+    const decision = new ForwardingDecision(table, control(1000), 0b1001, 0);
+    decision.beginBatch();
+    const decide = (f: Uint8Array) => decision.decide(counters, 0, 0, null, f, 0, f.length, now);
+    expect([0, 1, 2, 3, 0x0e, 0x0f].map((n) => decide(to(reserved(n))))).toEqual([FLOOD, FILTER, FILTER, FLOOD, FILTER, FILTER]);
+    expect(counters[RESERVED]).toBe(4);
+    expect(decide(to(reserved(0x10)))).toBe(FLOOD); // 01:80:c2:00:00:10 is not reserved
+    expect(decide(to(Uint8Array.of(0x01, 0x00, 0x5e, 0, 0, 0xfb)))).toBe(FLOOD);
+    expect(counters[RESERVED]).toBe(4);
+    const broadcast = new Uint8Array(6).fill(0xff);
+    expect(decide(to(broadcast, Uint8Array.of(0x03, 0, 0, 0, 0, 7)))).toBe(FILTER); // group source
+    expect(decide(to(broadcast, new Uint8Array(6)))).toBe(FILTER); // all-zero source
+    expect(decide(to(broadcast, Uint8Array.of(0, 0, 0, 0, 0, 1)))).toBe(FLOOD); // 00:00:00:00:00:01 is valid
+    expect(counters[INVALID_SOURCE]).toBe(2);
+    expect(table.lookup(0, Uint8Array.of(0x03, 0, 0, 0, 0, 7), 0, now, 1000)).toBe(-1);
+    expect(table.lookup(0, new Uint8Array(6), 0, now, 1000)).toBe(-1);
+    expect(table.size).toBe(2); // mac(1) and 00:00:00:00:00:01
+  });
+
+  it('honours spanning tree states: a blocking port neither learns nor forwards, a learning one learns only, and BPDUs are the Switch\'s own', () => {
+    const table = new MacTable(64);
+    const counters = new Float64Array(1024);
+    const now = table.now();
+    const words = control(1000);
+    const decision = new ForwardingDecision(table, words, 0, 1); // the spanning tree runs: BPDUs are local
+    decision.beginBatch();
+    const decide = (f: Uint8Array, input: number) => decision.decide(counters, inputCounter(input, 0), input, null, f, 0, f.length, now);
+    words[CONTROL_STATES + 0] = BLOCKING;
+    expect(decide(frame(2, 1), 0)).toBe(FILTER);
+    expect(table.lookup(0, mac(1), 0, now, 1000)).toBe(-1);
+    const bpdu = new Uint8Array(60);
+    bpdu.set([0x01, 0x80, 0xc2, 0, 0, 0], 0);
+    bpdu.set(mac(1), 6);
+    expect(decide(bpdu, 0)).toBe(LOCAL); // taken by the spanning tree even on a blocking port
+    words[CONTROL_STATES + 0] = LEARNING;
+    expect(decide(frame(2, 1), 0)).toBe(FILTER);
+    expect(table.lookup(0, mac(1), 0, now, 1000)).toBe(0);
+    expect(counters[inputCounter(0, BLOCKED)]).toBe(2);
+    words[CONTROL_STATES + 0] = FORWARDING;
+    words[CONTROL_STATES + 1] = LISTENING;
+    expect(decide(frame(1, 2), 1)).toBe(FILTER); // from a listening port: not learned, not forwarded
+    expect(table.lookup(0, mac(2), 0, now, 1000)).toBe(-1);
+    expect([decision.forwards(0), decision.forwards(1)]).toEqual([true, false]);
   });
 });

@@ -31,6 +31,12 @@ commands:
                        Ctrl-C or until the reader of its output goes away (| head)
            --vlan DEV=ID  access VLAN 1-4094 of port DEV, once per port (the others are trunks)
            --interval MS  how often the table is redrawn, 50 to 3600000 (default 1000)
+           --group-fwd-mask MASK  reserved group addresses 01:80:c2:00:00:0N to forward, bit N
+                          (as Linux's group_fwd_mask; bits 0-2 refused); default 0
+           --stp          run the 802.1D spanning tree (the table shows each port's role and
+                          state); with it: --stp-priority N (bridge, 0-65535, default 32768),
+                          --hello-time S, --max-age S, --forward-delay S (defaults 2, 20, 15),
+                          --stp-cost DEV=N and --stp-port-priority DEV=N (0-240) per port
   list, show, monitor, capture and switch also take:
            --netns NS     the network namespace (an ip netns name or a path); it must exist
            --json         JSON output (monitor and switch: one object per line)
@@ -56,6 +62,18 @@ function positiveInt(text: string | undefined, fallback: number, name: string, m
   const value = Number(text);
   if (!Number.isInteger(value) || value < min || value > max) throw new Error(`--${name} must be an integer from ${min} to ${max}`);
   return value;
+}
+
+/** The DEV=N values of a per-port option `--name` (each port at most once). */
+function perPort(specs: string[] | undefined, name: string, what: string, has: string, min: number, max: number): Map<string, number> {
+  const values = new Map<string, number>();
+  for (const spec of specs ?? []) {
+    const match = /^(.+)=(\d{1,9})$/.exec(spec);
+    if (!match) throw new Error(`--${name} takes DEV=${what}, not ${spec}`);
+    if (values.has(match[1]!)) throw new Error(`--${name} ${spec}: ${match[1]} has ${has} already`);
+    values.set(match[1]!, positiveInt(match[2], 0, name, min, max));
+  }
+  return values;
 }
 
 /** Refuses a --netns naming a namespace that does not exist (the library would just find no devices in it). */
@@ -137,6 +155,14 @@ async function main(argv: string[]): Promise<number> {
         vlan: { type: 'string', multiple: true },
         json: { type: 'boolean' },
         interval: { type: 'string' },
+        'group-fwd-mask': { type: 'string' },
+        stp: { type: 'boolean' },
+        'stp-priority': { type: 'string' },
+        'hello-time': { type: 'string' },
+        'max-age': { type: 'string' },
+        'forward-delay': { type: 'string' },
+        'stp-cost': { type: 'string', multiple: true },
+        'stp-port-priority': { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -145,18 +171,29 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     requireNetns(values.netns);
-    const vlans = new Map<string, number>();
-    for (const spec of values.vlan ?? []) {
-      const match = /^(.+)=(\d{1,4})$/.exec(spec);
-      if (!match) throw new Error(`--vlan takes DEV=ID, not ${spec}`);
-      if (vlans.has(match[1]!)) throw new Error(`--vlan ${spec}: ${match[1]} has a VLAN already`);
-      vlans.set(match[1]!, positiveInt(match[2], 0, 'vlan', 1, 4094));
-    }
+    const maskText = values['group-fwd-mask'];
+    const groupFwdMask = maskText === undefined ? 0 : Number(maskText);
+    if (!(maskText === undefined || (/^(0x[0-9a-f]+|\d+)$/i.test(maskText) && groupFwdMask <= 0xffff))) throw new Error(`--group-fwd-mask takes a 16-bit mask (0x4008, 16392), not ${maskText}`);
+    const vlans = perPort(values.vlan, 'vlan', 'ID', 'a VLAN', 1, 4094);
+    const stpSetting = ['stp-priority', 'hello-time', 'max-age', 'forward-delay', 'stp-cost', 'stp-port-priority'].find((name) => values[name as keyof typeof values] !== undefined);
+    if (stpSetting && !values.stp) throw new Error(`--${stpSetting} needs --stp`);
+    const stp = values.stp
+      ? {
+          priority: positiveInt(values['stp-priority'], 32768, 'stp-priority', 0, 65535),
+          helloTime: positiveInt(values['hello-time'], 2, 'hello-time', 1, 10),
+          maxAge: positiveInt(values['max-age'], 20, 'max-age', 6, 40),
+          forwardDelay: positiveInt(values['forward-delay'], 15, 'forward-delay', 4, 30),
+          costs: perPort(values['stp-cost'], 'stp-cost', 'COST', 'a cost', 1, 200_000_000),
+          priorities: perPort(values['stp-port-priority'], 'stp-port-priority', 'PRIORITY', 'a priority', 0, 240),
+        }
+      : null;
     return runSwitchCommand(positionals, {
       netns: values.netns,
       vlans,
       json: values.json === true,
       intervalMs: positiveInt(values.interval, 1000, 'interval', 50, 3_600_000),
+      groupFwdMask,
+      stp,
       tty: process.stdout.isTTY === true,
       out: printLine,
     });

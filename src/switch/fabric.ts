@@ -13,7 +13,13 @@ export const RX_FRAMES = 0;
 export const RX_BYTES = 1;
 export const FLOODS = 2;
 export const FILTERED = 3;
-const INPUT_COUNTERS = 4;
+/** Frames to a reserved group address 01:80:c2:00:00:0X that the Switch does not forward (IEEE 802.1D 7.12.6). */
+export const RESERVED = 4;
+/** Frames with an invalid source address (a group address, or all zeros), dropped. */
+export const INVALID_SOURCE = 5;
+/** Frames received on a port the spanning tree does not let forward (blocking, listening, learning), dropped. */
+export const BLOCKED = 6;
+const INPUT_COUNTERS = 7;
 export const TX_FRAMES = 0;
 export const TX_BYTES = 1;
 export const TX_DROPS = 2;
@@ -37,6 +43,18 @@ export function outputCounter(input: number, output: number, which: number): num
   return input * ROW + INPUT_COUNTERS + output * OUTPUT_COUNTERS + which;
 }
 
+/**
+ * What the main thread tells both paths while they forward, in shared memory (Int32): the aging
+ * time in use (MAC-table ticks; shortened during a spanning tree topology change), then each
+ * port's spanning tree state (spanning-tree.ts: FORWARDING while no spanning tree runs).
+ */
+export const CONTROL_MAX_AGE = 0;
+export const CONTROL_STATES = 1;
+
+export function switchControl(): Int32Array {
+  return new Int32Array(new SharedArrayBuffer((CONTROL_STATES + MAX_PORTS) * 4));
+}
+
 /** A port as an agent sees it: where to send frames for it. */
 export interface OutputSpec {
   index: number;
@@ -55,8 +73,12 @@ export interface AgentSpec {
   /** This port. */
   index: number;
   vlan: number | null;
-  /** How long a learned MAC is valid, in MAC-table ticks. */
-  maxAge: number;
+  /** The aging time in use and the ports' states (see switchControl). */
+  control: Int32Array;
+  /** Bit N set: frames to 01:80:c2:00:00:0N are forwarded (see reservedForwardMask). */
+  reservedForward: number;
+  /** Bit N set: frames to 01:80:c2:00:00:0N are the Switch's own (BPDUs while it runs a spanning tree): passed up with no output. */
+  local: number;
   /** Every other port. */
   outputs: OutputSpec[];
   /** An eventfd the Switch owns: the worker's bell signals it while the worker waits in poll(2). */
@@ -74,7 +96,8 @@ export interface AgentStart {
 /**
  * For each frame an agent passes up to the main thread through the RX ring, in order, the set of
  * output ports the main thread must send it to (64 bits as two 32-bit words), so that the main
- * thread never has to guess what the agent sent itself.  Entry i belongs to the i-th frame passed
+ * thread never has to guess what the agent sent itself; an empty set: the frame is for the Switch
+ * itself (a BPDU).  Entry i belongs to the i-th frame passed
  * up; the agent writes it before it commits the frame, so it is visible once the frame is.  An RX
  * ring of C bytes holds at most C / MIN_RECORD frames, so C / MIN_RECORD entries are never reused
  * before they are read.

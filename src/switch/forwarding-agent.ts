@@ -8,7 +8,9 @@
  * device cannot.  Frames it cannot send as they are (an output without a socket, or a VLAN tag to
  * add or remove) are copied to the RX ring, where the Switch on the main thread forwards them to
  * those outputs only; a super-frame for an output that does not take offloads is segmented here
- * first (in the worker, not on the main thread).  Frames keep their order per output.
+ * first (in the worker, not on the main thread).  Frames keep their order per output.  Spanning
+ * tree states (in shared memory, set by the main thread) are honoured as on the main thread, and a
+ * BPDU for the Switch's spanning tree is passed up with no output.
  *
  * Congestion: an output whose device queue is full (sendmmsg says ENOBUFS or EAGAIN) drops the
  * rest of the batch meant for it, counted as its drops; the agent never waits for an output, so
@@ -23,10 +25,10 @@ import { HOT_BELL, HOT_FRAMES, type CreateAgent, type WorkerAgent } from '../wor
 import { addressHalves, MessageVector, setIovec } from '../sys/fd-io.js';
 import { errnoName, lastErrno, MMSGHDR_SIZE, MSG_DONTWAIT, sys } from '../sys/libc.js';
 import {
-  FLOODS, inputCounter, MAX_PORTS, outputCounter, PassUpMasks, PortSet, TX_BYTES, TX_DROPS, TX_FRAMES, TX_SEGMENTED,
+  BLOCKED, FLOODS, inputCounter, MAX_PORTS, outputCounter, PassUpMasks, PortSet, TX_BYTES, TX_DROPS, TX_FRAMES, TX_SEGMENTED,
   type AgentSpec, type AgentStart, type OutputSpec,
 } from './fabric.js';
-import { FILTER, ForwardingDecision } from './decision.js';
+import { FILTER, ForwardingDecision, LOCAL } from './decision.js';
 import { MacTable } from './mac-table.js';
 
 const BATCH = 64;
@@ -69,6 +71,8 @@ class ForwardingAgent implements WorkerAgent {
   private readonly viaMainPlain = new PortSet();
   private readonly software = new SoftwareOffload();
   private readonly scratch = new PortSet();
+  /** The pass-up mask of a frame for the Switch itself (a BPDU): no output. */
+  private readonly none = new PortSet();
   /** The RX ring as the sink of plain frames passed up: each record committed gets the pass-up mask of `maskedFor`. */
   private maskedFor = this.viaMainPlain;
   private readonly maskedSink: FrameSink;
@@ -82,7 +86,7 @@ class ForwardingAgent implements WorkerAgent {
     private readonly context: IoContext,
   ) {
     this.table = new MacTable(spec.table);
-    this.decision = new ForwardingDecision(this.table, spec.maxAge);
+    this.decision = new ForwardingDecision(this.table, spec.control, spec.reservedForward, spec.local);
     this.counters = spec.counters;
     this.index = spec.index;
     this.vlan = spec.vlan;
@@ -146,14 +150,20 @@ class ForwardingAgent implements WorkerAgent {
       const at = io.offset(i); // a vnet frame: the Ethernet frame starts VNET_HDR_LEN later
       const to = decision.decide(counters, row, this.index, this.vlan, bytes, at + VNET_HDR_LEN, length - VNET_HDR_LEN, now);
       if (to === FILTER) continue;
+      if (to === LOCAL) {
+        up += this.passUpAs(this.none, bytes, at, length, this.context.offloads); // for the spanning tree on the main thread
+        continue;
+      }
       const { vid, vlan } = decision;
       const known = to >= 0 ? this.byIndex[to] : undefined; // a port it does not know yet: flooded
       if (known !== undefined) {
-        if (!this.queue(known, at, length, vid)) this.needsMain(known.spec, bytes, at);
+        if (!decision.forwards(to)) counters[row + BLOCKED]++;
+        else if (!this.queue(known, at, length, vid)) this.needsMain(known.spec, bytes, at);
       } else {
         counters[row + FLOODS]++;
         for (const output of this.outputs) {
-          if ((output.spec.vlan === null || output.spec.vlan === vlan) && !this.queue(output, at, length, vid)) this.needsMain(output.spec, bytes, at);
+          const { spec } = output;
+          if ((spec.vlan === null || spec.vlan === vlan) && decision.forwards(spec.index) && !this.queue(output, at, length, vid)) this.needsMain(spec, bytes, at);
         }
       }
       if (!this.viaMain.empty || !this.viaMainPlain.empty) up += this.passUp(bytes, at, length);

@@ -8,13 +8,22 @@
  * and a read that sees it change reads again.  A reader racing a deletion (which shifts entries
  * back) may miss an entry and flood one frame: what a learning switch does for an unknown
  * destination anyway.  Times are ticks of TICK_MS since the table's epoch.
+ *
+ * Every move of a MAC from one port to another is also written, under the lock, to a move log
+ * after the slots (MOVE_LOG entries, a ring, with a count of moves in the header), so that the
+ * main thread can tell a MAC that flaps between ports without a message per frame (readMoves).
  */
 
 const LOCK = 0;
 const COUNT = 1;
 const EPOCH = 2;
+/** Moves written to the move log so far. */
+const MOVES = 3;
 const HEADER = 4;
 const STRIDE = 5; // seq, key1, key2, port, seen
+/** Entries of the move log, and the words of one: key1, key2, from port, to port, when. */
+const MOVE_LOG = 1024;
+const MOVE_STRIDE = 5;
 const USED = 1 << 28;
 const TICK_MS = 16;
 /** Attempts at the lock before a writer gives up (a few milliseconds). */
@@ -31,6 +40,8 @@ export class MacTable {
   readonly descriptor: MacTableDescriptor;
   private readonly words: Int32Array;
   private readonly mask: number;
+  /** Where the slots end and the move log begins. */
+  private readonly slotsEnd: number;
   private readonly epochMs: number;
   /** Largest number of entries (half the slots). */
   readonly maxEntries: number;
@@ -43,12 +54,13 @@ export class MacTable {
     if (typeof descriptor === 'number') {
       if (!(descriptor >= 1 && (descriptor & (descriptor - 1)) === 0)) throw new RangeError(`MAC table size must be a power of two, not ${descriptor}`);
       const capacity = descriptor * 2;
-      descriptor = { buffer: new SharedArrayBuffer((HEADER + capacity * STRIDE) * 4), capacity };
+      descriptor = { buffer: new SharedArrayBuffer((HEADER + capacity * STRIDE + MOVE_LOG * MOVE_STRIDE) * 4), capacity };
       new Int32Array(descriptor.buffer)[EPOCH] = Math.floor(Date.now() / 1000);
     }
     this.descriptor = descriptor;
     this.words = new Int32Array(descriptor.buffer);
     this.mask = descriptor.capacity - 1;
+    this.slotsEnd = HEADER + descriptor.capacity * STRIDE;
     this.maxEntries = descriptor.capacity / 2;
     this.epochMs = this.words[EPOCH]! * 1000;
   }
@@ -92,7 +104,9 @@ export class MacTable {
         const at1 = Atomics.load(this.words, slot + 1);
         if (at1 === 0) break;
         if (at1 === k1 && Atomics.load(this.words, slot + 2) === k2) {
+          const from = this.words[slot + 3]!;
           this.write(slot, k1, k2, port, now);
+          if (from !== port) this.logMove(k1, k2, from, port, now);
           return true;
         }
         slot = this.next(slot);
@@ -104,6 +118,50 @@ export class MacTable {
     } finally {
       Atomics.store(this.words, LOCK, 0);
     }
+  }
+
+  /** Moves written to the move log so far (pass it to readMoves later). */
+  get moves(): number {
+    return Atomics.load(this.words, MOVES);
+  }
+
+  /**
+   * Calls `visit` for each move of a MAC between ports (VLAN, MAC as 6 bytes, the port it left,
+   * the port it moved to, when in ticks) logged since `since` (what `moves` was), in order; returns
+   * the new count, and how many moves were overwritten before they could be read (the log keeps
+   * the last MOVE_LOG / 2 safely while writers go on).
+   */
+  readMoves(since: number, visit: (vlan: number, mac: Uint8Array, from: number, to: number, when: number) => void): { moves: number; lost: number } {
+    const w = this.words;
+    const moves = Atomics.load(w, MOVES);
+    const first = Math.max(since, moves - MOVE_LOG / 2);
+    const mac = new Uint8Array(6);
+    for (let n = first; n < moves; n++) {
+      const at = this.slotsEnd + (n % MOVE_LOG) * MOVE_STRIDE;
+      const k1 = Atomics.load(w, at);
+      const k2 = Atomics.load(w, at + 1);
+      mac[0] = (k1 >> 8) & 0xff;
+      mac[1] = k1 & 0xff;
+      mac[2] = (k2 >>> 24) & 0xff;
+      mac[3] = (k2 >> 16) & 0xff;
+      mac[4] = (k2 >> 8) & 0xff;
+      mac[5] = k2 & 0xff;
+      visit((k1 >> 16) & 0xfff, mac, Atomics.load(w, at + 2), Atomics.load(w, at + 3), Atomics.load(w, at + 4));
+    }
+    return { moves, lost: first - since };
+  }
+
+  /** Lock held: logs that (k1, k2) moved from port `from` to `to` at `now`. */
+  private logMove(k1: number, k2: number, from: number, to: number, now: number): void {
+    const w = this.words;
+    const moves = w[MOVES]!;
+    const at = this.slotsEnd + (moves % MOVE_LOG) * MOVE_STRIDE;
+    Atomics.store(w, at, k1);
+    Atomics.store(w, at + 1, k2);
+    Atomics.store(w, at + 2, from);
+    Atomics.store(w, at + 3, to);
+    Atomics.store(w, at + 4, now);
+    Atomics.store(w, MOVES, moves + 1);
   }
 
   /** Deletes every entry of `port`. */
@@ -122,7 +180,7 @@ export class MacTable {
       // A deletion shifts later entries back, possibly across the wrap to slots already passed: repeat until a pass deletes nothing.
       for (let deleted = 1; deleted > 0; ) {
         deleted = 0;
-        for (let slot = HEADER; slot < this.words.length; slot += STRIDE) {
+        for (let slot = HEADER; slot < this.slotsEnd; slot += STRIDE) {
           while (this.words[slot + 1] !== 0 && doomed(this.words[slot + 3]!, this.words[slot + 4]!)) {
             this.delete(slot);
             deleted++;
@@ -207,7 +265,7 @@ export class MacTable {
 
   private next(slot: number): number {
     const following = slot + STRIDE;
-    return following < this.words.length ? following : HEADER;
+    return following < this.slotsEnd ? following : HEADER;
   }
 }
 

@@ -32,7 +32,15 @@
  * txSegmented.  Between the two
  * kinds the header is added or taken away (a copy), and a VLAN tag added or removed moves the
  * header's offsets with it.
+ *
+ * As a standard bridge: frames to reserved group addresses 01:80:c2:00:00:0X are not forwarded
+ * (groupFwdMask excepted), nor frames with an invalid source; a MAC moving between ports again and
+ * again is reported ('macFlap'); with the stp option the 802.1D spanning tree (spanning-tree.ts)
+ * runs on the main thread, and both paths honour its port states (fabric.ts switchControl).
  */
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { parseMac } from '../common/addresses.js';
 import { NetdevError } from '../common/errors.js';
 import type { AgentHandle, Netdev } from '../main/netdev.js';
 import { sys } from '../sys/libc.js';
@@ -40,10 +48,13 @@ import { vidAt, withoutVlanTag, withVlanTag } from '../common/ethernet.js';
 import { SoftwareOffload, type FrameSink } from '../common/software-offload.js';
 import { needsSoftwareOffload, shiftVnetHeader, VNET_HDR_LEN } from '../common/vnet-header.js';
 import {
-  FILTERED, FLOODS, forwardingCounters, inputCounter, MAX_PORTS, OUTPUT_COUNTERS, outputCounter, PassUpMasks, PortSet, RX_BYTES, RX_FRAMES, TX_BYTES, TX_DROPS,
-  TX_FRAMES, TX_SEGMENTED, type AgentStart, type OutputSpec,
+  BLOCKED, CONTROL_MAX_AGE, CONTROL_STATES, FILTERED, FLOODS, forwardingCounters, inputCounter, INVALID_SOURCE, MAX_PORTS, OUTPUT_COUNTERS, outputCounter, PassUpMasks, PortSet, RESERVED, RX_BYTES, RX_FRAMES, TX_BYTES, TX_DROPS,
+  TX_FRAMES, TX_SEGMENTED, switchControl, type AgentStart, type OutputSpec,
 } from './fabric.js';
-import { FILTER, ForwardingDecision } from './decision.js';
+import { bridgeIdText } from './bpdu.js';
+import { BLOCKING, DISABLED, FORWARDING, LEARNING, SpanningTree, STATE_NAMES, type PortRole, type PortState } from './spanning-tree.js';
+import { FILTER, ForwardingDecision, GROUP_FWD_RESTRICTED, LOCAL, reservedForwardMask } from './decision.js';
+import { FlapDetector } from './flap-detector.js';
 import { MacTable } from './mac-table.js';
 
 /** Options of a Switch. */
@@ -52,12 +63,81 @@ export interface SwitchOptions {
   agingSeconds?: number;
   /** Called with a line of text when something happens that an operator should know (a port removed). */
   onNotice?: (message: string) => void;
+  /**
+   * Which reserved group addresses 01:80:c2:00:00:00-0f are forwarded, as Linux's bridge option
+   * `group_fwd_mask`: bit N lets 01:80:c2:00:00:0N through (flooded); the others are never
+   * forwarded (IEEE 802.1D 7.12.6).  16 bits; bits 0 (STP), 1 (MAC control, pause) and 2 (LACP)
+   * cannot be set (EINVAL), as in Linux.  STP BPDUs are flooded anyway while the Switch runs no
+   * spanning tree, as Linux does with stp_state 0.  Default 0.
+   */
+  groupFwdMask?: number;
+  /**
+   * When a MAC counts as flapping: it moved between ports more than `moves` times (default 3)
+   * within `seconds` (default 10).  The Switch then emits 'macFlap', at most once per MAC and
+   * VLAN per `seconds`.
+   */
+  macFlap?: { moves?: number; seconds?: number };
+  /**
+   * Runs the 802.1D spanning tree protocol on the ports (true: with the defaults); off by
+   * default, as in Linux.  See StpOptions.
+   */
+  stp?: boolean | StpOptions;
+}
+
+/** The Switch's spanning tree (802.1D-1998 STP), with 802.1D's defaults and ranges. */
+export interface StpOptions {
+  /** Bridge priority 0-65535 (default 32768); the lowest bridge ID (priority, then MAC) is the root. */
+  priority?: number;
+  /** Seconds: hello time 1-10 (default 2), max age 6-40 (20), forward delay 4-30 (15); the root's are used by every bridge. */
+  helloTime?: number;
+  maxAge?: number;
+  forwardDelay?: number;
+  /** The bridge's MAC (its ID's low bytes, and its BPDUs' source), as 02:00:00:00:00:01; default a random locally administered one. */
+  mac?: string;
+}
+
+/** A port's part in the spanning tree (counters()' `stp`). */
+export interface PortStp {
+  role: PortRole;
+  state: (typeof STATE_NAMES)[number];
+}
+
+/** The spanning tree as the Switch sees it (Switch.spanningTree()); IDs as Linux writes them (8000.2:0:0:0:0:1). */
+export interface SpanningTreeStatus {
+  bridgeId: string;
+  rootId: string;
+  rootPathCost: number;
+  /** The port towards the root; null: this Switch is the root. */
+  rootPort: string | null;
+  /** A topology change is under way: MACs age out after the forward delay. */
+  topologyChange: boolean;
+}
+
+/** A MAC that moves between ports again and again (the Switch's 'macFlap' event). */
+export interface MacFlap {
+  /** The MAC, as 02:00:00:00:00:01. */
+  mac: string;
+  /** Its VLAN (0: untagged on trunks). */
+  vlan: number;
+  /** The ports it moved between (names, in the order it first reached each). */
+  ports: string[];
+  /** How many times it moved within `seconds`. */
+  moves: number;
+  seconds: number;
+}
+
+/** The events of a Switch. */
+export interface SwitchEvents {
+  macFlap: [MacFlap];
 }
 
 /** Options of a port. */
 export interface PortOptions {
   /** Access VLAN 1-4094 (untagged frames of that VLAN); none: a trunk. */
   vlan?: number;
+  /** With the spanning tree on: port priority 0-240, a multiple of 16 (default 128), and path cost 1-200000000 (default 100). */
+  stpPriority?: number;
+  stpPathCost?: number;
 }
 
 /** Per-port counters. */
@@ -70,8 +150,14 @@ export interface PortCounters {
   txBytes: number;
   /** Frames received on this port that were flooded. */
   floods: number;
-  /** Frames received on this port and not forwarded, by rule: their destination is behind this port. */
+  /** Frames received on this port and not forwarded, by rule: their destination is behind this port, or they are tagged on an access port. */
   filtered: number;
+  /** Frames received on this port for a reserved group address 01:80:c2:00:00:0X that is not forwarded (not in groupFwdMask), dropped. */
+  reserved: number;
+  /** Frames received on this port with an invalid source address (a group address, or 00:00:00:00:00:00), dropped. */
+  invalidSource: number;
+  /** Frames received on this port not forwarded because of spanning tree states: this port does not forward (blocking, listening, learning), or the port of their destination does not. */
+  blocked: number;
   /**
    * Frames this port's device received that never reached the Switch: its RX ring was full, or
    * (system devices) the kernel's queue in front of its worker (the socket's receive ring).
@@ -121,7 +207,12 @@ const YIELD_AFTER_MS = 2;
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-export class Switch {
+/** How often the spanning tree's timers run (802.1D's timers count whole seconds; this is well within one). */
+const STP_TICK_MS = 100;
+/** How often the main thread reads the MAC table's move log. */
+const MOVE_CHECK_MS = 500;
+
+export class Switch extends EventEmitter<SwitchEvents> {
   private readonly ports = new Map<Netdev, Port>();
   /** Ports by index; an index is free again once its port is fully removed. */
   private readonly slots: (Port | undefined)[] = new Array<Port | undefined>(MAX_PORTS);
@@ -140,21 +231,125 @@ export class Switch {
   /** The pass-up mask of the frame being forwarded (reused). */
   private readonly passedUp = new PortSet();
   private readonly maxAge: number;
+  /** The reserved group addresses forwarded (ForwardingDecision's reservedForward). */
+  private readonly reservedForward: number;
   private readonly decision: ForwardingDecision;
   private readonly notice: (message: string) => void;
   private readonly ager: NodeJS.Timeout;
   /** Port changes reach the workers one at a time, in order. */
   private reconfiguring: Promise<void> = Promise.resolve();
+  private readonly flaps: FlapDetector;
+  private readonly flapSeconds: number;
+  private readonly moveChecker: NodeJS.Timeout;
+  /** The aging time in use and each port's spanning tree state, read by both paths (fabric.ts switchControl). */
+  private readonly control = switchControl();
+  private readonly stp: SpanningTree | null;
+  private readonly stpTimer: NodeJS.Timeout | null = null;
 
   constructor(options: SwitchOptions = {}) {
+    super();
     const aging = options.agingSeconds ?? 300;
     if (typeof aging !== 'number' || !(aging > 0)) throw new NetdevError({ code: 'EINVAL', call: 'Switch', detail: `agingSeconds must be a positive number, not ${String(aging)}` });
+    const groupFwdMask = options.groupFwdMask ?? 0;
+    if (!(Number.isInteger(groupFwdMask) && groupFwdMask >= 0 && groupFwdMask <= 0xffff)) {
+      throw new NetdevError({ code: 'EINVAL', call: 'Switch', detail: `groupFwdMask must be a 16-bit mask (0-0xffff), not ${String(groupFwdMask)}` });
+    }
+    if ((groupFwdMask & GROUP_FWD_RESTRICTED) !== 0) {
+      throw new NetdevError({ code: 'EINVAL', call: 'Switch', detail: `groupFwdMask 0x${groupFwdMask.toString(16)}: bits 0-2 (STP, MAC control/pause, LACP: 01:80:c2:00:00:00-02) cannot be forwarded, as in Linux` });
+    }
     this.maxAge = MacTable.ticks(aging * 1000);
-    this.decision = new ForwardingDecision(this.table, this.maxAge);
+    this.control[CONTROL_MAX_AGE] = this.maxAge;
+    this.stp = options.stp ? this.startSpanningTree(options.stp === true ? {} : options.stp) : null;
+    if (this.stp) {
+      this.stpTimer = setInterval(() => this.stpTick(), STP_TICK_MS);
+      this.stpTimer.unref();
+    }
+    this.reservedForward = reservedForwardMask(groupFwdMask, this.stp !== null);
+    this.decision = new ForwardingDecision(this.table, this.control, this.reservedForward, this.local);
     this.notice = options.onNotice ?? (() => {});
     // Forget aged entries now and then (lookups ignore them anyway); the timer never keeps the process alive.
     this.ager = setInterval(() => this.table.purge(this.table.now(), this.maxAge), Math.max(1000, aging * 500));
     this.ager.unref();
+    const { moves = 3, seconds = 10 } = options.macFlap ?? {};
+    if (!(Number.isInteger(moves) && moves >= 1)) throw new NetdevError({ code: 'EINVAL', call: 'Switch', detail: `macFlap.moves must be a positive integer, not ${String(moves)}` });
+    if (typeof seconds !== 'number' || !(seconds > 0)) throw new NetdevError({ code: 'EINVAL', call: 'Switch', detail: `macFlap.seconds must be a positive number, not ${String(seconds)}` });
+    this.flaps = new FlapDetector(this.table, moves, seconds);
+    this.flapSeconds = seconds;
+    this.moveChecker = setInterval(() => this.checkMoves(), MOVE_CHECK_MS);
+    this.moveChecker.unref();
+  }
+
+  /** Reserved group addresses that are the Switch's own (ForwardingDecision's `local`): STP BPDUs while its spanning tree runs. */
+  private get local(): number {
+    return this.stp ? 1 : 0;
+  }
+
+  private startSpanningTree(options: StpOptions): SpanningTree {
+    const { priority = 32768, helloTime = 2, maxAge = 20, forwardDelay = 15 } = options;
+    const check = (name: string, value: number, min: number, max: number) => {
+      if (typeof value !== 'number' || !(Number.isInteger(value) && value >= min && value <= max)) {
+        throw new NetdevError({ code: 'EINVAL', call: 'Switch', detail: `stp.${name} must be an integer from ${min} to ${max}, not ${String(value)}` });
+      }
+    };
+    check('priority', priority, 0, 65535);
+    check('helloTime', helloTime, 1, 10);
+    check('maxAge', maxAge, 6, 40);
+    check('forwardDelay', forwardDelay, 4, 30);
+    let mac: Uint8Array;
+    if (options.mac === undefined) {
+      mac = randomBytes(6);
+      mac[0] = (mac[0]! & 0xfe) | 0x02; // unicast, locally administered
+    } else {
+      mac = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(options.mac) ? parseMac(options.mac) : new Uint8Array(0);
+      if (mac.length !== 6 || (mac[0]! & 1) !== 0 || mac.every((b) => b === 0)) throw new NetdevError({ code: 'EINVAL', call: 'Switch', detail: `stp.mac must be a unicast MAC such as 02:00:00:00:00:01, not ${options.mac}` });
+    }
+    const host = {
+      send: (index: number, frame: Uint8Array) => this.sendOwn(index, frame),
+      setState: (index: number, state: PortState) => this.setPortState(index, state),
+    };
+    return new SpanningTree(host, priority, mac, { helloTime, maxAge, forwardDelay }, performance.now());
+  }
+
+  /** Runs the spanning tree's timers, and shortens MAC aging to the forward delay while a topology change lasts (802.1D 8.3.5). */
+  private stpTick(): void {
+    const stp = this.stp!;
+    stp.tick(performance.now());
+    this.control[CONTROL_MAX_AGE] = stp.topologyChange ? Math.min(this.maxAge, MacTable.ticks(stp.forwardDelay * 1000)) : this.maxAge;
+  }
+
+  /** Sends a frame of the Switch's own (a BPDU) out of port `index`; a full TX ring drops it (the protocol sends again). */
+  private sendOwn(index: number, frame: Uint8Array): void {
+    const port = this.slots[index];
+    if (!port) return;
+    const out = port.dev.offloads ? withHeader(new Uint8Array(VNET_HDR_LEN), frame, 0) : frame;
+    const at = outputCounter(index, index, 0); // a port's row of its own sends: no frame is ever forwarded back out of its input
+    if (trySendOrRefuse(port.dev, out)) {
+      this.mainCounters[at + TX_FRAMES]++;
+      this.mainCounters[at + TX_BYTES] += frame.length;
+    } else {
+      this.mainCounters[at + TX_DROPS]++;
+    }
+  }
+
+  /** Applies a spanning tree state to port `index` on both paths; a port that stops learning forgets its MACs. */
+  private setPortState(index: number, state: PortState): void {
+    const before = this.control[CONTROL_STATES + index];
+    this.control[CONTROL_STATES + index] = state;
+    if ((before === LEARNING || before === FORWARDING) && state !== LEARNING && state !== FORWARDING) this.table.forgetPort(index);
+  }
+
+  /** The spanning tree's view, or null when it does not run. */
+  spanningTree(): SpanningTreeStatus | null {
+    if (!this.stp) return null;
+    const { bridgeId, rootId, rootPathCost, rootPort, topologyChange } = this.stp.status;
+    return { bridgeId: bridgeIdText(bridgeId), rootId: bridgeIdText(rootId), rootPathCost, rootPort: rootPort === null ? null : (this.slots[rootPort]?.dev.name ?? null), topologyChange };
+  }
+
+  /** Emits 'macFlap' for each MAC the flap detector finds flapping in the moves logged since the last check. */
+  private checkMoves(): void {
+    for (const { mac, vlan, ports, moves } of this.flaps.check()) {
+      this.emit('macFlap', { mac, vlan, ports: ports.map((index) => this.slots[index]?.dev.name ?? `#${index}`), moves, seconds: this.flapSeconds });
+    }
   }
 
   /**
@@ -163,9 +358,11 @@ export class Switch {
    * added twice, ENOSPC beyond 64 ports.
    */
   addPort(dev: Netdev, options: PortOptions = {}): void {
-    const { vlan } = options;
+    const { vlan, stpPriority = 128, stpPathCost = 100 } = options;
     const refuse = (code: string, detail: string) => new NetdevError({ code, device: dev.name, call: 'addPort', detail });
     if (vlan !== undefined && !(Number.isInteger(vlan) && vlan >= 1 && vlan <= 4094)) throw refuse('EINVAL', `vlan must be 1-4094, not ${String(vlan)}`);
+    if (!(Number.isInteger(stpPriority) && stpPriority >= 0 && stpPriority <= 240 && stpPriority % 16 === 0)) throw refuse('EINVAL', `stpPriority must be 0-240, a multiple of 16, not ${String(stpPriority)}`);
+    if (!(Number.isInteger(stpPathCost) && stpPathCost >= 1 && stpPathCost <= 200_000_000)) throw refuse('EINVAL', `stpPathCost must be 1-200000000, not ${String(stpPathCost)}`);
     if (this.ports.has(dev)) throw refuse('EEXIST', 'already a port of this Switch');
     if ([...this.agents].some((p) => p.dev === dev)) throw refuse('EBUSY', 'still being removed from this Switch: await removePort() first');
     let index = 0;
@@ -190,6 +387,8 @@ export class Switch {
     };
     this.ports.set(dev, port);
     this.slots[index] = port;
+    this.control[CONTROL_STATES + index] = this.stp ? BLOCKING : FORWARDING;
+    this.stp?.addPort(index, stpPriority, stpPathCost, performance.now());
     port.loop = this.forward(port);
     this.reconfigure(() => this.startAgent(port));
   }
@@ -216,8 +415,13 @@ export class Switch {
    * forwarded: 'worker' (its own worker) or 'main' (the main thread), and whether its device was
    * opened with offloads (it takes super-frames whole).
    */
-  counters(): { name: string; vlan: number | null; path: 'worker' | 'main'; offloads: boolean; counters: PortCounters }[] {
-    return [...this.ports.values()].map((p) => ({ name: p.dev.name, vlan: p.vlan, path: p.agentHandle ? 'worker' : 'main', offloads: p.dev.offloads, counters: this.countersOf(p) }));
+  counters(): { name: string; vlan: number | null; path: 'worker' | 'main'; offloads: boolean; stp: PortStp | null; counters: PortCounters }[] {
+    return [...this.ports.values()].map((p) => ({ name: p.dev.name, vlan: p.vlan, path: p.agentHandle ? 'worker' : 'main', offloads: p.dev.offloads, stp: this.stpOf(p), counters: this.countersOf(p) }));
+  }
+
+  private stpOf(port: Port): PortStp | null {
+    const status = this.stp?.portStatus(port.index);
+    return status ? { role: status.role, state: STATE_NAMES[status.state] } : null;
   }
 
   /** Number of MACs learned (all VLANs). */
@@ -228,6 +432,8 @@ export class Switch {
   /** Removes every port and stops. */
   async close(): Promise<void> {
     clearInterval(this.ager);
+    clearInterval(this.moveChecker);
+    if (this.stpTimer) clearInterval(this.stpTimer);
     await Promise.all([...this.ports.keys()].map((dev) => this.removePort(dev)));
   }
 
@@ -240,7 +446,7 @@ export class Switch {
     const r = this.retired;
     const retired = port.index * OUTPUT_COUNTERS;
     const c: PortCounters = {
-      rxFrames: 0, rxBytes: 0, txFrames: r[retired + TX_FRAMES]!, txBytes: r[retired + TX_BYTES]!, floods: 0, filtered: 0,
+      rxFrames: 0, rxBytes: 0, txFrames: r[retired + TX_FRAMES]!, txBytes: r[retired + TX_BYTES]!, floods: 0, filtered: 0, reserved: 0, invalidSource: 0, blocked: 0,
       rxDropped: port.dev.receiveDrops - port.dropsBefore, txDropped: r[retired + TX_DROPS]!, txSegmented: r[retired + TX_SEGMENTED]!,
     };
     for (const s of [this.shared, this.mainCounters]) {
@@ -249,6 +455,9 @@ export class Switch {
       c.rxBytes += s[row + RX_BYTES]!;
       c.floods += s[row + FLOODS]!;
       c.filtered += s[row + FILTERED]!;
+      c.reserved += s[row + RESERVED]!;
+      c.invalidSource += s[row + INVALID_SOURCE]!;
+      c.blocked += s[row + BLOCKED]!;
       for (let input = 0; input < MAX_PORTS; input++) {
         const at = outputCounter(input, port.index, 0);
         c.txFrames += s[at + TX_FRAMES]!;
@@ -316,7 +525,7 @@ export class Switch {
     await this.updateAgents(); // either way the other agents must know of it
     if (port.removed || port.fd < 0) return;
     port.kickFd = sys.eventfd();
-    const spec = { table: this.table.descriptor, counters: this.shared, index: port.index, vlan: port.vlan, maxAge: this.maxAge, outputs: this.outputsOf(port), kickFd: port.kickFd };
+    const spec = { table: this.table.descriptor, counters: this.shared, index: port.index, vlan: port.vlan, control: this.control, reservedForward: this.reservedForward, local: this.local, outputs: this.outputsOf(port), kickFd: port.kickFd };
     const attach = port.dev.attachAgent(FORWARDING_AGENT, spec);
     port.attaching = attach.then(
       (handle) => {
@@ -388,6 +597,8 @@ export class Switch {
     this.ports.delete(port.dev);
     this.slots[port.index] = undefined;
     this.reserved.add(port.index);
+    this.stp?.removePort(port.index, performance.now());
+    this.control[CONTROL_STATES + port.index] = DISABLED;
     this.table.forgetPort(port.index);
     void port.iterator?.return?.(); // ends the loop, also while it waits for frames
     this.reconfigure(() => this.stopAgent(port));
@@ -439,6 +650,7 @@ export class Switch {
         const vid = vidAt(frame, header, frame.length - header);
         const vlan = input.vlan ?? vid;
         const outputs = input.masks!.get(seq, this.passedUp);
+        if (outputs.empty) this.stp?.receive(input.index, frame.subarray(header), performance.now()); // a BPDU
         for (let index = outputs.take(); index >= 0; index = outputs.take()) {
           const output = this.slots[index];
           if (output) this.queue(input, output, frame, vlan, vid);
@@ -448,14 +660,19 @@ export class Switch {
       }
       const to = this.decision.decide(counters, row, input.index, input.vlan, frame, header, frame.length - header, now);
       if (to === FILTER) continue;
+      if (to === LOCAL) {
+        this.stp?.receive(input.index, frame.subarray(header), performance.now());
+        continue;
+      }
       const { vid, vlan } = this.decision;
       const owner = to >= 0 ? this.slots[to] : undefined; // a port gone meanwhile: flooded
       if (owner) {
-        this.queue(input, owner, frame, vlan, vid);
+        if (this.decision.forwards(to)) this.queue(input, owner, frame, vlan, vid);
+        else counters[row + BLOCKED]++;
       } else {
         counters[row + FLOODS]++;
         for (const output of this.ports.values()) {
-          if (output !== input && (output.vlan === null || output.vlan === vlan)) this.queue(input, output, frame, vlan, vid);
+          if (output !== input && (output.vlan === null || output.vlan === vlan) && this.decision.forwards(output.index)) this.queue(input, output, frame, vlan, vid);
         }
       }
     }
