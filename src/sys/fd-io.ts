@@ -41,6 +41,7 @@ export class FdWaker {
         this.writable = false;
       } else if (this.writable && !this.rearmedWritable) {
         this.writable = false; // a writable socket would wake the loop again at once
+        this.polling = true;
         this.poll.start(false);
       }
     });

@@ -39,6 +39,8 @@ export const ETH_P_ALL = 0x0003;
 export const ETH_P_802_2 = 0x0004;
 export const SOL_SOCKET = 1;
 export const SO_RCVBUF = 8;
+/** SO_RCVBUF past net.core.rmem_max (needs CAP_NET_ADMIN). */
+export const SO_RCVBUFFORCE = 33;
 export const SO_SNDBUF = 7;
 export const SOL_PACKET = 263;
 export const PACKET_IGNORE_OUTGOING = 23;
@@ -240,14 +242,14 @@ export const sys = {
    * The frames an AF_PACKET socket dropped since the last call (PACKET_STATISTICS tp_drops; the
    * kernel resets its counters on each read), or -1 (errno says why).
    */
+  packetDrops: (fd: number): number => {
+    PACKET_STATS_LENGTH[0] = PACKET_STATS.byteLength;
+    return (raw.getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, PACKET_STATS, PACKET_STATS_LENGTH) as number) < 0 ? -1 : PACKET_STATS[1]!;
+  },
   /** The socket's pending error (getsockopt SO_ERROR, which clears it): an errno value, 0 for none, or -1 (errno says why). */
   socketError: (fd: number): number => {
     SOCKET_ERROR_LENGTH[0] = 4;
     return (raw.getsockopt(fd, SOL_SOCKET, SO_ERROR, SOCKET_ERROR, SOCKET_ERROR_LENGTH) as number) < 0 ? -1 : SOCKET_ERROR[0]!;
-  },
-  packetDrops: (fd: number): number => {
-    PACKET_STATS_LENGTH[0] = PACKET_STATS.byteLength;
-    return (raw.getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, PACKET_STATS, PACKET_STATS_LENGTH) as number) < 0 ? -1 : PACKET_STATS[1]!;
   },
   recvmmsg: (fd: number, vec: Uint8Array, count: number, flags: number): number => raw.recvmmsg(fd, vec, count, flags, null) as number,
   sendmmsg: (fd: number, vec: Uint8Array, count: number, flags: number): number => raw.sendmmsg(fd, vec, count, flags) as number,
@@ -287,10 +289,11 @@ const EVENTFD_ONE = new BigUint64Array([1n]);
 const EVENTFD_SCRAP = new BigUint64Array(1);
 /** A struct tpacket_stats (tp_packets, tp_drops) and its length, for packetDrops. */
 const PACKET_STATS = new Uint32Array(2);
+const PACKET_STATS_LENGTH = new Uint32Array(1);
+/** SO_ERROR, and the int and length getsockopt fills, for socketError. */
 const SO_ERROR = 4;
 const SOCKET_ERROR = new Int32Array(1);
 const SOCKET_ERROR_LENGTH = new Uint32Array(1);
-const PACKET_STATS_LENGTH = new Uint32Array(1);
 /** Two struct pollfd (int fd; short events; short revents), as shorts and as the ints that overlay the fds. */
 const POLL_TWO = new Int16Array(8);
 const POLL_TWO_FDS = new Int32Array(POLL_TWO.buffer);

@@ -39,8 +39,8 @@ import { needsSoftwareOffload, VNET_HDR_LEN, vnetHeaderProblem } from '../../com
 import { RxRing } from './rx-ring.js';
 import type { RingReader } from '../../ring/ring.js';
 import {
-  AF_PACKET, check, ETH_P_802_2, ETH_P_ALL, errnoName, htons, lastErrno, MSG_DONTWAIT, MSG_TRUNC, PACKET_IGNORE_OUTGOING,
-  PACKET_VNET_HDR, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, SOCKADDR_LL_SIZE, SOL_PACKET, SOL_SOCKET, SO_RCVBUF, sys,
+  AF_PACKET, check, ETH_P_802_2, ETH_P_ALL, errnoName, htons, lastErrno, MSG_DONTWAIT, PACKET_IGNORE_OUTGOING,
+  PACKET_VNET_HDR, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, SOCKADDR_LL_SIZE, SOL_PACKET, SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE, sys,
 } from '../../sys/libc.js';
 import { addressHalves, FdWaker, MessageVector, setIovec } from '../../sys/fd-io.js';
 import { Netns } from '../../sys/netns.js';
@@ -48,7 +48,7 @@ import { MIN_FRAME, type CreateIo, type DeviceIo, type Ethertype, type FrameStag
 import type { SystemIoOptions } from './control.js';
 
 const BATCH = 32;
-/** The socket's own queue holds only the frames too large for a ring frame (RxRing): 4 MiB is ample. */
+/** The socket's own queue holds only the frames too large for a ring frame (RxRing), until the next batch reads them: 4 MiB, some 60 GSO super-frames. */
 const RCVBUF = 4 * 1024 * 1024;
 /**
  * While full batches keep coming (the socket may be overflowing), the drop count is read every
@@ -176,9 +176,9 @@ class PacketIo implements DeviceIo {
 
   /**
    * Reads (and so clears) the socket's pending error before it waits: the kernel sets ENETDOWN
-   * when the device goes down, or is down at bind, and a pending error would fail the next send
-   * and keep poll(2) reporting POLLERR.  The device's going down is no error of this socket's;
-   * any other (ENODEV: the device is gone) ends the worker.
+   * when the device goes down (or is deleted), or is down at bind, and a pending error would fail
+   * the next send and keep poll(2) reporting POLLERR.  ENETDOWN is no error of this socket's (a
+   * deleted device ends the worker through the main thread's notifier); any other ends the worker.
    */
   private clearSocketError(): void {
     const pending = sys.socketError(this.fd);
@@ -253,7 +253,6 @@ class PacketIo implements DeviceIo {
 
   drain(): void {
     this.ring.drain();
-    drainSocket(this.fd);
   }
 
   private fail(call: string, code: string): never {
@@ -280,12 +279,6 @@ function linearize(bytes: Uint8Array, at: number, length: number): void {
   bytes[at + 3] = frame >> 8;
 }
 
-/** Reads and discards everything queued on `fd` (MSG_TRUNC: no copy). */
-function drainSocket(fd: number): void {
-  const scrap = new Uint8Array(1);
-  while (sys.recv(fd, scrap, 1, MSG_DONTWAIT | MSG_TRUNC) >= 0);
-}
-
 export const createIo: CreateIo = (context) => {
   const options = context.options as SystemIoOptions;
   if (options.netnsPath) Netns.enter(options.netnsPath);
@@ -295,10 +288,11 @@ export const createIo: CreateIo = (context) => {
   const fd = check(sys.socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET socket', context.name);
   let ring: RxRing | undefined;
   try {
-    sys.setsockoptInt(fd, SOL_SOCKET, SO_RCVBUF, RCVBUF);
+    // Past net.core.rmem_max (208 KiB on stock kernels: room for 3 super-frames) where the process may.
+    if (sys.setsockoptInt(fd, SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF) < 0) sys.setsockoptInt(fd, SOL_SOCKET, SO_RCVBUF, RCVBUF);
     check(sys.setsockoptInt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1), 'setsockopt', 'PACKET_IGNORE_OUTGOING', context.name);
     check(sys.setsockoptInt(fd, SOL_PACKET, PACKET_VNET_HDR, 1), 'setsockopt', 'PACKET_VNET_HDR', context.name);
-    // The ring before bind: a frame queued on the socket before it would be taken for a copy (see RxRing).
+    // The ring before bind: the first frame the socket takes lands in it.
     ring = new RxRing(fd, BATCH, context.name);
     const address = Buffer.alloc(SOCKADDR_LL_SIZE);
     address.writeUInt16LE(AF_PACKET, 0);

@@ -14,11 +14,12 @@
  *   send them on from where they lie; the next receive() gives them back to the kernel first.
  * - 802.1Q tags, which the kernel takes out of frames, are put back from the ring frame's header
  *   (the vnet header's csum_start and hdr_len move with them).
- * - A frame the kernel had no room for (ring full) is counted by the kernel in PACKET_STATISTICS;
- *   one cut short without a copy (the socket's queue for copies full) is counted here in
- *   rxQueueDropped, and a copy the kernel could not describe (recvmmsg EINVAL) in rxErrors.
+ * - A frame the kernel had no room for (ring full), or could not describe in a vnet header, is
+ *   counted by the kernel in PACKET_STATISTICS; one cut short without a copy (the socket's queue
+ *   for copies full) is counted here in rxQueueDropped.
  */
 import koffi from 'koffi';
+import { NetdevError } from '../../common/errors.js';
 import { insertVlanTag, MAC_ADDRESSES, TPID_8021Q, VLAN_TAG } from '../../common/ethernet.js';
 import { shiftVnetHeader, VNET_HDR_LEN } from '../../common/vnet-header.js';
 import { addressHalves, MessageVector, setIovec } from '../../sys/fd-io.js';
@@ -46,14 +47,22 @@ const TP_VLAN = 24;
 /** TPACKET2_HDRLEN: the tpacket2_hdr and the sockaddr_ll after it; a frame's vnet header may be moved back as far as this. */
 const TPACKET2_HDRLEN = 52;
 /**
- * x86-64 keeps loads in order with loads and stores with stores (TSO), and V8 keeps typed-array
- * accesses in program order, so plain accesses to tp_status read frames and give them back
- * correctly there, at a tenth of an Atomics call's cost (about 20 ns in Node 20, not inlined);
- * other CPUs need Atomics' ordering.
+ * x86-64 keeps loads in order with loads and stores with stores (TSO), so plain accesses to
+ * tp_status read frames and give them back correctly there as long as V8 emits them in program
+ * order and reads memory each time: not a language guarantee (V8 may assume a non-shared buffer is
+ * not changed by another thread), but what V8 does, each status read being separated from the last
+ * by stores and FFI calls.  They cost a tenth of an Atomics call (about 20 ns in Node 20, not
+ * inlined); other CPUs get Atomics' ordering.
  */
 const IN_ORDER = process.arch === 'x64';
 /** A ring entry whose frame waits to be read from the socket (TP_STATUS_COPY). */
 const PENDING = -2;
+/** Pending socket errors one readCopies() clears and reads past before it gives up. */
+const PENDING_ERRORS = 8;
+/** Bytes of a copy compared with the start of the frame its ring entry holds. */
+const MATCH_BYTES = 32;
+/** Where drain() reads each copy it discards (MSG_TRUNC: nothing is copied). */
+const DISCARD = new Uint8Array(1);
 
 export class RxRing {
   /** The ring, then `batch` overflow slots. */
@@ -73,13 +82,15 @@ export class RxRing {
   private readonly copyOf: Int32Array;
   private readonly copyStatus: Int32Array;
   private readonly copyVlan: Int32Array;
+  /** Where the start of each one's frame lies in the ring, to be matched with what the socket gives. */
+  private readonly copyFrame: Int32Array;
   private readonly copyVector: MessageVector;
 
   /** Sets PACKET_VERSION, PACKET_COPY_THRESH and PACKET_RX_RING on `fd` (PACKET_VNET_HDR already set) and maps the ring. */
   constructor(
     private readonly fd: number,
     batch: number,
-    device: string,
+    private readonly device: string,
   ) {
     check(sys.setsockoptInt(fd, SOL_PACKET, PACKET_VERSION, TPACKET_V2), 'setsockopt', 'PACKET_VERSION TPACKET_V2', device);
     check(sys.setsockoptInt(fd, SOL_PACKET, PACKET_COPY_THRESH, 1), 'setsockopt', 'PACKET_COPY_THRESH', device);
@@ -94,7 +105,12 @@ export class RxRing {
       throw error;
     }
     this.mapping = region;
-    this.bytes = new Uint8Array(koffi.view(region as never, this.mappedBytes));
+    try {
+      this.bytes = new Uint8Array(koffi.view(region as never, this.mappedBytes));
+    } catch (error) {
+      sys.munmap(region, this.mappedBytes); // the ring's mapping would keep the socket alive
+      throw error;
+    }
     this.words = new Int32Array(this.bytes.buffer, 0, RING_BYTES >> 2);
     this.offsets = new Int32Array(batch);
     this.lengths = new Int32Array(batch);
@@ -102,6 +118,7 @@ export class RxRing {
     this.copyOf = new Int32Array(batch);
     this.copyStatus = new Int32Array(batch);
     this.copyVlan = new Int32Array(batch);
+    this.copyFrame = new Int32Array(batch);
     this.copyVector = new MessageVector(batch);
     const base = addressHalves(this.bytes);
     for (let i = 0; i < batch; i++) setIovec(this.copyVector.iovecWords, i, base, RING_BYTES + i * OVERFLOW_SLOT, OVERFLOW_SLOT);
@@ -125,6 +142,7 @@ export class RxRing {
       this.held[this.heldCount++] = at;
       const vlan = words[(at + TP_VLAN) >> 2]!;
       if ((status & TP_STATUS_COPY) !== 0) {
+        this.copyFrame[copies] = at + (bytes[at + TP_MAC]! | (bytes[at + TP_MAC + 1]! << 8));
         this.copyOf[copies] = count;
         this.copyStatus[copies] = status;
         this.copyVlan[copies++] = vlan;
@@ -161,30 +179,41 @@ export class RxRing {
 
   /**
    * Reads the `copies` frames the kernel queued on the socket for ring entries marked
-   * TP_STATUS_COPY, in ring order, into the overflow slots.  A frame lost (EINVAL: the kernel
-   * could not describe it in a vnet header, and has dropped it) is counted in rxErrors.
+   * TP_STATUS_COPY, in ring order, into the overflow slots.  recvmmsg reports the socket's pending
+   * error (ENETDOWN: the device went down meanwhile) before it takes anything, and clears it: the
+   * read is tried again.  A copy the kernel could not give a vnet header (EINVAL; it has dropped
+   * it) is counted in rxErrors.  Copies missing from the queue, which the kernel never allows (it
+   * queues each before it marks its entry), end the worker rather than let every later copy be
+   * matched with the wrong entry; so does a copy that is not the frame its entry begins with.
    */
   private readCopies(copies: number, counters: CounterBatch): void {
     const vector = this.copyVector;
     let done = 0;
+    let errors = 0;
     while (done < copies) {
       const headers = done === 0 ? vector.headers : vector.headers.subarray(done * MMSGHDR_SIZE);
       const got = sys.recvmmsg(this.fd, headers, copies - done, MSG_DONTWAIT);
-      if (got < 0) {
-        const code = errnoName(lastErrno());
-        if (code === 'EINTR') continue;
-        if (code !== 'EINVAL') {
-          // Not there (it cannot be: the kernel queues the copy before it marks the entry): lost.
-          for (; done < copies; done++) this.lengths[this.copyOf[done]!] = -1;
-          counters.rxErrors += copies - done;
-          break;
-        }
+      if (got > 0) {
+        for (let j = done; j < done + got; j++) this.placeCopy(j, counters);
+        done += got;
+        continue;
+      }
+      const code = got === 0 ? 'EAGAIN' : errnoName(lastErrno());
+      if (code === 'EINTR') continue;
+      if (code === 'EINVAL') {
         counters.rxErrors++;
         this.lengths[this.copyOf[done++]!] = -1;
         continue;
       }
-      for (let j = done; j < done + got; j++) this.placeCopy(j, counters);
-      done += got;
+      // Another error was the socket's pending one (ENETDOWN: the device went down meanwhile),
+      // reported, and cleared, before anything was taken: read again.
+      if (code !== 'EAGAIN' && ++errors <= PENDING_ERRORS) continue;
+      throw new NetdevError({
+        code: code === 'EAGAIN' ? 'EIO' : code,
+        device: this.device,
+        call: 'recvmmsg',
+        detail: `${copies - done} frames too large for the receive ring could not be read from the socket's queue (${code})`,
+      });
     }
   }
 
@@ -198,6 +227,13 @@ export class RxRing {
       counters.rxErrors++; // larger than a device can carry (BIG TCP): never delivered cut
       this.lengths[i] = -1;
       return;
+    }
+    const { bytes } = this;
+    const ring = this.copyFrame[j]!;
+    for (let k = 0; k < MATCH_BYTES && k < length - VNET_HDR_LEN; k++) {
+      if (bytes[ring + k] !== bytes[from + VNET_HDR_LEN + k]) {
+        throw new NetdevError({ code: 'EIO', device: this.device, call: 'recvmmsg', detail: 'a frame read from the socket\'s queue is not the one its receive ring entry begins with' });
+      }
     }
     if ((status & TP_STATUS_VLAN_VALID) !== 0 && length >= VNET_HDR_LEN + MAC_ADDRESSES) {
       const vlan = this.copyVlan[j]!;
@@ -216,11 +252,21 @@ export class RxRing {
     this.heldCount = 0;
   }
 
-  /** Gives back every frame in the ring, held or waiting; the caller drains the socket's queue of copies after. */
+  /**
+   * Gives back every frame in the ring, held or waiting, and discards the whole frame queued on
+   * the socket for each one marked TP_STATUS_COPY (and only those: a frame another CPU is still
+   * writing may have its copy queued already, for the next receive() to read).
+   */
   drain(): void {
     this.release();
-    while ((Atomics.load(this.words, frameOffset(this.head) >> 2) & TP_STATUS_USER) !== 0) {
-      Atomics.store(this.words, frameOffset(this.head) >> 2, 0);
+    const { words } = this;
+    for (;;) {
+      const at = frameOffset(this.head) >> 2;
+      const status = IN_ORDER ? words[at]! : Atomics.load(words, at);
+      if ((status & TP_STATUS_USER) === 0) break;
+      if ((status & TP_STATUS_COPY) !== 0) sys.recv(this.fd, DISCARD, 1, MSG_DONTWAIT | MSG_TRUNC);
+      if (IN_ORDER) words[at] = 0;
+      else Atomics.store(words, at, 0);
       this.head = this.head + 1 === RING_FRAMES ? 0 : this.head + 1;
     }
   }
