@@ -285,11 +285,11 @@ async function topology(): Promise<void> {
   }
   if (paths.switch && paths.c && paths.bridge) targets(paths);
   console.log('  frames lost h1 -> h2 (sent - delivered, median): ' + (Object.keys(paths) as Forwarder[]).map((f) => `${f} ${medianOf(paths[f]!.map((x) => x.dropped))}`).join(', '));
+  if (!results.ports.switch[2] || !results.ports.bridge[2]) return;
   console.log('\nports: k ports on the forwarder, k/2 unicast 64-byte flows at once (h1->h2, h3->h4, ...), delivered frames/s in all');
   for (const ports of [2, 4, 8]) {
-    if (!results.ports.switch[ports] || !results.ports.bridge[ports]) continue;
-    const sw = results.ports.switch[ports].map((f) => f.framesPerSecond);
-    const br = results.ports.bridge[ports].map((f) => f.framesPerSecond);
+    const sw = results.ports.switch[ports]!.map((f) => f.framesPerSecond);
+    const br = results.ports.bridge[ports]!.map((f) => f.framesPerSecond);
     console.log(`  ${ports} ports: Switch ${spread(sw, 1e6, 3)} M/s, Linux bridge ${spread(br, 1e6, 3)} M/s, ${ratio(medianOf(sw), medianOf(br))} the bridge`);
   }
 }
@@ -320,7 +320,6 @@ function targets(paths: Partial<Record<Forwarder, PathFigure[]>>): void {
 }
 
 /** What bench/resident.js printed for one fresh process. */
-
 interface Resident {
   rssMiB: number;
   tailCpuMs: number | null;

@@ -234,9 +234,9 @@ export function chosenForwarders(): Forwarder[] {
   return asked ? all.filter((name) => asked.includes(name)) : all;
 }
 
-/** Which of the chosen forwarders can run here, saying why any cannot. */
-function availableForwarders(capModules: string | null): Forwarder[] {
-  const list = chosenForwarders().filter((forwarder) => forwarder !== 'cap' || capModules);
+/** Which of the `chosen` forwarders can run here, saying why any cannot. */
+function availableForwarders(chosen: Forwarder[], capModules: string | null): Forwarder[] {
+  const list = chosen.filter((forwarder) => forwarder !== 'cap' || capModules);
   if (!list.includes('ovs') || (installed('ovs-vswitchd') && installed('ovsdb-server'))) return list;
   console.log('  (no Open vSwitch column: ovs-vswitchd is not installed; Debian package openvswitch-switch)');
   return list.filter((forwarder) => forwarder !== 'ovs');
@@ -273,11 +273,12 @@ export async function topologyBenchmarks(count: number, runs: number): Promise<T
     return null;
   }
   if (!buildPrograms()) return null;
-  const capModules = chosenForwarders().includes('cap') ? await installCap() : null;
+  const chosen = chosenForwarders();
+  const capModules = chosen.includes('cap') ? await installCap() : null;
   try {
     await setUp(HOSTS, 'off');
     const results: TopologyResults = { paths: {}, ports: { switch: {}, bridge: {} } };
-    for (const forwarder of availableForwarders(capModules)) {
+    for (const forwarder of availableForwarders(chosen, capModules)) {
       const figures: PathFigure[] = (results.paths[forwarder] = []);
       for (let i = 0; i < runs; i++) {
         const stop = await startForwarder(forwarder, ['p1', 'p2'], capModules);
@@ -293,7 +294,9 @@ export async function topologyBenchmarks(count: number, runs: number): Promise<T
     for (const portCount of [2, 4, 8]) {
       const ports = Array.from({ length: portCount }, (_, i) => `p${i + 1}`);
       const pairs = Array.from({ length: portCount / 2 }, (_, i): [number, number] => [2 * i + 1, 2 * i + 2]);
-      for (const forwarder of (['switch', 'bridge'] as const).filter((name) => chosenForwarders().includes(name))) {
+      // The port-count rows compare the Switch with the bridge: both, or neither.
+      if (!chosen.includes('switch') || !chosen.includes('bridge')) break;
+      for (const forwarder of ['switch', 'bridge'] as const) {
         const figures: { framesPerSecond: number; dropped: number }[] = (results.ports[forwarder][portCount] = []);
         for (let i = 0; i < runs; i++) {
           const stop = await startForwarder(forwarder, ports, null);
