@@ -262,12 +262,12 @@ export class Netdev {
   }
 
   /**
-   * A new descriptor of the device's packet socket (system devices), on which any thread of the
-   * process may call sendmmsg (a worker agent sending to this device); the caller owns and closes
-   * it.  EOPNOTSUPP for a device without one.
+   * A new packet socket on the device (system devices), for sending only (it takes no frames,
+   * and has vnet headers), on which any thread of the process may call sendmmsg (a worker agent
+   * sending to this device); the caller owns and closes it.  EOPNOTSUPP for a device without one.
    */
-  dupPacketSocket(): Promise<number> {
-    return this.onWorker('dupPacketSocket', (api) => api.packetFd());
+  sendingSocket(): Promise<number> {
+    return this.onWorker('sendingSocket', (api) => api.sendingSocket());
   }
 
   /**

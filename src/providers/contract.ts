@@ -350,12 +350,12 @@ export interface DeviceIo {
   /** Optional: receiving into the I/O half's own staging memory, for worker agents that forward (see FrameStaging). */
   readonly staging?: FrameStaging;
   /**
-   * Optional, for forwarding inside other workers: a new descriptor (close-on-exec) of the
-   * device's AF_PACKET socket, on which any thread of the process may call sendmmsg (of vnet
-   * frames: the socket has PACKET_VNET_HDR).  The caller
-   * owns and closes it; it stays usable after the I/O half closes.
+   * Optional, for forwarding inside other workers: a new AF_PACKET socket (close-on-exec) on the
+   * device, for sending only, on which any thread of the process may call sendmmsg (of vnet
+   * frames: the socket has PACKET_VNET_HDR).  The caller owns and closes it; it stays usable after
+   * the I/O half closes.
    */
-  packetFd?(): number;
+  sendingSocket?(): number;
   /** Discards every frame waiting to be received on the device. */
   drain(): void | Promise<void>;
   /** Provider-specific control from the main thread (IoControl.call). */

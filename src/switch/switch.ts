@@ -521,7 +521,7 @@ export class Switch extends EventEmitter<SwitchEvents> {
   private async startAgent(port: Port): Promise<void> {
     if (port.removed) return;
     // Without a packet socket to share, the port is reached through the main thread.
-    port.fd = await port.dev.dupPacketSocket().catch(() => -1);
+    port.fd = await port.dev.sendingSocket().catch(() => -1);
     await this.updateAgents(); // either way the other agents must know of it
     if (port.removed || port.fd < 0) return;
     port.kickFd = sys.eventfd();

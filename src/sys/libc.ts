@@ -147,7 +147,6 @@ export const RTF_UP_GATEWAY = 0x3;
 const raw = {
   socket: libc.func('int socket(int domain, int type, int protocol)'),
   close: libc.func('int close(int fd)'),
-  fcntl: libc.func('int fcntl(int fd, int cmd, int arg)'),
   eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
   write: libc.func('long write(int fd, const void *buf, unsigned long count)'),
   open: libc.func('int open(const char *path, int flags)'),
@@ -220,8 +219,6 @@ export const sys = {
     if ((raw.poll(POLL_TWO, 2, timeoutMs) as number) <= 0) return 0;
     return (POLL_TWO[3] !== 0 ? 1 : 0) | (POLL_TWO[7] !== 0 ? 2 : 0);
   },
-  /** A new descriptor for the same open socket or file, close-on-exec (fcntl F_DUPFD_CLOEXEC). */
-  dupCloexec: (fd: number): number => raw.fcntl(fd, F_DUPFD_CLOEXEC, 0) as number,
   open: (path: string, flags: number): number => raw.open(path, flags) as number,
   /** ioctl with a pointer argument (a Buffer or typed array the kernel reads or fills). */
   ioctl: (fd: number, request: number, arg: Uint8Array): number => raw.ioctl(fd, request, 'void *', arg) as number,
@@ -273,7 +270,6 @@ export const sys = {
   },
 };
 
-const F_DUPFD_CLOEXEC = 1030;
 const PROT_READ = 0x1;
 const PROT_WRITE = 0x2;
 const MAP_SHARED = 0x01;

@@ -49,8 +49,8 @@ export interface DeviceWorkerApi {
   startCapture(id: number, spec: CaptureSpec): Promise<void>;
   /** Stops capture `id`, publishing what it copied. */
   stopCapture(id: number): Promise<void>;
-  /** A new descriptor of the device's packet socket for other workers to send on (DeviceIo.packetFd); EOPNOTSUPP without one. */
-  packetFd(): Promise<number>;
+  /** A new socket on the device for other workers to send on (DeviceIo.sendingSocket); EOPNOTSUPP without one. */
+  sendingSocket(): Promise<number>;
   /** Loads the worker agent module at `url` and attaches it with `options`; resolves with its number and its `started`.  EBUSY if one is attached or attaching. */
   attachAgent(url: string, options: unknown): Promise<{ id: number; started: unknown }>;
   /** Calls agent `id`'s control(op, arg); EOPNOTSUPP if it has none, EBADF if it is not the one attached. */
@@ -235,10 +235,10 @@ const api: DeviceWorkerApi = {
     loop!.captures.delete(id);
   },
 
-  async packetFd() {
+  async sendingSocket() {
     const device = requireIo();
-    if (!device.packetFd) throw netdevError('EOPNOTSUPP', 'the I/O half has no packet socket to share');
-    return device.packetFd();
+    if (!device.sendingSocket) throw netdevError('EOPNOTSUPP', 'the I/O half has no packet socket to send on');
+    return device.sendingSocket();
   },
 
   async attachAgent(url, options) {

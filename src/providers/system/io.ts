@@ -15,8 +15,8 @@
  *   socket's queue into an overflow slot, and one too large for that (BIG TCP) is counted in
  *   rxErrors, never delivered cut.  Each frame is checked and padded to 60 bytes in place, then
  *   copied once into the RX ring.  Its staging capability leaves the vnet frames where they lie
- *   for a worker agent (the Switch's), and packetFd shares the socket (with its vnet headers)
- *   with the other ports' workers.
+ *   for a worker agent (the Switch's), and sendingSocket makes a socket for the other ports'
+ *   workers to send on (with vnet headers).
  * - Frames the kernel drops because the ring is full (the worker fell behind) are read from
  *   PACKET_STATISTICS into rxQueueDropped: every few full batches (the ring may be overflowing),
  *   whenever the ring is found empty after frames were received (so the count is exact once
@@ -202,8 +202,13 @@ class PacketIo implements DeviceIo {
     return undefined;
   }
 
-  packetFd(): number {
-    return check(sys.dupCloexec(this.fd), 'fcntl', 'F_DUPFD_CLOEXEC of the packet socket', this.context.name);
+  /**
+   * A socket of its own, send-only, rather than this one's: a frame sent on a socket wakes, when
+   * it is freed, whoever waits on that socket (sock_def_write_space), and this worker waits on this
+   * one whenever it is idle: a cost on every frame other workers send through the port.
+   */
+  sendingSocket(): number {
+    return openSendingSocket(this.context.name, (this.context.options as SystemIoOptions).ifindex);
   }
 
   transmit(tx: RingReader, budget: number): number {
@@ -279,6 +284,28 @@ function linearize(bytes: Uint8Array, at: number, length: number): void {
   bytes[at + 3] = frame >> 8;
 }
 
+/** struct sockaddr_ll for binding to device `ifindex` with `protocol` (network order). */
+function linkAddress(protocol: number, ifindex: number): Buffer {
+  const address = Buffer.alloc(SOCKADDR_LL_SIZE);
+  address.writeUInt16LE(AF_PACKET, 0);
+  address.writeUInt16LE(protocol, 2);
+  address.writeInt32LE(ifindex, 4);
+  return address;
+}
+
+/** A packet socket bound to device `ifindex` with protocol 0 (it takes no frames) and vnet headers: for sending only. */
+function openSendingSocket(name: string, ifindex: number): number {
+  const fd = check(sys.socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET socket for sending', name);
+  try {
+    check(sys.setsockoptInt(fd, SOL_PACKET, PACKET_VNET_HDR, 1), 'setsockopt', 'PACKET_VNET_HDR', name);
+    check(sys.bind(fd, linkAddress(0, ifindex)), 'bind', `bind to ifindex ${ifindex}`, name);
+  } catch (error) {
+    sys.close(fd);
+    throw error;
+  }
+  return fd;
+}
+
 export const createIo: CreateIo = (context) => {
   const options = context.options as SystemIoOptions;
   if (options.netnsPath) Netns.enter(options.netnsPath);
@@ -294,11 +321,7 @@ export const createIo: CreateIo = (context) => {
     check(sys.setsockoptInt(fd, SOL_PACKET, PACKET_VNET_HDR, 1), 'setsockopt', 'PACKET_VNET_HDR', context.name);
     // The ring before bind: the first frame the socket takes lands in it.
     ring = new RxRing(fd, BATCH, context.name);
-    const address = Buffer.alloc(SOCKADDR_LL_SIZE);
-    address.writeUInt16LE(AF_PACKET, 0);
-    address.writeUInt16LE(protocol, 2);
-    address.writeInt32LE(options.ifindex, 4);
-    check(sys.bind(fd, address), 'bind', `bind to ifindex ${options.ifindex}`, context.name);
+    check(sys.bind(fd, linkAddress(protocol, options.ifindex)), 'bind', `bind to ifindex ${options.ifindex}`, context.name);
     check(sys.packetDrops(fd), 'getsockopt', 'PACKET_STATISTICS', context.name); // starts the count from zero
   } catch (error) {
     sys.close(fd);
