@@ -105,6 +105,20 @@ describe('MacTable (shared memory)', () => {
     expect(last).toBe(1999 % 2);
   });
 
+  it('keeps logging moves, and its entries intact, when the 32-bit move count wraps', () => {
+    const table = new MacTable(64);
+    const now = table.now();
+    for (let n = 0; n < 40; n++) table.learn(0, mac(100 + n), 0, 1, now); // entries the log must never overwrite
+    new Int32Array(table.descriptor.buffer)[3] = 2 ** 31 - 3; // the move count (header word 3), 3 short of wrapping
+    const since = table.moves;
+    for (let i = 0; i < 10; i++) table.learn(0, mac(9), 0, i % 2 === 0 ? 2 : 3, now + i);
+    const seen: number[] = [];
+    const read = table.readMoves(since, (_vlan, _m, from, to) => seen.push(from * 10 + to));
+    expect(read).toEqual({ moves: (since + 9) | 0, lost: 0 }); // its first learn was not a move
+    expect(seen).toEqual([23, 32, 23, 32, 23, 32, 23, 32, 23]);
+    for (let n = 0; n < 40; n++) expect(table.lookup(0, mac(100 + n), 0, now, 1000)).toBe(1);
+  });
+
   it('refuses a size that is not a power of two', () => {
     expect(() => new MacTable(1000)).toThrow(RangeError);
   });

@@ -76,10 +76,16 @@ describe.skipIf(!privileged)('Switch as a standard bridge, against the Linux bri
     mgr = new NetdevManager();
   });
   afterEach(async () => {
-    await sw?.close();
-    sw = undefined;
-    await mgr.close();
-    topo.destroy();
+    try {
+      await sw?.close();
+    } finally {
+      sw = undefined;
+      try {
+        await mgr.close();
+      } finally {
+        topo.destroy();
+      }
+    }
   });
 
   /** Sends every probe and the marker from h1; returns the ids that reached h2 and h3 (once the marker has). */

@@ -53,17 +53,24 @@ describe.skipIf(!privileged)('Switch spanning tree (802.1D) over veth pairs and 
     mgr = new NetdevManager();
   });
   afterEach(async () => {
-    await sw?.close();
-    sw = undefined;
-    await mgr.close();
-    topo.destroy();
+    try {
+      await sw?.close();
+    } finally {
+      sw = undefined;
+      try {
+        await mgr.close();
+      } finally {
+        topo.destroy();
+      }
+    }
   });
 
-  /** A veth pair `a` <-> `b` in the forwarder, up. */
+  /** A veth pair `a` <-> `b` in the forwarder, up, each end capped at 10 Mbit/s (a loop cable: see ForwarderTopology.bound). */
   function cable(a: string, b: string): void {
     topo.ip('link', 'add', a, 'type', 'veth', 'peer', 'name', b);
     for (const dev of [a, b]) {
       topo.ip('link', 'set', dev, 'addrgenmode', 'none');
+      topo.bound(dev);
       topo.ip('link', 'set', dev, 'up');
     }
   }
@@ -146,6 +153,7 @@ describe.skipIf(!privileged)('Switch spanning tree (802.1D) over veth pairs and 
     topo.wire('s1', 't1');
     topo.wire('s2', 't2');
     topo.wire('ta', 'tb');
+    for (const dev of ['ta', 'tb']) topo.bound(dev); // the loop's cable
     await loopThroughSwitch(['tap:t1', 'tap:t2'], ['tap:ta', 'tap:tb'], devices, 'main');
   });
 

@@ -15,8 +15,6 @@ const CONFIG_LENGTH = 35;
 const TCN_LENGTH = 4;
 const TYPE_CONFIG = 0x00;
 const TYPE_TCN = 0x80;
-/** An RSTP (802.1w) BPDU: a bridge that runs STP takes it as a configuration BPDU (802.1D-2004 9.3.4). */
-const TYPE_RST = 0x02;
 const FLAG_TC = 0x01;
 const FLAG_TCA = 0x80;
 
@@ -85,10 +83,12 @@ export function decodeBpdu(frame: Uint8Array): Bpdu | null {
   const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   const length = view.getUint16(12);
   if (length > 1500 || frame[LLC_AT] !== 0x42 || frame[LLC_AT + 1] !== 0x42 || frame[LLC_AT + 2] !== 0x03) return null;
-  if (view.getUint16(BPDU_AT) !== 0) return null; // protocol identifier
+  // Protocol identifier 0 and version 0 only, as Linux's br_stp_rcv: an RST or MST BPDU (version 2, 3)
+  // is ignored, so that an RSTP neighbour sees a legacy bridge and falls back to STP on the link.
+  if (view.getUint16(BPDU_AT) !== 0 || frame[BPDU_AT + 2] !== 0) return null;
   const type = frame[BPDU_AT + 3];
   if (type === TYPE_TCN) return { type: 'tcn' };
-  if ((type !== TYPE_CONFIG && type !== TYPE_RST) || frame.length < BPDU_AT + CONFIG_LENGTH || length < 3 + CONFIG_LENGTH) return null;
+  if (type !== TYPE_CONFIG || frame.length < BPDU_AT + CONFIG_LENGTH || length < 3 + CONFIG_LENGTH) return null;
   const flags = frame[BPDU_AT + 4]!;
   const time = (at: number) => view.getUint16(BPDU_AT + at) / 256;
   return {

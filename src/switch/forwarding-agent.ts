@@ -266,8 +266,10 @@ class ForwardingAgent implements WorkerAgent {
     return software.emitted - emitted;
   }
 
+  /** Counts `frames` passed up for `outputs` and lost (no room in the RX ring) as their drops; for no output (a BPDU for the Switch itself), as the port's receive drops. */
   private countDropped(outputs: PortSet, frames: number): void {
-    this.countFor(outputs, TX_DROPS, frames);
+    if (outputs.empty) this.context.rx.countDrops(frames);
+    else this.countFor(outputs, TX_DROPS, frames);
   }
 
   /** Adds `amount` to output counter `which` of every port of `outputs` (which stays as it is). */

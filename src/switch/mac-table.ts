@@ -134,10 +134,12 @@ export class MacTable {
   readMoves(since: number, visit: (vlan: number, mac: Uint8Array, from: number, to: number, when: number) => void): { moves: number; lost: number } {
     const w = this.words;
     const moves = Atomics.load(w, MOVES);
-    const first = Math.max(since, moves - MOVE_LOG / 2);
+    // The count is a 32-bit word that wraps (a storm moves MACs a million times a second): differences, not comparisons.
+    const pending = (moves - since) | 0;
+    const lost = pending > MOVE_LOG / 2 ? pending - MOVE_LOG / 2 : 0;
     const mac = new Uint8Array(6);
-    for (let n = first; n < moves; n++) {
-      const at = this.slotsEnd + (n % MOVE_LOG) * MOVE_STRIDE;
+    for (let k = lost; k < pending; k++) {
+      const at = this.slotsEnd + ((since + k) & (MOVE_LOG - 1)) * MOVE_STRIDE;
       const k1 = Atomics.load(w, at);
       const k2 = Atomics.load(w, at + 1);
       mac[0] = (k1 >> 8) & 0xff;
@@ -148,20 +150,20 @@ export class MacTable {
       mac[5] = k2 & 0xff;
       visit((k1 >> 16) & 0xfff, mac, Atomics.load(w, at + 2), Atomics.load(w, at + 3), Atomics.load(w, at + 4));
     }
-    return { moves, lost: first - since };
+    return { moves, lost };
   }
 
   /** Lock held: logs that (k1, k2) moved from port `from` to `to` at `now`. */
   private logMove(k1: number, k2: number, from: number, to: number, now: number): void {
     const w = this.words;
     const moves = w[MOVES]!;
-    const at = this.slotsEnd + (moves % MOVE_LOG) * MOVE_STRIDE;
+    const at = this.slotsEnd + (moves & (MOVE_LOG - 1)) * MOVE_STRIDE;
     Atomics.store(w, at, k1);
     Atomics.store(w, at + 1, k2);
     Atomics.store(w, at + 2, from);
     Atomics.store(w, at + 3, to);
     Atomics.store(w, at + 4, now);
-    Atomics.store(w, MOVES, moves + 1);
+    Atomics.store(w, MOVES, (moves + 1) | 0);
   }
 
   /** Deletes every entry of `port`. */

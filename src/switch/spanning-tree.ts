@@ -8,6 +8,9 @@
 import { bridgeId, decodeBpdu, encodeBpdu, type ConfigBpdu } from './bpdu.js';
 
 /** Port states (802.1D 8.4); the numbers are what the forwarding paths read in shared memory. */
+/** The largest root path cost a BPDU carries (32 bits): costs add up to it and stop there. */
+const MAX_COST = 0xffffffff;
+
 export const DISABLED = 0;
 export const BLOCKING = 1;
 export const LISTENING = 2;
@@ -296,7 +299,7 @@ export class SpanningTree {
       this.rootPathCost = 0;
     } else {
       this.designatedRoot = best.designatedRoot;
-      this.rootPathCost = best.designatedCost + best.pathCost;
+      this.rootPathCost = Math.min(MAX_COST, best.designatedCost + best.pathCost);
     }
   }
 
@@ -397,7 +400,7 @@ export class SpanningTree {
 /** 802.1D 8.6.8: port `a` is a better root port than `b`. */
 function better(a: Port, b: Port): boolean {
   if (a.designatedRoot !== b.designatedRoot) return a.designatedRoot < b.designatedRoot;
-  const [costA, costB] = [a.designatedCost + a.pathCost, b.designatedCost + b.pathCost];
+  const [costA, costB] = [Math.min(MAX_COST, a.designatedCost + a.pathCost), Math.min(MAX_COST, b.designatedCost + b.pathCost)];
   if (costA !== costB) return costA < costB;
   if (a.designatedBridge !== b.designatedBridge) return a.designatedBridge < b.designatedBridge;
   if (a.designatedPort !== b.designatedPort) return a.designatedPort < b.designatedPort;

@@ -245,6 +245,9 @@ export class Switch extends EventEmitter<SwitchEvents> {
   private readonly control = switchControl();
   private readonly stp: SpanningTree | null;
   private readonly stpTimer: NodeJS.Timeout | null = null;
+  /** Ports whose MACs the next spanning tree tick forgets again (see stpTick), and when the last short-aging purge ran. */
+  private readonly forgetAgain = new Set<number>();
+  private lastShortPurge = 0;
 
   constructor(options: SwitchOptions = {}) {
     super();
@@ -310,11 +313,24 @@ export class Switch extends EventEmitter<SwitchEvents> {
     return new SpanningTree(host, priority, mac, { helloTime, maxAge, forwardDelay }, performance.now());
   }
 
-  /** Runs the spanning tree's timers, and shortens MAC aging to the forward delay while a topology change lasts (802.1D 8.3.5). */
+  /**
+   * Runs the spanning tree's timers; while a topology change lasts, shortens MAC aging to the
+   * forward delay (802.1D 8.3.5): lookups ignore older entries, and they are removed once a
+   * second, so that they do not come back when it ends.  Forgets again the MACs of ports that
+   * stopped learning at the last tick: a worker that read the old state may have learned one since.
+   */
   private stpTick(): void {
     const stp = this.stp!;
-    stp.tick(performance.now());
-    this.control[CONTROL_MAX_AGE] = stp.topologyChange ? Math.min(this.maxAge, MacTable.ticks(stp.forwardDelay * 1000)) : this.maxAge;
+    const now = performance.now();
+    for (const index of this.forgetAgain) this.table.forgetPort(index);
+    this.forgetAgain.clear();
+    stp.tick(now);
+    const shortAge = Math.min(this.maxAge, MacTable.ticks(stp.forwardDelay * 1000));
+    this.control[CONTROL_MAX_AGE] = stp.topologyChange ? shortAge : this.maxAge;
+    if (stp.topologyChange && now - this.lastShortPurge >= 1000) {
+      this.table.purge(this.table.now(), shortAge);
+      this.lastShortPurge = now;
+    }
   }
 
   /** Sends a frame of the Switch's own (a BPDU) out of port `index`; a full TX ring drops it (the protocol sends again). */
@@ -335,7 +351,10 @@ export class Switch extends EventEmitter<SwitchEvents> {
   private setPortState(index: number, state: PortState): void {
     const before = this.control[CONTROL_STATES + index];
     this.control[CONTROL_STATES + index] = state;
-    if ((before === LEARNING || before === FORWARDING) && state !== LEARNING && state !== FORWARDING) this.table.forgetPort(index);
+    if ((before === LEARNING || before === FORWARDING) && state !== LEARNING && state !== FORWARDING) {
+      this.table.forgetPort(index);
+      this.forgetAgain.add(index);
+    }
   }
 
   /** The spanning tree's view, or null when it does not run. */
@@ -653,8 +672,9 @@ export class Switch extends EventEmitter<SwitchEvents> {
         if (outputs.empty) this.stp?.receive(input.index, frame.subarray(header), performance.now()); // a BPDU
         for (let index = outputs.take(); index >= 0; index = outputs.take()) {
           const output = this.slots[index];
-          if (output) this.queue(input, output, frame, vlan, vid);
-          else counters[outputCounter(input.index, index, TX_DROPS)]++; // that port is gone
+          if (!output) counters[outputCounter(input.index, index, TX_DROPS)]++; // that port is gone
+          else if (!this.decision.forwards(index)) counters[row + BLOCKED]++; // it stopped forwarding since the agent decided
+          else this.queue(input, output, frame, vlan, vid);
         }
         continue;
       }
