@@ -5,6 +5,7 @@
  * vxlan -> Switch: ping and a TCP transfer checked with SHA-256, with TCP super-frames going into
  * the tunnel whole.
  */
+import { execFileSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Netdev } from '../dist/index.js';
 import { VNET_HDR_LEN } from '../dist/common/vnet-header.js';
@@ -20,7 +21,7 @@ interface VxlanLink {
   ifname: string;
   mtu: number;
   flags: string[];
-  linkinfo: { info_kind: string; info_data: { id: number; remote?: string; group?: string; local?: string; port: number; ttl: number; learning: boolean; link?: string } };
+  linkinfo: { info_kind: string; info_data: { id: number; remote?: string; remote6?: string; local6?: string; group?: string; local?: string; port: number; ttl: number; learning: boolean; link?: string } };
 }
 
 /** `ip -j -d link show DEV` in `ns`, or null if there is no such device. */
@@ -49,8 +50,18 @@ describe.skipIf(!privileged)('vxlan provider', () => {
     expect(dev.type).toBe('vxlan');
     expect(await dev.getMtu()).toBe(1450);
     expect(await dev.getConfig()).toMatchObject({ key: '4242', remote_ip: underlayAddress(2), dst_port: '4790', ttl: '17', learning: 'false', persist: 'false' });
+    // The kernel takes one vxlan device per key and port in a namespace (why several remotes share one device).
+    expect((await rejection(mgr.open('vxlan:vx9', { netns: h1, config: { key: '4242', remote_ip: underlayAddress(3), dst_port: '4790' } }))).code).toBe('EEXIST');
     await dev.close();
     expect(vxlanLink(h1, 'vx0')).toBeNull();
+
+    // Over IPv6 the encapsulation takes 70 bytes.
+    execFileSync('ip', ['netns', 'exec', h1, 'sysctl', '-q', '-w', 'net.ipv6.conf.u0.disable_ipv6=0']);
+    ip('-n', h1, 'addr', 'add', 'fd00:200::1/64', 'dev', 'u0', 'nodad');
+    const six = await mgr.open('vxlan:vx6', { netns: h1, config: { key: '6', remote_ip: 'fd00:200::2', local_ip: 'fd00:200::1' } });
+    expect(vxlanLink(h1, 'vx6')!.mtu).toBe(1500 - 70);
+    expect(vxlanLink(h1, 'vx6')!.linkinfo.info_data).toMatchObject({ id: 6, remote6: 'fd00:200::2', local6: 'fd00:200::1' });
+    await six.close();
 
     // A jumbo underlay, and an MTU set by config; persist keeps the device, which is then a system device by its name.
     ip('-n', h1, 'link', 'set', 'u0', 'mtu', '9000');
