@@ -17,7 +17,7 @@ import { ifreqIoctl, validateIfName } from '../../sys/ifreq.js';
 import { deleteLinkRequest, floodEntryRequest, newLinkRequest, payload, type Attribute } from '../../sys/netlink.js';
 import { iproute2InNetns } from '../../sys/netns.js';
 import type { Config, CreateOptions, DeviceContext, Provider } from '../contract.js';
-import { badValue, ConfigSchema, mustBe, oneOf, type ConfigKey } from '../config-schema.js';
+import { badValue, ConfigSchema, mustBe, oneOf, type ConfigKey, type ConfigKeyInfo } from '../config-schema.js';
 import { LinuxServices, type DeviceServices } from '../linux/services.js';
 import { SystemDevice } from '../system/control.js';
 import type { TunnelKind } from './kinds.js';
@@ -274,7 +274,7 @@ async function createKernelDevice(kind: TunnelKind, name: string, services: Devi
 }
 
 /** The config keys of `kind`'s devices (for `netdev show`). */
-export function tunnelConfigKeys(kind: TunnelKind): ReturnType<ConfigSchema<TunnelSettings, TunnelValues>['describe']> {
+export function tunnelConfigKeys(kind: TunnelKind): ConfigKeyInfo[] {
   return schemaOf(kind).describe();
 }
 
