@@ -3,8 +3,8 @@
  * iterators) and of dummy devices through the public API, each against a reference measured in
  * the same run: the same frames moved between the same threads with postMessage.  Each figure is
  * the median of 3 runs (min and max shown).  Not a test: it asserts nothing, it measures.
- * `npm run bench -- SECTION` runs one section only: rings, kernel, memory, topology or offloads
- * (TCP with offloads on).  NETDEV_BENCH_FORWARDERS=switch,c (any of switch, bridge, c, l2fwd, cap,
+ * `npm run bench -- SECTION` runs one section only: rings, kernel, memory, topology, offloads
+ * (TCP with offloads on) or tunnels (guest to guest over vxlan: Switches beside bridges).  NETDEV_BENCH_FORWARDERS=switch,c (any of switch, bridge, c, l2fwd, cap,
  * ovs) runs only those forwarders in the topology section; the ratios need c and bridge.
  */
 import { once } from 'node:events';
@@ -19,6 +19,7 @@ import { kernelBenchmarks, type KernelFigure } from './kernel.js';
 import { PINGS, TCP_STREAMS, tcpOffloadBenchmarks, topologyBenchmarks, type Forwarder, type PathFigure, type TcpFigures, type TcpRow } from './topology.js';
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
+import { tunnelBenchmarks } from './tunnel.js';
 
 const PRODUCER = new URL('./producer.js', import.meta.url);
 const RUNS = 3;
@@ -420,8 +421,27 @@ async function tcpOffloads(): Promise<void> {
   console.log(`  Switch with offloads / Switch without: ${TCP_STREAMS.map((streams) => `-P ${streams} ${(medianOf(on[streams].map((f) => f.bitsPerSecond)) / medianOf(off[streams].map((f) => f.bitsPerSecond))).toFixed(2)}x`).join(', ')}`);
 }
 
+/** Guest to guest across two machines joined by vxlan: two Switches with vxlan ports beside two Linux bridges with vxlan ports, in one run. */
+async function tunnels(): Promise<void> {
+  console.log(
+    '\ntunnels: g1 -- m1 [forwarder, vxlan] == underlay veth == [vxlan, forwarder] m2 -- g2 (network namespaces; veth offloads as the kernel set them; guests at MTU 1450);' +
+      ` the Switch (ports opened with offloads, vxlan:vx0 from the provider) or a Linux bridge with a vxlan port on each machine, taken in turn; median (min-max) of ${RUNS} runs`,
+  );
+  console.log('  tcp: iperf3 g1 -> g2, 5 s; frames: 64-byte unicast frames g1 -> g2 from the C sender at its maximum, 1M per run, counted by the C receiver in g2 (both pinned to CPU 0)');
+  const results = await tunnelBenchmarks(1_000_000, RUNS);
+  if (!results) return;
+  const names = { switch: 'two Switches, vxlan ports', bridge: 'two Linux bridges, vxlan ports' } as const;
+  console.log(['forwarder on each machine'.padEnd(32), 'TCP Gbit/s'.padEnd(20), 'M frames/s'.padEnd(20), 'frames lost (median)'].join('  '));
+  for (const forwarder of ['switch', 'bridge'] as const) {
+    const figures = results[forwarder];
+    console.log([names[forwarder].padEnd(32), spread(figures.map((f) => f.tcpBitsPerSecond), 1e9, 2).padEnd(20), spread(figures.map((f) => f.framesPerSecond), 1e6, 3).padEnd(20), String(medianOf(figures.map((f) => f.dropped)))].join('  '));
+  }
+  const ratio = (pick: (f: { tcpBitsPerSecond: number; framesPerSecond: number }) => number) => (medianOf(results.switch.map(pick)) / medianOf(results.bridge.map(pick))).toFixed(2);
+  console.log(`  Switches / bridges: TCP ${ratio((f) => f.tcpBitsPerSecond)}x, 64-byte frames ${ratio((f) => f.framesPerSecond)}x`);
+}
+
 console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Linux ${execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim()}`);
-const SECTIONS: Record<string, () => unknown> = { rings, kernel, memory, topology, offloads: tcpOffloads };
+const SECTIONS: Record<string, () => unknown> = { rings, kernel, memory, topology, offloads: tcpOffloads, tunnels };
 const chosen = process.argv[2];
 if (chosen !== undefined && !(chosen in SECTIONS)) throw new Error(`no bench section ${chosen}: one of ${Object.keys(SECTIONS).join(', ')}`);
 const started = performance.now();

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * The `netdev` command line: list, show, monitor and capture (inspect.ts), switch
- * (switch-command.ts), demo (kernel-demo.ts as root, demo.ts otherwise) and vsysd (vsysd.ts).
+ * (switch-command.ts), demo (kernel-demo.ts as root, demo.ts otherwise; tunnel-demo.ts with --hosts 2)
+ * and vsysd (vsysd.ts).
  * Arguments are checked, and a --netns must exist, before any device is opened; a failure is one
  * line on stderr and status 1.  `netdev --help` lists the commands and their options.
  */
@@ -11,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { netnsPath } from '../sys/netns.js';
 import { runDemo } from './demo.js';
 import { runKernelDemo } from './kernel-demo.js';
+import { runTunnelDemo } from './tunnel-demo.js';
 import { runVsysd } from './vsysd.js';
 import { captureDevice, listDevices, monitorDevices, showDevice } from './inspect.js';
 import { printLine } from './output.js';
@@ -30,6 +32,10 @@ commands:
                        promiscuous, restored when it stops) with a live per-port table, until
                        Ctrl-C or until the reader of its output goes away (| head)
            --vlan DEV=ID  access VLAN 1-4094 of port DEV, once per port (the others are trunks)
+           --config DEV=KEY=VALUE[,KEY=VALUE...]  the config port DEV is opened with, once per
+                          port (DEV: its name, or its name after the prefix); a tunnel port is
+                          made from it, e.g. vxlan:vx0 --config vx0=key=42,remote_ip=10.200.0.2
+                          (several remotes: remote_ip=10.200.0.2,10.200.0.3)
            --interval MS  how often the table is redrawn, 50 to 3600000 (default 1000)
            --group-fwd-mask MASK  reserved group addresses 01:80:c2:00:00:0N to forward, bit N
                           (as Linux's group_fwd_mask; bits 0-2 refused); default 0
@@ -50,6 +56,9 @@ commands:
            --dummy        use in-process devices even as root
            --frames N     frames per burst (default 100000 as root, 200000 in-process)
            --size B       frame size in bytes, 60-1514 (default 64)
+           --hosts 2      as root: two machines instead, each a namespace with a guest and a
+                          Switch, joined by vxlan tunnels over an underlay: ping and a 64 MiB
+                          TCP transfer guest to guest, both Switches' tables, all removed after
 
   vsysd    as root: serve vsys requests (vif_up, vif_down, promisc) for pltap devices off
            PlanetLab, until SIGINT or SIGTERM
@@ -76,6 +85,36 @@ function perPort(specs: string[] | undefined, name: string, what: string, has: s
   return values;
 }
 
+/**
+ * The --config DEV=KEY=VALUE,KEY=VALUE... values (each port at most once), by DEV.  A piece
+ * without '=' continues the value before it, so a list keeps its commas: remote_ip=A,B.
+ */
+function perPortConfig(specs: string[] | undefined): Map<string, Record<string, string>> {
+  const configs = new Map<string, Record<string, string>>();
+  for (const spec of specs ?? []) {
+    const match = /^([^=]+)=(.+)$/.exec(spec);
+    if (!match) throw new Error(`--config takes DEV=KEY=VALUE[,KEY=VALUE...], not ${spec}`);
+    const [, dev, pairs] = match as unknown as [string, string, string];
+    if (configs.has(dev)) throw new Error(`--config ${spec}: ${dev} has a config already (give all its keys in one --config)`);
+    const config: Record<string, string> = {};
+    let last: string | undefined;
+    for (const piece of pairs.split(',')) {
+      const equals = piece.indexOf('=');
+      if (equals > 0) {
+        last = piece.slice(0, equals);
+        if (Object.hasOwn(config, last)) throw new Error(`--config ${spec}: ${last} is given twice`);
+        config[last] = piece.slice(equals + 1);
+      } else if (last !== undefined && equals < 0) {
+        config[last] += `,${piece}`;
+      } else {
+        throw new Error(`--config ${spec}: ${JSON.stringify(piece)} is not KEY=VALUE`);
+      }
+    }
+    configs.set(dev, config);
+  }
+  return configs;
+}
+
 /** Refuses a --netns naming a namespace that does not exist (the library would just find no devices in it). */
 function requireNetns(spec: string | undefined): void {
   if (spec === undefined) return;
@@ -92,11 +131,16 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'demo') {
     const { values } = parseArgs({
       args: rest,
-      options: { frames: { type: 'string' }, size: { type: 'string' }, dummy: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: { frames: { type: 'string' }, size: { type: 'string' }, dummy: { type: 'boolean' }, hosts: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     });
     if (values.help) {
       printLine(USAGE);
       return 0;
+    }
+    if (positiveInt(values.hosts, 1, 'hosts', 1, 2) === 2) {
+      if (process.getuid?.() !== 0) throw new Error('demo --hosts 2 needs root (it makes network namespaces and tunnels)');
+      if (values.dummy || values.frames !== undefined || values.size !== undefined) throw new Error('demo --hosts 2 takes no --dummy, --frames or --size');
+      return runTunnelDemo({ out: printLine });
     }
     if (process.getuid?.() === 0 && !values.dummy) {
       return runKernelDemo({
@@ -163,6 +207,7 @@ async function main(argv: string[]): Promise<number> {
         'forward-delay': { type: 'string' },
         'stp-cost': { type: 'string', multiple: true },
         'stp-port-priority': { type: 'string', multiple: true },
+        config: { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -190,6 +235,7 @@ async function main(argv: string[]): Promise<number> {
     return runSwitchCommand(positionals, {
       netns: values.netns,
       vlans,
+      configs: perPortConfig(values.config),
       json: values.json === true,
       intervalMs: positiveInt(values.interval, 1000, 'interval', 50, 3_600_000),
       groupFwdMask,

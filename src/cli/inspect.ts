@@ -3,7 +3,7 @@
  * devices, through the library (every device opened with ethertype 'none': control only).  Each
  * prints a table, or with --json one JSON document (monitor: one JSON object per line).
  */
-import { NetdevError } from '../common/errors.js';
+import { NetdevError, netdevError } from '../common/errors.js';
 import { LinkNotifier } from '../providers/linux/link-notifier.js';
 import { NetdevManager } from '../main/manager.js';
 import type { Netdev } from '../main/netdev.js';
@@ -13,6 +13,8 @@ import { pltapConfigKeys } from '../providers/pltap/control.js';
 import { systemConfigKeys } from '../providers/system/control.js';
 import { tapConfigKeys } from '../providers/tap/control.js';
 import { unixConfigKeys } from '../providers/unix/control.js';
+import { tunnelConfigKeys } from '../providers/tunnel/control.js';
+import { TUNNEL_KINDS, tunnelParameters } from '../providers/tunnel/kinds.js';
 import { Netns } from '../sys/netns.js';
 import { untilStopped } from './output.js';
 
@@ -25,7 +27,34 @@ export interface InspectOptions {
 /** The config keys of the built-in providers' devices, by type. */
 const CONFIG_KEYS: Readonly<Record<string, readonly ConfigKeyInfo[]>> = {
   system: systemConfigKeys, tap: tapConfigKeys, pltap: pltapConfigKeys, unix: unixConfigKeys, dummy: dummyConfigKeys,
+  ...Object.fromEntries(TUNNEL_KINDS.map((kind) => [kind.kind, tunnelConfigKeys(kind)])),
 };
+
+/**
+ * A kernel tunnel device's parameters as the kernel reports them (rtnetlink, in the device's
+ * namespace), under Open vSwitch's option names, with its kind; ENOENT for any other device.
+ */
+async function tunnelOf(dev: Netdev): Promise<Record<string, string>> {
+  const ifindex = await dev.getIfindex();
+  const netns = dev.netns === undefined ? null : Netns.open(dev.netns);
+  const notifier = new LinkNotifier(netns);
+  try {
+    const link = notifier.queryLink(ifindex);
+    const parameters = tunnelParameters(link.linkKind, link.infoData);
+    if (!parameters) throw netdevError('ENOENT', `${dev.name} is not a tunnel`);
+    return { kind: link.linkKind!, ...parameters };
+  } finally {
+    notifier.close();
+    netns?.close();
+  }
+}
+
+/** A tunnel's parameters as one line: "vxlan key=42 remote_ip=10.200.0.2 ...". */
+function tunnelText(tunnel: unknown): string {
+  if (typeof tunnel !== 'object' || tunnel === null) return String(tunnel);
+  const { kind, ...parameters } = tunnel as Record<string, string>;
+  return [kind, ...Object.entries(parameters).map(([key, value]) => `${key}=${value}`)].join(' ');
+}
 
 /** Errors that mean "there is none": no address (EADDRNOTAVAIL), not a VLAN device (ENOENT). */
 const NONE = new Set(['EADDRNOTAVAIL', 'ENOENT']);
@@ -96,6 +125,7 @@ export async function showDevice(name: string, options: InspectOptions): Promise
       in4: await attribute(() => dev.getIn4()),
       in6: await attribute(() => dev.getIn6()),
       vlan: await attribute(() => dev.getVlanVid()),
+      tunnel: await attribute(() => tunnelOf(dev)),
       features: await attribute(() => dev.getFeatures()),
       config: await attribute(() => dev.getConfig()),
       stats: await attribute(() => dev.getStats()),
@@ -104,7 +134,7 @@ export async function showDevice(name: string, options: InspectOptions): Promise
       options.out(JSON.stringify(details, null, 2));
     } else {
       for (const [key, value] of Object.entries(details)) {
-        const text = key === 'flags' ? flagText(value) : typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value);
+        const text = key === 'flags' ? flagText(value) : key === 'tunnel' ? tunnelText(value) : typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value);
         options.out(`${key.padEnd(9)} ${text}`);
         if (key === 'config') configLines(CONFIG_KEYS[dev.type] ?? [], value).forEach(options.out);
       }

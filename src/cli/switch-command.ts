@@ -1,5 +1,5 @@
 /**
- * `netdev switch DEV DEV... [--netns NS] [--vlan DEV=ID] [--group-fwd-mask MASK] [--stp ...]`: runs the
+ * `netdev switch DEV DEV... [--netns NS] [--vlan DEV=ID] [--config DEV=KEY=VALUE,...] [--group-fwd-mask MASK] [--stp ...]`: runs the
  * learning switch between the devices, brought up and promiscuous (restored when it ends).  Every
  * second it shows each port's frames/s, Mbit/s, drops, floods, the frames it did not forward
  * for a reserved group address or an invalid source, and whether its worker or the main thread
@@ -7,7 +7,8 @@
  * MAC flapping between ports (the Switch's 'macFlap') is printed as a notice.  With --stp the
  * Switch runs the 802.1D spanning tree, and the table adds the root and each port's role and state.  SIGINT/SIGTERM stop it cleanly: ports removed, flags restored, exit status 0.
  * Ports keep the offloads the kernel gave them (TSO, GSO, checksum offload): each is opened with
- * offloads where its provider has them (system, tap, pltap), so TCP super-frames are forwarded whole.
+ * offloads where its provider has them (system, tap, pltap, vxlan), so TCP super-frames are forwarded whole.
+ * A port's --config is the config it is opened with: a tunnel port (vxlan:vx0) is made from it.
  */
 import { NetdevError } from '../common/errors.js';
 import { NetdevManager } from '../main/manager.js';
@@ -18,6 +19,8 @@ import { Switch, type MacFlap, type PortCounters, type PortStp } from '../switch
 export interface SwitchCommandOptions {
   netns?: string | undefined;
   vlans: Map<string, number>;
+  /** The config of a port (a tunnel's parameters), by its name or its name after the prefix. */
+  configs: Map<string, Record<string, string>>;
   json: boolean;
   intervalMs: number;
   /** SwitchOptions.groupFwdMask. */
@@ -70,11 +73,12 @@ function rates(before: Sample[], after: Sample[], seconds: number) {
 const OFFLOAD_RING_BYTES = 8 * 1024 * 1024;
 
 /** Opens a port with offloads (and rings for super-frames) if its provider has them, else without. */
-async function openPort(mgr: NetdevManager, name: string, netns: string | undefined): Promise<Netdev> {
+async function openPort(mgr: NetdevManager, name: string, netns: string | undefined, config: Record<string, string> | undefined): Promise<Netdev> {
+  const configured = config ? { config } : {};
   try {
-    return await mgr.open(name, { netns, offloads: true, ringSize: OFFLOAD_RING_BYTES });
+    return await mgr.open(name, { netns, offloads: true, ringSize: OFFLOAD_RING_BYTES, ...configured });
   } catch (error) {
-    if (error instanceof NetdevError && error.code === 'EOPNOTSUPP') return mgr.open(name, { netns });
+    if (error instanceof NetdevError && error.code === 'EOPNOTSUPP') return mgr.open(name, { netns, ...configured });
     throw error;
   }
 }
@@ -90,6 +94,13 @@ export async function runSwitchCommand(names: string[], options: SwitchCommandOp
       if (!names.includes(name)) throw new Error(`--${option} ${name}=${value}: ${name} is not a port of this switch (ports: ${names.join(', ')})`);
     }
   }
+  const configOf = new Map<string, Record<string, string>>();
+  for (const [dev, config] of options.configs) {
+    const port = names.find((name) => name === dev || name.slice(name.indexOf(':') + 1) === dev);
+    if (port === undefined) throw new Error(`--config ${dev}=...: ${dev} is not a port of this switch (ports: ${names.join(', ')})`);
+    if (configOf.has(port)) throw new Error(`--config ${dev}=...: ${port} has a config already`);
+    configOf.set(port, config);
+  }
   const { stp } = options;
   const mgr = new NetdevManager();
   const sw = new Switch({
@@ -99,7 +110,7 @@ export async function runSwitchCommand(names: string[], options: SwitchCommandOp
   sw.on('macFlap', (flap) => options.out(options.json ? JSON.stringify({ macFlap: flap }) : `notice: ${flapText(flap)}`));
   try {
     for (const name of names) {
-      const dev = await openPort(mgr, name, options.netns);
+      const dev = await openPort(mgr, name, options.netns, configOf.get(name));
       await dev.turnFlagsOn({ up: true, promisc: true }); // restored when the switch ends
       const vlan = options.vlans.get(name);
       const [stpPathCost, stpPriority] = [stp?.costs.get(name), stp?.priorities.get(name)];

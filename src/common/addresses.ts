@@ -66,3 +66,33 @@ export function canonicalIPv6(text: unknown): string {
   }
   return new URL(`http://[${text}]/`).hostname.slice(1, -1);
 }
+
+/** The network-order bytes of an IPv4 (4 bytes) or IPv6 (16 bytes) address; EINVAL for anything else. */
+export function ipBytes(text: string): Uint8Array {
+  if (isIPv4(text)) return Uint8Array.from(text.split('.'), Number);
+  if (!isIPv6(text)) throw netdevError('EINVAL', `invalid IP address ${JSON.stringify(text)}`);
+  const canonical = canonicalIPv6(text);
+  const [head = '', tail = ''] = canonical.split('::');
+  const groups = (part: string) => (part ? part.split(':') : []);
+  const missing = canonical.includes('::') ? 8 - groups(head).length - groups(tail).length : 0;
+  const all = [...groups(head), ...Array<string>(missing).fill('0'), ...groups(tail)];
+  const bytes = new Uint8Array(16);
+  all.forEach((group, i) => {
+    const value = parseInt(group, 16);
+    bytes[i * 2] = value >> 8;
+    bytes[i * 2 + 1] = value & 255;
+  });
+  return bytes;
+}
+
+/** The text of an IPv4 (4 bytes) or IPv6 (16 bytes, canonical) address. */
+export function formatIp(bytes: Uint8Array): string {
+  if (bytes.length === 4) return bytes.join('.');
+  const groups = Array.from({ length: 8 }, (_, i) => ((bytes[i * 2]! << 8) | bytes[i * 2 + 1]!).toString(16));
+  return canonicalIPv6(groups.join(':'));
+}
+
+/** True for a multicast address (224.0.0.0/4, ff00::/8). */
+export function isMulticastIp(bytes: Uint8Array): boolean {
+  return bytes.length === 4 ? (bytes[0]! & 0xf0) === 0xe0 : bytes[0] === 0xff;
+}

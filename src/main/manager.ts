@@ -8,12 +8,14 @@
 import { formatIPv4, parseIPv4 } from '../common/addresses.js';
 import { NetdevError, toNetdevError } from '../common/errors.js';
 import { ringCapacity, MAX_RING_CAPACITY, maxRecordFor } from '../ring/ring.js';
-import type { Ethertype, Provider, ProviderContext } from '../providers/contract.js';
+import type { CreateOptions, Ethertype, Provider, ProviderContext } from '../providers/contract.js';
 import { dummyProvider } from '../providers/dummy/provider.js';
 import { systemProvider } from '../providers/system/control.js';
 import { tapProvider } from '../providers/tap/control.js';
 import { pltapProvider } from '../providers/pltap/control.js';
 import { unixProvider } from '../providers/unix/control.js';
+import { TUNNEL_KINDS } from '../providers/tunnel/kinds.js';
+import { tunnelProvider } from '../providers/tunnel/control.js';
 import { Device, deviceLabel } from './device.js';
 import { addExitRestorer } from './exit-hooks.js';
 import { JobPool } from './job-pool.js';
@@ -82,7 +84,7 @@ export class NetdevManager {
   private removeExitRestorer: (() => void) | null = null;
   private closed = false;
 
-  /** A manager with the built-in providers registered: system, tap, pltap, unix, dummy. */
+  /** A manager with the built-in providers registered: system, tap, pltap, unix, dummy, and one per tunnel kind (vxlan). */
   constructor(options: ManagerOptions = {}) {
     const dir = options.vsysDir ?? '/vsys';
     const timeoutMs = options.vsysTimeoutMs ?? 5000;
@@ -96,6 +98,7 @@ export class NetdevManager {
       this.register(pltapProvider());
       this.register(unixProvider());
       this.register(dummyProvider());
+      for (const kind of TUNNEL_KINDS) this.register(tunnelProvider(kind));
     }
   }
 
@@ -167,7 +170,7 @@ export class NetdevManager {
       let device = this.devices.get(key);
       if (device && !holdsName(device)) device = undefined; // new opens get the device the name leads to now
       const created = !device;
-      if (!device) device = await this.createDevice(entry.provider, name, suffix, ethertype, capacity, netns);
+      if (!device) device = await this.createDevice(entry.provider, name, suffix, { ethertype, maxFrame: maxRecordFor(capacity), netns, config }, capacity);
       try {
         throwIfAborted(signal, name, 'open');
         if (config) await device.impl.setConfig(config);
@@ -349,10 +352,10 @@ export class NetdevManager {
     }
   }
 
-  private async createDevice(provider: Provider, name: string, suffix: string, ethertype: Ethertype, capacity: number, netns: string | undefined): Promise<Device> {
-    const device = new Device(name, suffix, provider, capacity, netns);
+  private async createDevice(provider: Provider, name: string, suffix: string, options: CreateOptions, capacity: number): Promise<Device> {
+    const device = new Device(name, suffix, provider, capacity, options.netns);
     try {
-      device.attach(await provider.create(device.context(), { ethertype, maxFrame: maxRecordFor(capacity), netns }));
+      device.attach(await provider.create(device.context(), options));
     } catch (error) {
       throw toNetdevError(error, name, 'open');
     }

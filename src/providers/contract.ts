@@ -148,6 +148,11 @@ export interface CreateOptions {
   readonly maxFrame: number;
   /** The network namespace (an `ip netns` name or a path) the device is in; undefined: the process's own. */
   readonly netns: string | undefined;
+  /**
+   * The config of the open that creates the device (normalized, not yet validated), for a
+   * provider that makes the device from it (tunnels); setConfig is called with it afterwards too.
+   */
+  readonly config?: Config | undefined;
 }
 
 /**

@@ -17,15 +17,29 @@ const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
 const NLMSG_OVERRUN = 4;
 const NLM_F_REQUEST = 1;
+const NLM_F_ACK = 4;
+const NLM_F_EXCL = 0x200;
+const NLM_F_CREATE = 0x400;
+const NLM_F_APPEND = 0x800;
 const NLM_F_DUMP_INTR = 0x10;
 const NLM_F_DUMP = 0x300;
 export const RTM_NEWLINK = 16;
 export const RTM_DELLINK = 17;
 const RTM_GETLINK = 18;
 const RTM_NEWADDR = 20;
+const RTM_NEWNEIGH = 28;
+const RTM_DELNEIGH = 29;
 const RTM_DELADDR = 21;
 const IFINFOMSG_LEN = 16;
 const IFADDRMSG_LEN = 8;
+const NDMSG_LEN = 12;
+const AF_BRIDGE = 7;
+const IFF_UP = 1;
+const NUD_PERMANENT = 0x80;
+const NTF_SELF = 0x02;
+const NDA_DST = 1;
+const NDA_LLADDR = 2;
+const NLA_F_NESTED = 0x8000;
 const IFLA_ADDRESS = 1;
 const IFLA_IFNAME = 3;
 const IFLA_MTU = 4;
@@ -52,6 +66,8 @@ export interface LinkMessage {
   /** 'vlan', 'veth', 'tun' ... (IFLA_INFO_KIND). */
   linkKind?: string | undefined;
   vlanId?: number | undefined;
+  /** The IFLA_INFO_DATA attributes of a link of any kind but 'vlan', by type (raw payloads). */
+  infoData?: Map<number, Uint8Array> | undefined;
   /** struct rtnl_link_stats64's first 21 counters, in the kernel's order. */
   stats?: number[] | undefined;
 }
@@ -124,6 +140,12 @@ function parseLink(bytes: Uint8Array, view: DataView, start: number, end: number
           forEachAttribute(view, infoOffset, infoOffset + infoLength, (dataType, dataOffset, dataLength) => {
             if (dataType === IFLA_VLAN_ID && dataLength >= 2) link.vlanId = view.getUint16(dataOffset, true);
           });
+        } else if (infoType === IFLA_INFO_DATA) {
+          const data = new Map<number, Uint8Array>();
+          forEachAttribute(view, infoOffset, infoOffset + infoLength, (dataType, dataOffset, dataLength) => {
+            data.set(dataType, bytes.slice(dataOffset, dataOffset + dataLength));
+          });
+          link.infoData = data;
         }
       });
     }
@@ -202,4 +224,98 @@ export function netlinkAddress(groups: number): Buffer {
   address.writeUInt16LE(AF_NETLINK, 0);
   address.writeUInt32LE(groups, 8);
   return address;
+}
+
+/** One netlink attribute: its type and payload (a nested attribute's payload is its attributes, encoded). */
+export interface Attribute {
+  type: number;
+  payload: Uint8Array;
+}
+
+/** Encodes `attributes` one after another, each padded to 4 bytes. */
+export function encodeAttributes(attributes: readonly Attribute[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const { type, payload } of attributes) {
+    const part = Buffer.alloc(align4(4 + payload.length));
+    part.writeUInt16LE(4 + payload.length, 0);
+    part.writeUInt16LE(type, 2);
+    part.set(payload, 4);
+    parts.push(part);
+  }
+  return Buffer.concat(parts);
+}
+
+/** Attribute payloads of the widths the kernel reads: u8, u32 (host order, little-endian here), be16, a NUL-terminated string. */
+export const payload = {
+  u8: (value: number): Uint8Array => Uint8Array.of(value),
+  u32: (value: number): Uint8Array => {
+    const bytes = Buffer.alloc(4);
+    bytes.writeUInt32LE(value >>> 0);
+    return bytes;
+  },
+  be16: (value: number): Uint8Array => {
+    const bytes = Buffer.alloc(2);
+    bytes.writeUInt16BE(value);
+    return bytes;
+  },
+  string: (text: string): Uint8Array => Buffer.from(`${text}\0`, 'utf8'),
+};
+
+/** A netlink request: header (with NLM_F_REQUEST | NLM_F_ACK | `flags`), a fixed body, then attributes. */
+function request(type: number, flags: number, seq: number, body: Buffer, attributes: readonly Attribute[]): Buffer {
+  const message = Buffer.concat([Buffer.alloc(NLMSG_HDRLEN), body, encodeAttributes(attributes)]);
+  message.writeUInt32LE(message.length, 0);
+  message.writeUInt16LE(type, 4);
+  message.writeUInt16LE(NLM_F_REQUEST | NLM_F_ACK | flags, 6);
+  message.writeUInt32LE(seq, 8);
+  return message;
+}
+
+/** What a new link is: its name, MTU (0: the kernel's), kind (IFLA_INFO_KIND) and IFLA_INFO_DATA attributes. */
+export interface NewLink {
+  name: string;
+  mtu: number;
+  kind: string;
+  data: readonly Attribute[];
+}
+
+/** An RTM_NEWLINK request creating `link`, up, and failing (EEXIST) if its name is taken. */
+export function newLinkRequest(link: NewLink, seq: number): Buffer {
+  const ifinfo = Buffer.alloc(IFINFOMSG_LEN);
+  ifinfo.writeUInt32LE(IFF_UP, 8); // ifi_flags
+  ifinfo.writeUInt32LE(IFF_UP, 12); // ifi_change
+  const linkInfo = encodeAttributes([
+    { type: IFLA_INFO_KIND, payload: payload.string(link.kind) },
+    { type: IFLA_INFO_DATA | NLA_F_NESTED, payload: encodeAttributes(link.data) },
+  ]);
+  return request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, seq, ifinfo, [
+    { type: IFLA_IFNAME, payload: payload.string(link.name) },
+    ...(link.mtu ? [{ type: IFLA_MTU, payload: payload.u32(link.mtu) }] : []),
+    { type: IFLA_LINKINFO | NLA_F_NESTED, payload: linkInfo },
+  ]);
+}
+
+/** An RTM_DELLINK request deleting the link `link`: an ifindex, or a name. */
+export function deleteLinkRequest(link: number | string, seq: number): Buffer {
+  const ifinfo = Buffer.alloc(IFINFOMSG_LEN);
+  if (typeof link === 'number') ifinfo.writeInt32LE(link, 4);
+  return request(RTM_DELLINK, 0, seq, ifinfo, typeof link === 'string' ? [{ type: IFLA_IFNAME, payload: payload.string(link) }] : []);
+}
+
+/**
+ * An RTM_NEWNEIGH (`add`) or RTM_DELNEIGH request for the forwarding entry 00:00:00:00:00:00 ->
+ * `destination` (4 or 16 address bytes) of the tunnel device `ifindex` (AF_BRIDGE, NTF_SELF,
+ * permanent): the entries of all zeros are where the device sends floods, one copy to each
+ * (`bridge fdb append 00:00:00:00:00:00 dev DEV dst ADDR`).
+ */
+export function floodEntryRequest(add: boolean, ifindex: number, destination: Uint8Array, seq: number): Buffer {
+  const ndmsg = Buffer.alloc(NDMSG_LEN);
+  ndmsg[0] = AF_BRIDGE;
+  ndmsg.writeInt32LE(ifindex, 4);
+  ndmsg.writeUInt16LE(NUD_PERMANENT, 8);
+  ndmsg[10] = NTF_SELF;
+  return request(add ? RTM_NEWNEIGH : RTM_DELNEIGH, add ? NLM_F_CREATE | NLM_F_APPEND : 0, seq, ndmsg, [
+    { type: NDA_LLADDR, payload: new Uint8Array(6) },
+    { type: NDA_DST, payload: destination },
+  ]);
 }

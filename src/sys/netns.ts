@@ -19,6 +19,15 @@ export function netnsPath(spec: string): string {
   throw netdevError('EINVAL', `invalid network namespace ${JSON.stringify(spec)} (a name under ${NETNS_DIR} or an absolute path)`);
 }
 
+/**
+ * The argument vector running iproute2's `program` (ip, tc) with `args` in namespace `spec`
+ * (undefined: this process's own): `-n NAME` for an `ip netns` name, nsenter for a path.
+ */
+export function iproute2InNetns(spec: string | undefined, program: string, args: readonly string[]): string[] {
+  if (spec === undefined) return [program, ...args];
+  return spec.startsWith('/') ? ['nsenter', `--net=${spec}`, program, ...args] : [program, '-n', spec, ...args];
+}
+
 /** Moves this thread into the namespace `fd` refers to; EPERM names CAP_SYS_ADMIN, which setns(2) needs. */
 function setns(fd: number, detail: string): void {
   if (sys.setns(fd, CLONE_NEWNET) < 0) throw errnoError(lastErrno(), 'setns', detail, undefined, 'CAP_SYS_ADMIN');

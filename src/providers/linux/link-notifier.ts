@@ -158,6 +158,26 @@ export class LinkNotifier {
     this.queryFd = -1;
   }
 
+  /**
+   * Sends the request `build(seq)` makes (one asking for an acknowledgement: NLM_F_ACK) on the
+   * query socket, in this namespace, and returns once the kernel acknowledged it; the kernel's
+   * refusal is a NetdevError with its errno, `what` saying which request it was.
+   */
+  request(build: (seq: number) => Buffer, what: string): void {
+    const fd = this.querySocket();
+    const seq = ++this.seq;
+    check(sys.send(fd, build(seq), 0), 'send', what);
+    // rtnetlink answers within send(): the acknowledgement is already queued.
+    for (;;) {
+      const length = check(sys.recv(fd, this.buffer, this.buffer.length, MSG_DONTWAIT), 'recv', `${what}: answer`);
+      for (const message of parseRouteMessages(this.buffer, length)) {
+        if (message.kind !== 'error' || message.seq !== seq) continue;
+        if (message.errno !== 0) throw new NetdevError({ code: errnoName(message.errno), detail: what });
+        return;
+      }
+    }
+  }
+
   /** The kernel's RTM_NEWLINK answer for `ifindex` (statistics included); ENODEV etc. as NetdevError. */
   queryLink(ifindex: number): LinkMessage {
     const fd = this.querySocket();

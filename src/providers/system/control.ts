@@ -17,7 +17,7 @@ import {
   SIOCSIFNETMASK, sys,
 } from '../../sys/libc.js';
 import { disableOffloads, ifnameOf, ifreqIoctl, ifreqWithData, validateIfName } from '../../sys/ifreq.js';
-import { netnsPath, readProcNet } from '../../sys/netns.js';
+import { iproute2InNetns, netnsPath, readProcNet } from '../../sys/netns.js';
 import type { Config, CreateOptions, DeviceContext, Features, In4, IoControl, Provider, ProviderContext, ProviderDevice, ProviderStats } from '../contract.js';
 import { ConfigSchema } from '../config-schema.js';
 import { featuresOf, ofppfToEthtool } from '../linux/ethtool-features.js';
@@ -387,12 +387,7 @@ export class SystemDevice implements ProviderDevice {
 
   /** Runs tc in the device's namespace; a failure (unless `mayFail`) is EINVAL carrying tc's words. */
   private async tc(args: string[], mayFail = false): Promise<void> {
-    const spec = this.netnsSpec;
-    const argv =
-      spec === undefined ? ['tc', ...args]
-      : spec.startsWith('/') ? ['nsenter', `--net=${spec}`, 'tc', ...args]
-      : ['tc', '-n', spec, ...args];
-    const result = await this.runProgram(argv);
+    const result = await this.runProgram(iproute2InNetns(this.netnsSpec, 'tc', args));
     if (result.status !== 0 && !mayFail) {
       throw netdevError('EINVAL', `tc ${args.slice(0, 2).join(' ')} failed: ${result.stderr.trim() || `exit status ${result.status}`}`);
     }
