@@ -177,8 +177,12 @@ describe.skipIf(!privileged)('pltap devices with the vsysd backend, in a network
 
   it('closes only after the flag sync in flight has ended, which reaches the tap before it goes away', async () => {
     const { dev, tapname } = await finalizedTap();
+    const seq = dev.changeSeq;
     await dev.turnFlagsOn({ promisc: true });
     expect(await eventually(() => ns.link(tapname).flags.includes('PROMISC'))).toBe(true);
+    // That sync has ended (it bumps the change sequence last): the next one starts on the next turn.
+    expect(await eventually(() => dev.changeSeq !== seq)).toBe(true);
+    await new Promise((resolve) => setImmediate(resolve));
     await dev.turnFlagsOff({ promisc: true });
     await new Promise((resolve) => setImmediate(resolve)); // the sync list runs: its promisc request is in flight
     await dev.close();
