@@ -9,6 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Netdev } from '../dist/index.js';
 import { VNET_HDR_LEN } from '../dist/common/vnet-header.js';
+import { LinkNotifier } from '../dist/providers/linux/link-notifier.js';
+import { Netns } from '../dist/sys/netns.js';
 import { rejection, requireTool } from './helpers.js';
 import { ip, privileged, requirePrivilege } from './netns-harness.js';
 import { guestAddress, Machines, ping, transfer, underlayAddress } from './tunnel-rig.js';
@@ -82,6 +84,28 @@ describe.skipIf(!privileged)('vxlan provider', () => {
     expect(await plain.getMtu()).toBe(1400);
     await plain.close();
     expect(vxlanLink(h1, 'vx2')).not.toBeNull();
+  });
+
+  it('deletes the device an open made when the open fails after making it, persist=true or not', async () => {
+    machines = new Machines(2);
+    const [h1] = machines.hosts as [string];
+    // The open is aborted once the kernel says vx0 exists (while its worker starts).
+    const netns = Netns.open(h1);
+    const notifier = new LinkNotifier(netns);
+    const controller = new AbortController();
+    const unsubscribe = notifier.subscribe((change) => {
+      if (change.kind === 'link' && change.name === 'vx0' && !change.deleted) controller.abort();
+    });
+    try {
+      const error = await rejection(machines.mgr.open('vxlan:vx0', { netns: h1, signal: controller.signal, config: { ...machines.config(0), persist: 'true' } }));
+      expect(controller.signal.aborted).toBe(true);
+      expect(error.code).toBe('ECANCELED');
+    } finally {
+      unsubscribe();
+      notifier.close();
+      netns.close();
+    }
+    expect(vxlanLink(h1, 'vx0')).toBeNull();
   });
 
   it('refuses bad config with EINVAL naming the key, before anything is made', async () => {

@@ -181,6 +181,7 @@ export class NetdevManager {
         if (created) await this.destroyDevice(device);
         throw toNetdevError(error, name, 'open');
       }
+      if (created) device.impl.openCompleted?.();
       const handle = new Netdev(device, ethertype, (h) => this.release(h));
       device.handles.add(handle);
       this.handleDevices.set(handle, device);

@@ -190,6 +190,11 @@ export interface ProviderDevice {
    * until closed); undo whatever ties other devices' I/O to this one.  ioStopping is not called.
    */
   ioFailed?(error: Error): void | Promise<void>;
+  /**
+   * Called once the open that created the device has completed (its config applied, its I/O
+   * started); until then, destroy() undoes everything create() made, whatever the config says.
+   */
+  openCompleted?(): void;
   /** Releases the device's resources; called after its worker has stopped. */
   destroy(): void | Promise<void>;
   /**

@@ -223,7 +223,19 @@ class TunnelDevice extends SystemDevice {
     }
   }
 
-  /** Deletes the kernel device (unless persist=true), after the worker stopped. */
+  /** Set once the open that made the device completed: persist=true applies from then on. */
+  private completed = false;
+
+  openCompleted(): void {
+    this.completed = true;
+  }
+
+  /** True if closing deletes the kernel device: always after a failed open, else unless persist=true. */
+  private deletesDevice(): boolean {
+    return !this.completed || !this.settings.persist;
+  }
+
+  /** Deletes the kernel device (unless an open completed and persist=true), after the worker stopped. */
   override destroy(): void {
     let ifindex = 0;
     try {
@@ -232,7 +244,7 @@ class TunnelDevice extends SystemDevice {
       // gone already
     }
     super.destroy();
-    if (ifindex && !this.settings.persist) this.services.notifier.request((seq) => deleteLinkRequest(ifindex, seq), `RTM_DELLINK ${this.ifname}`);
+    if (ifindex && this.deletesDevice()) this.services.notifier.request((seq) => deleteLinkRequest(ifindex, seq), `RTM_DELLINK ${this.ifname}`);
   }
 }
 
@@ -273,6 +285,15 @@ async function createKernelDevice(kind: TunnelKind, name: string, services: Devi
   }
 }
 
+/** Runs the cleanup `undo` of a failed create; its own failure is a process warning, so that the create's error is the one thrown. */
+function bestEffort(undo: () => void, name: string): void {
+  try {
+    undo();
+  } catch (error) {
+    process.emitWarning(`netdev: cannot delete the half-made tunnel device ${name}: ${(error as Error).message}`);
+  }
+}
+
 /** The config keys of `kind`'s devices (for `netdev show`). */
 export function tunnelConfigKeys(kind: TunnelKind): ConfigKeyInfo[] {
   return schemaOf(kind).describe();
@@ -300,13 +321,13 @@ export function tunnelProvider(kind: TunnelKind): Provider {
       try {
         device.open();
       } catch (error) {
-        namespace.notifier.request((seq) => deleteLinkRequest(context.suffix, seq), `RTM_DELLINK ${context.suffix}`);
+        bestEffort(() => namespace.notifier.request((seq) => deleteLinkRequest(context.suffix, seq), `RTM_DELLINK ${context.suffix}`), context.suffix);
         throw error;
       }
       try {
         device.addFloodEntries();
       } catch (error) {
-        device.destroy();
+        bestEffort(() => device.destroy(), context.suffix);
         throw error;
       }
       return device;
