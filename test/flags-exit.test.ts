@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { privileged, requirePrivilege, TestNetns } from './netns-harness.js';
 
 const CHILD = new URL('./fixtures/flags-exit-child.mjs', import.meta.url).pathname;
+const TUNNEL_CHILD = new URL('./fixtures/tunnel-exit-child.mjs', import.meta.url).pathname;
 
 requirePrivilege('flags restored at exit on kernel devices');
 
@@ -77,5 +78,52 @@ describe.skipIf(!privileged)('flags restored when the process ends (a veth in a 
     child.stdin.end(); // the program decides: process.exit(0)
     expect(await exited).toEqual({ code: 0, signal: null, stderr: '' });
     expect(promisc()).toBe(false);
+  });
+});
+
+// A tunnel device the library made (not persist=true) is deleted when the process ends without
+// mgr.close(): on a fatal signal and after an uncaught exception.  `ip -j link show` says what is left.
+describe.skipIf(!privileged)('tunnels deleted when the process ends without closing them', () => {
+  let ns: TestNetns;
+  beforeEach(() => {
+    ns = new TestNetns();
+  });
+  afterEach(() => {
+    ns.destroy();
+  });
+
+  const vxlanLeft = () => (JSON.parse(ns.ip('-j', 'link', 'show')) as { ifname: string }[]).some((link) => link.ifname === 'vx0');
+
+  async function run(mode: 'wait' | 'throw', persist: boolean, end: (child: ReturnType<typeof spawn>) => void) {
+    const child = spawn(process.execPath, [TUNNEL_CHILD, ns.name, mode, String(persist)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    try {
+      let stdout = '';
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (chunk: Buffer) => (stdout += chunk) && stdout.includes('ready\n') && resolve());
+        void exited.then(({ code, signal }) => reject(new Error(`child exited (${code ?? signal}) before it was ready: ${stderr}`)));
+      });
+      expect(vxlanLeft()).toBe(true);
+      end(child);
+      return { ...(await exited), stderr };
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }
+
+  it('on SIGTERM, and the process still dies of it; a persist=true one stays', async () => {
+    expect(await run('wait', false, (child) => child.kill('SIGTERM'))).toMatchObject({ code: null, signal: 'SIGTERM' });
+    expect(vxlanLeft()).toBe(false);
+    expect(await run('wait', true, (child) => child.kill('SIGTERM'))).toMatchObject({ code: null, signal: 'SIGTERM' });
+    expect(vxlanLeft()).toBe(true);
+  });
+
+  it('after an uncaught exception', async () => {
+    const result = await run('throw', false, (child) => child.stdin!.end());
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/uncaught on purpose/);
+    expect(vxlanLeft()).toBe(false);
   });
 });

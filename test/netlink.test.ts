@@ -63,6 +63,31 @@ describe('rtnetlink parser', () => {
     expect(deleted).toMatchObject({ kind: 'link', deleted: true, ifindex: 8, name: 'gone' });
   });
 
+  it("parses an error's extended acknowledgement: the kernel's message, the request capped or whole", () => {
+    const error = (flags: number, request: Buffer, tlvs: Buffer) => {
+      const body = Buffer.concat([Buffer.alloc(4), request, tlvs]);
+      body.writeInt32LE(-22, 0);
+      const header = Buffer.alloc(16);
+      header.writeUInt32LE(16 + body.length, 0);
+      header.writeUInt16LE(2, 4); // NLMSG_ERROR
+      header.writeUInt16LE(flags, 6);
+      header.writeUInt32LE(5, 8);
+      return Buffer.concat([header, body]);
+    };
+    const message = attr(1, Buffer.from('Invalid combination\0'));
+    const requestHeader = (length: number) => {
+      const h = Buffer.alloc(length);
+      h.writeUInt32LE(length, 0);
+      return h;
+    };
+    const capped = error(0x100 | 0x200, requestHeader(16), message);
+    expect(parseRouteMessages(capped, capped.length)).toEqual([{ kind: 'error', errno: 22, seq: 5, message: 'Invalid combination' }]);
+    const whole = error(0x200, requestHeader(40), message);
+    expect(parseRouteMessages(whole, whole.length)).toEqual([{ kind: 'error', errno: 22, seq: 5, message: 'Invalid combination' }]);
+    const plain = error(0, requestHeader(16), Buffer.alloc(0));
+    expect(parseRouteMessages(plain, plain.length)).toEqual([{ kind: 'error', errno: 22, seq: 5 }]);
+  });
+
   it('reports truncated and malformed input as unparsable and never throws (fuzz)', () => {
     const valid = Buffer.concat([linkMessage(RTM_NEWLINK, 7, 'eth0'), linkMessage(RTM_DELLINK, 8, 'x')]);
     for (let cut = 0; cut < valid.length; cut++) {

@@ -2,7 +2,8 @@
  * The CLI with tunnels: `netdev switch` making a vxlan port from --config, `netdev show` of a
  * tunnel's parameters (as the kernel reports them), and `netdev demo --hosts 2`.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { eventually, onPath, requireTool } from './helpers.js';
@@ -27,6 +28,15 @@ describe.skipIf(!privileged)('netdev CLI with tunnels', () => {
     const [h1] = machines.hosts as [string];
     await machines.startHost(1);
     const child = spawn(process.execPath, [CLI, 'switch', 'g0', 'vxlan:vx0', '--config', `vx0=key=42,remote_ip=${underlayAddress(2)},local_ip=${underlayAddress(1)}`, '--netns', h1, '--json', '--interval', '100'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      await switchesAcross(child, h1);
+    } finally {
+      child.kill('SIGKILL'); // nothing if it exited already
+    }
+  });
+
+  /** The checks of the test above, on the running `netdev switch` child. */
+  async function switchesAcross(child: ChildProcessByStdio<null, Readable, Readable>, h1: string): Promise<void> {
     const exited = once(child, 'exit');
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk));
@@ -34,7 +44,7 @@ describe.skipIf(!privileged)('netdev CLI with tunnels', () => {
     expect(JSON.parse(output.split('\n')[0]!)).toMatchObject({ switching: ['g0', 'vxlan:vx0'], offloads: ['g0', 'vxlan:vx0'] });
     const link = (JSON.parse(ip('-j', '-d', '-n', h1, 'link', 'show', 'vx0')) as { linkinfo: { info_data: Record<string, unknown> } }[])[0]!;
     expect(link.linkinfo.info_data).toMatchObject({ id: 42, remote: underlayAddress(2), local: underlayAddress(1), port: 4789 });
-    expect(await ping(machines.guests[0]!, guestAddress(2))).toBe(3);
+    expect(await ping(machines!.guests[0]!, guestAddress(2))).toBe(3);
     type Row = { port: string; txFps: number; rxFps: number; drops: number };
     const tunnelRows = () => output.split('\n').filter((line) => line.startsWith('{"time"')).map((line) => (JSON.parse(line) as { ports: Row[] }).ports.find((row) => row.port === 'vxlan:vx0')!);
     expect(await eventually(() => tunnelRows().some((row) => row.txFps > 0 && row.rxFps > 0), 5_000), output).toBe(true);
@@ -43,7 +53,7 @@ describe.skipIf(!privileged)('netdev CLI with tunnels', () => {
     const [code] = await exited;
     expect(code).toBe(0);
     expect(JSON.parse(ip('-j', '-n', h1, 'link', 'show')).map((l: { ifname: string }) => l.ifname)).not.toContain('vx0');
-  });
+  }
 
   it('refuses a --config for a device that is not a port, or one that is not KEY=VALUE, before touching any device', () => {
     machines = new Machines(2);
@@ -67,6 +77,11 @@ describe.skipIf(!privileged)('netdev CLI with tunnels', () => {
     expect(shown).toMatchObject({ type: 'system', tunnel: { kind: 'vxlan', key: '5005', remote_ip: underlayAddress(2), local_ip: underlayAddress(1), dst_port: '4790', ttl: '9', learning: 'false' } });
     const text = execFileSync(process.execPath, [CLI, 'show', 'vx5', '--netns', h1], { encoding: 'utf8' }).split('\n');
     expect(text).toContain(`tunnel    vxlan key=5005 remote_ip=${underlayAddress(2)} local_ip=${underlayAddress(1)} dst_port=4790 ttl=9 learning=false`);
+    // The underlay by its name, under the dev key.
+    ip('-n', h1, 'link', 'add', 'vx6', 'type', 'vxlan', 'id', '6006', 'remote', underlayAddress(2), 'dev', 'u0', 'dstport', '4791');
+    const underlaid = JSON.parse(execFileSync(process.execPath, [CLI, 'show', 'vx6', '--netns', h1, '--json'], { encoding: 'utf8' })) as { tunnel: Record<string, string> };
+    expect(underlaid.tunnel).toMatchObject({ key: '6006', dev: 'u0' });
+    expect(underlaid.tunnel.dev_ifindex).toBeUndefined();
     const plain = JSON.parse(execFileSync(process.execPath, [CLI, 'show', 'u0', '--netns', h1, '--json'], { encoding: 'utf8' })) as Record<string, unknown>;
     expect(plain.tunnel).toBe('none');
     expect(cli('switch', '--help').stdout).toMatch(/--config DEV=KEY=VALUE/);

@@ -33,15 +33,43 @@ export class Machines {
   readonly tunnels: Netdev[] = [];
   /** Each host's guest port (g0), once started. */
   readonly guestPorts: Netdev[] = [];
-  /** Namespaces remove() took away. */
-  private readonly removed = new Set<string>();
+  /** Namespaces made and not yet deleted. */
+  private readonly made: string[] = [];
 
   /** `count` machines; the guests' MTU is `guestMtu` (the tunnel's, by default). */
   constructor(count: number, guestMtu = 1450) {
     this.hosts = Array.from({ length: count }, (_, i) => `${this.id}h${i + 1}`);
     this.guests = Array.from({ length: count }, (_, i) => `${this.id}g${i + 1}`);
     this.bridge = count > 2 ? `${this.id}n` : null;
-    for (const ns of [...this.hosts, ...this.guests, ...(this.bridge ? [this.bridge] : [])]) ip('netns', 'add', ns);
+    try {
+      for (const ns of this.namespaces()) {
+        ip('netns', 'add', ns);
+        this.made.push(ns);
+      }
+      this.build(guestMtu);
+    } catch (error) {
+      this.deleteNamespaces();
+      throw error;
+    }
+  }
+
+  private namespaces(): string[] {
+    return [...this.hosts, ...this.guests, ...(this.bridge ? [this.bridge] : [])];
+  }
+
+  /** Deletes every namespace made and not removed yet. */
+  private deleteNamespaces(): void {
+    for (const ns of this.made.splice(0)) {
+      try {
+        ip('netns', 'del', ns);
+      } catch {
+        // gone already
+      }
+    }
+  }
+
+  /** The links, addresses and neighbours of the namespaces. */
+  private build(guestMtu: number): void {
     if (this.bridge) {
       ip('-n', this.bridge, 'link', 'add', 'br0', 'type', 'bridge');
       ip('-n', this.bridge, 'link', 'set', 'br0', 'addrgenmode', 'none');
@@ -115,7 +143,7 @@ export class Machines {
     await this.guestPorts[i]!.close();
     for (const ns of [this.guests[i]!, this.hosts[i]!]) {
       ip('netns', 'del', ns);
-      this.removed.add(ns);
+      this.made.splice(this.made.indexOf(ns), 1);
     }
   }
 
@@ -127,10 +155,14 @@ export class Machines {
 
   /** Closes the Switches and devices, then removes every namespace. */
   async destroy(): Promise<void> {
-    for (const sw of this.switches) await sw?.close(); // a host not started has none; a removed one's second close does nothing
-    await this.mgr.close();
-    for (const ns of [...this.guests, ...this.hosts, ...(this.bridge ? [this.bridge] : [])]) {
-      if (!this.removed.has(ns)) ip('netns', 'del', ns);
+    try {
+      try {
+        for (const sw of this.switches) await sw?.close(); // a host not started has none; a removed one's second close does nothing
+      } finally {
+        await this.mgr.close();
+      }
+    } finally {
+      this.deleteNamespaces();
     }
   }
 }
@@ -151,18 +183,29 @@ export async function outputOf(child: ChildProcess): Promise<string> {
   return out;
 }
 
-/** Sends `bytes` over TCP from guest namespace `from` to `to` at `address` and checks byte count and SHA-256 at the receiver. */
-export async function transfer(from: string, to: string, address: string, bytes: number): Promise<void> {
+/**
+ * Sends `bytes` over TCP from guest namespace `from` to `to` at `address` and checks byte count and
+ * SHA-256 at the receiver.  An abort of `signal` kills both ends (a test that fails midway).
+ */
+export async function transfer(from: string, to: string, address: string, bytes: number, signal?: AbortSignal): Promise<void> {
   const server = inNetns(to, ['python3', TRANSFER, 'serve', address, '5001']);
+  const children = [server];
+  const stop = () => children.forEach((child) => child.kill());
+  signal?.addEventListener('abort', stop, { once: true });
   const served = outputOf(server);
   served.catch(() => {});
   let sent: string[];
   try {
     await untilPrinted(server);
-    sent = (await outputOf(inNetns(from, ['python3', TRANSFER, 'send', address, '5001', String(bytes)]))).trim().split(' ');
+    const sender = inNetns(from, ['python3', TRANSFER, 'send', address, '5001', String(bytes)]);
+    children.push(sender);
+    if (signal?.aborted) stop();
+    sent = (await outputOf(sender)).trim().split(' ');
   } catch (error) {
     server.kill();
     throw error;
+  } finally {
+    signal?.removeEventListener('abort', stop);
   }
   const received = (await served).trim().split('\n').pop()!.split(' ');
   expect(received).toEqual(sent.slice(0, 2));

@@ -9,6 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Netdev } from '../dist/index.js';
 import { VNET_HDR_LEN } from '../dist/common/vnet-header.js';
+import { LinkNotifier } from '../dist/providers/linux/link-notifier.js';
+import { Netns } from '../dist/sys/netns.js';
 import { rejection, requireTool } from './helpers.js';
 import { ip, privileged, requirePrivilege } from './netns-harness.js';
 import { guestAddress, Machines, ping, transfer, underlayAddress } from './tunnel-rig.js';
@@ -49,7 +51,10 @@ describe.skipIf(!privileged)('vxlan provider', () => {
     expect(link.mtu).toBe(1500 - 50); // u0's MTU less the IPv4 encapsulation
     expect(dev.type).toBe('vxlan');
     expect(await dev.getMtu()).toBe(1450);
-    expect(await dev.getConfig()).toMatchObject({ key: '4242', remote_ip: underlayAddress(2), dst_port: '4790', ttl: '17', learning: 'false', persist: 'false' });
+    expect(await dev.getConfig()).toMatchObject({ key: '4242', remote_ip: underlayAddress(2), dst_port: '4790', ttl: '17', learning: 'false', persist: 'false', mtu: '1450' });
+    await dev.setMtu(1400);
+    expect((await dev.getConfig()).mtu).toBe('1400');
+    expect(vxlanLink(h1, 'vx0')!.mtu).toBe(1400);
     // The kernel takes one vxlan device per key and port in a namespace (why several remotes share one device).
     expect((await rejection(mgr.open('vxlan:vx9', { netns: h1, config: { key: '4242', remote_ip: underlayAddress(3), dst_port: '4790' } }))).code).toBe('EEXIST');
     await dev.close();
@@ -84,7 +89,30 @@ describe.skipIf(!privileged)('vxlan provider', () => {
     expect(vxlanLink(h1, 'vx2')).not.toBeNull();
   });
 
-  it('refuses bad config with EINVAL naming the key, before anything is made', async () => {
+  it('deletes the device an open made when the open fails after making it, persist=true or not', async () => {
+    machines = new Machines(2);
+    const [h1] = machines.hosts as [string];
+    // The open is aborted once the kernel says vx0 exists (while its worker starts).
+    const netns = Netns.open(h1);
+    const notifier = new LinkNotifier(netns);
+    const controller = new AbortController();
+    const unsubscribe = notifier.subscribe((change) => {
+      if (change.kind === 'link' && change.name === 'vx0' && !change.deleted) controller.abort();
+    });
+    try {
+      const error = await rejection(machines.mgr.open('vxlan:vx0', { netns: h1, signal: controller.signal, config: { ...machines.config(0), persist: 'true' } }));
+      expect(controller.signal.aborted).toBe(true);
+      expect(error.code).toBe('ECANCELED');
+    } finally {
+      unsubscribe();
+      notifier.close();
+      netns.close();
+    }
+    expect(vxlanLink(h1, 'vx0')).toBeNull();
+  });
+
+  it('refuses bad config with EINVAL naming the key, before anything is made', async (test) => {
+    requireTool(test, 'bridge', 'iproute2');
     machines = new Machines(2);
     const [h1] = machines.hosts as [string];
     const remote = underlayAddress(2);
@@ -102,7 +130,18 @@ describe.skipIf(!privileged)('vxlan provider', () => {
       [{ key: '42', remote_ip: remote, local_ip: 'fd00::1' }, 'local_ip'],
       [{ key: '42', remote_ip: remote, learning: 'yes' }, 'learning'],
       [{ key: '42', remote_ip: remote, mtu: '20' }, 'mtu'],
+      [{ key: '42', remote_ip: remote, dev: 'u0', mtu: '1451' }, 'mtu'], // more than u0 leaves (the kernel would lower it)
       [{ key: '42', remote_ip: remote, vni: '42' }, 'vni'],
+      // Remotes that would hand the device's frames back to itself, and a group among unicast remotes.
+      [{ key: '42', remote_ip: '0.0.0.0' }, 'remote_ip'],
+      [{ key: '42', remote_ip: '::' }, 'remote_ip'],
+      [{ key: '42', remote_ip: '127.0.0.1' }, 'remote_ip'],
+      [{ key: '42', remote_ip: '::1' }, 'remote_ip'],
+      [{ key: '42', remote_ip: '10.200.0.9', local_ip: '10.200.0.9' }, 'remote_ip'],
+      [{ key: '42', remote_ip: `${remote},${underlayAddress(1)}` }, 'remote_ip'],
+      [{ key: '42', remote_ip: `${remote},127.0.0.2` }, 'remote_ip'],
+      [{ key: '42', remote_ip: `${remote},239.1.1.1`, dev: 'u0' }, 'remote_ip'],
+      [{ key: '42', remote_ip: 'fe80::2' }, 'remote_ip'],
     ];
     for (const [config, key] of cases) {
       const error = await rejection(machines.mgr.open('vxlan:vx0', { netns: h1, config }));
@@ -113,13 +152,27 @@ describe.skipIf(!privileged)('vxlan provider', () => {
     const missing = await rejection(machines.mgr.open('vxlan:vx0', { netns: h1, config: { key: '42', remote_ip: '239.1.1.1', dev: 'nosuch0' } }));
     expect([missing.code, missing.message.includes("'dev'")]).toEqual(['ENODEV', true]);
     expect(vxlanLink(h1, 'vx0')).toBeNull();
+    // A combination only the kernel refuses: the error says what the kernel said (its extended ack).
+    const scopes = await rejection(machines.mgr.open('vxlan:vx0', { netns: h1, config: { key: '42', remote_ip: 'fd00:200::2', local_ip: 'fe80::1' } }));
+    expect(scopes.code).toBe('EINVAL');
+    expect(scopes.message).toMatch(/RTM_NEWLINK vxlan vx0: the kernel says: Invalid combination of local and remote address scopes/);
+    expect(vxlanLink(h1, 'vx0')).toBeNull();
     // A multicast group on an underlay device is made as asked.
     const group = await machines.mgr.open('vxlan:vx0', { netns: h1, config: { key: '42', remote_ip: '239.1.1.1', dev: 'u0' } });
     const link = vxlanLink(h1, 'vx0')!;
     expect(link.linkinfo.info_data).toMatchObject({ group: '239.1.1.1', link: 'u0' });
+    expect([link.mtu, (await group.getConfig()).mtu]).toEqual([1450, '1450']);
+    expect([link.linkinfo.info_data.ttl, (await group.getConfig()).ttl]).toEqual([1, '1']); // a group's default TTL, as the kernel's
     // Keys fixed once made are refused on a later open that changes them.
     expect((await rejection(machines.mgr.open('vxlan:vx0', { netns: h1, config: { key: '43' } }))).message).toMatch(/'key' is fixed/);
     await group.close();
+    // A local address is refused as a new remote too, and nothing changes.
+    const unicast = await machines.mgr.open('vxlan:vx0', { netns: h1, ethertype: 'none', config: { key: '42', remote_ip: remote } });
+    const refused = await rejection(unicast.setConfig({ remote_ip: `${remote},${underlayAddress(1)}` }));
+    expect([refused.code, refused.message.includes("'remote_ip'")]).toEqual(['EINVAL', true]);
+    expect(await unicast.getConfig()).toMatchObject({ remote_ip: remote });
+    expect(machines.floodRemotes(0)).toEqual([remote]);
+    await unicast.close();
   });
 
   it('counts a frame too large for the tunnel where it is refused: the Switch port\'s txDropped; send() says EMSGSIZE', async (test) => {
@@ -161,6 +214,30 @@ describe.skipIf(!privileged)('vxlan provider', () => {
     expect(port.counters.txFrames).toBeLessThan(segments / 2);
   });
 
+  it('changes remote_ip while open, its first (the device\'s own remote) included, as ip -d link and bridge fdb say', async (test) => {
+    requireTool(test, 'ping', 'iputils-ping');
+    requireTool(test, 'bridge', 'iproute2');
+    machines = new Machines(3);
+    await machines.start();
+    const m = machines;
+    const [g1] = m.guests as [string];
+    const [h1] = m.hosts as [string];
+    const tunnel = m.tunnels[0]!;
+    const own = () => vxlanLink(h1, 'vx0')!.linkinfo.info_data.remote;
+    expect([own(), m.floodRemotes(0)]).toEqual([underlayAddress(2), [underlayAddress(2), underlayAddress(3)]]);
+    // The first remote removed: host 3 becomes the device's own remote.
+    await tunnel.setConfig({ remote_ip: underlayAddress(3) });
+    expect([own(), m.floodRemotes(0), (await tunnel.getConfig()).remote_ip]).toEqual([underlayAddress(3), [underlayAddress(3)], underlayAddress(3)]);
+    expect(await ping(g1, guestAddress(3), 2)).toBe(2);
+    // Host 2 added back after it, then put first: the old own remote stays a flood entry.
+    await tunnel.setConfig({ remote_ip: `${underlayAddress(3)},${underlayAddress(2)}` });
+    expect([own(), m.floodRemotes(0)]).toEqual([underlayAddress(3), [underlayAddress(2), underlayAddress(3)]]);
+    await tunnel.setConfig({ remote_ip: `${underlayAddress(2)},${underlayAddress(3)}` });
+    expect([own(), m.floodRemotes(0), (await tunnel.getConfig()).remote_ip]).toEqual([underlayAddress(2), [underlayAddress(2), underlayAddress(3)], `${underlayAddress(2)},${underlayAddress(3)}`]);
+    expect(await ping(g1, guestAddress(2), 2)).toBe(2);
+    expect(await ping(g1, guestAddress(3), 2)).toBe(2);
+  });
+
   it('floods to every remote, settles to unicast once learned, and keeps carrying TCP when a remote machine goes away', async (test) => {
     requireTool(test, 'ping', 'iputils-ping');
     requireTool(test, 'bridge', 'iproute2');
@@ -185,12 +262,18 @@ describe.skipIf(!privileged)('vxlan provider', () => {
     expect(await ping(g1, guestAddress(3), 3)).toBe(3);
 
     // Machine 3 goes away while guest 1 sends to guest 2; the others drop it from their remotes.
-    const sending = transfer(g1, g2, guestAddress(2), 32 * MIB);
-    await m.remove(2);
-    for (const i of [0, 1]) await m.tunnels[i]!.setConfig({ remote_ip: underlayAddress(2 - i) });
-    expect(m.floodRemotes(0)).toEqual([underlayAddress(2)]);
-    expect(m.floodRemotes(1)).toEqual([underlayAddress(1)]);
-    await sending;
+    const stop = new AbortController();
+    const sending = transfer(g1, g2, guestAddress(2), 32 * MIB, stop.signal);
+    sending.catch(() => {}); // awaited below, unless a check fails first
+    try {
+      await m.remove(2);
+      for (const i of [0, 1]) await m.tunnels[i]!.setConfig({ remote_ip: underlayAddress(2 - i) });
+      expect(m.floodRemotes(0)).toEqual([underlayAddress(2)]);
+      expect(m.floodRemotes(1)).toEqual([underlayAddress(1)]);
+      await sending;
+    } finally {
+      stop.abort(); // the transfer's processes are gone if it ended
+    }
     expect(await ping(g2, guestAddress(1), 3)).toBe(3);
   });
 });

@@ -32,7 +32,8 @@ const CONFIG_KEYS: Readonly<Record<string, readonly ConfigKeyInfo[]>> = {
 
 /**
  * A kernel tunnel device's parameters as the kernel reports them (rtnetlink, in the device's
- * namespace), under Open vSwitch's option names, with its kind; ENOENT for any other device.
+ * namespace), under the config keys' names (dev: the underlay's name), with its kind; ENOENT for
+ * any other device.
  */
 async function tunnelOf(dev: Netdev): Promise<Record<string, string>> {
   const ifindex = await dev.getIfindex();
@@ -42,7 +43,10 @@ async function tunnelOf(dev: Netdev): Promise<Record<string, string>> {
     const link = notifier.queryLink(ifindex);
     const parameters = tunnelParameters(link.linkKind, link.infoData);
     if (!parameters) throw netdevError('ENOENT', `${dev.name} is not a tunnel`);
-    return { kind: link.linkKind!, ...parameters };
+    // The underlay by its name, as the dev config key names it.
+    const { dev_ifindex: underlay, ...named } = parameters;
+    if (underlay !== undefined) named.dev = notifier.queryLink(Number(underlay)).name ?? `ifindex ${underlay}`;
+    return { kind: link.linkKind!, ...named };
   } finally {
     notifier.close();
     netns?.close();

@@ -23,8 +23,6 @@ export interface TunnelDemoOptions {
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGPIPE'] as const;
 /** Bytes the TCP transfer moves. */
 const TCP_BYTES = 64 * 1024 * 1024;
-/** The tunnel's MTU over the underlay's 1500 (vxlan over IPv4 adds 50 bytes), which the guests take. */
-const GUEST_MTU = 1450;
 /** Rings of the ports opened with offloads (as netdev switch opens them). */
 const RING_BYTES = 8 * 1024 * 1024;
 
@@ -60,7 +58,8 @@ export async function runTunnelDemo(options: TunnelDemoOptions): Promise<number>
   for (const signal of SIGNALS) process.on(signal, interrupted);
   const mgr = new NetdevManager();
   const switches = [new Switch(), new Switch()];
-  const tunnels: Netdev[] = [];
+  /** The veths frames cross (each machine's g0 and u0, each guest's eth0), opened for control only: their carrier is awaited. */
+  const veths: Netdev[] = [];
   try {
     out('netdev demo --hosts 2: two machines in network namespaces of its own, a Switch on each, joined by the kernel\'s vxlan tunnels (root)');
     out(`  [${guests[0]}: eth0 10.99.0.1] == [${machines[0]}: g0] Switch [vxlan:vx0 10.200.0.1] == underlay == [vxlan:vx0 10.200.0.2] Switch [g0: ${machines[1]}] == [${guests[1]}: eth0 10.99.0.2]`);
@@ -74,23 +73,25 @@ export async function runTunnelDemo(options: TunnelDemoOptions): Promise<number>
       ip('-n', machine, 'link', 'set', 'u0', 'up');
       ip('-n', machine, 'link', 'add', 'g0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', guests[i]!);
       ip('-n', machine, 'link', 'set', 'g0', 'addrgenmode', 'none');
-      ip('-n', guests[i]!, 'link', 'set', 'eth0', 'mtu', String(GUEST_MTU));
-      ip('-n', guests[i]!, 'addr', 'add', `10.99.0.${i + 1}/24`, 'dev', 'eth0');
-      ip('-n', guests[i]!, 'link', 'set', 'eth0', 'up');
       const config = { key: '42', remote_ip: `10.200.0.${2 - i}`, local_ip: `10.200.0.${i + 1}` };
       const guestPort = await mgr.open('g0', { netns: machine, offloads: true, ringSize: RING_BYTES });
       const tunnel = await mgr.open('vxlan:vx0', { netns: machine, offloads: true, ringSize: RING_BYTES, config });
-      tunnels.push(tunnel);
       for (const port of [guestPort, tunnel]) {
         await port.turnFlagsOn({ up: true, promisc: true });
         switches[i]!.addPort(port);
       }
       await switches[i]!.ready();
+      // The guest takes the tunnel's MTU: no frame of its fits in the tunnel otherwise, and no ICMP says so.
+      const mtu = await tunnel.getMtu();
+      ip('-n', guests[i]!, 'link', 'set', 'eth0', 'mtu', String(mtu));
+      ip('-n', guests[i]!, 'addr', 'add', `10.99.0.${i + 1}/24`, 'dev', 'eth0');
+      ip('-n', guests[i]!, 'link', 'set', 'eth0', 'up');
+      veths.push(guestPort, await mgr.open('u0', { netns: machine, ethertype: 'none' }), await mgr.open('eth0', { netns: guests[i]!, ethertype: 'none' }));
       const { key, remote_ip: remote, dst_port: port } = await tunnel.getConfig();
-      out(`${machine}: vxlan:vx0 key ${key}, remote ${remote}, UDP port ${port}, MTU ${await tunnel.getMtu()} (the underlay's 1500 less 50); guest MTU ${GUEST_MTU}`);
+      out(`${machine}: vxlan:vx0 key ${key}, remote ${remote}, UDP port ${port}, MTU ${mtu} (the underlay's less 50); guest MTU ${mtu}`);
     }
     // The kernel drops frames until a veth's carrier is up.
-    for (let i = 0; i < 300 && !(await Promise.all(tunnels.map((t) => t.getCarrier()))).every(Boolean); i++) {
+    for (let i = 0; i < 300 && !(await Promise.all(veths.map((veth) => veth.getCarrier()))).every(Boolean); i++) {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     const connected = await proveConnectivity(guests[0], guests[1], children, out);
@@ -105,10 +106,17 @@ export async function runTunnelDemo(options: TunnelDemoOptions): Promise<number>
     }
     return connected && transferred ? 0 : 1;
   } finally {
-    for (const sw of switches) await sw.close();
-    await mgr.close();
-    teardown();
-    for (const signal of SIGNALS) process.off(signal, interrupted);
-    options.out(`removed ${[...machines, ...guests].join(', ')}`);
+    // Each step runs even if the one before failed: the namespaces go whatever happens.
+    try {
+      try {
+        for (const sw of switches) await sw.close();
+      } finally {
+        await mgr.close();
+      }
+    } finally {
+      teardown();
+      for (const signal of SIGNALS) process.off(signal, interrupted);
+      options.out(`removed ${[...machines, ...guests].join(', ')}`);
+    }
   }
 }

@@ -1,6 +1,7 @@
 /**
  * NetdevManager: the registry of providers by name prefix, the devices open by name (shared and
- * refcounted), handles, monitors, the job pool, and the exit hook that restores flags.  Nobody
+ * refcounted), handles, monitors, the job pool, and the exit hook that restores flags (and
+ * deletes the tunnel devices that must not outlive the process).  Nobody
  * calls run()/wait(): workers, bells and the event loop do OVS's poll loop.  A device whose
  * name no longer leads to it (deleted, renamed) is not given to new opens of the name: they get a
  * new device, and the old one lives on for its handles until they close.
@@ -181,10 +182,10 @@ export class NetdevManager {
         if (created) await this.destroyDevice(device);
         throw toNetdevError(error, name, 'open');
       }
+      if (created) device.impl.openCompleted?.();
       const handle = new Netdev(device, ethertype, (h) => this.release(h));
       device.handles.add(handle);
       this.handleDevices.set(handle, device);
-      this.removeExitRestorer ??= addExitRestorer(() => this.restoreAllFlags());
       return handle;
     });
   }
@@ -361,6 +362,7 @@ export class NetdevManager {
     }
     this.devices.set(device.label, device);
     this.live.add(device);
+    this.removeExitRestorer ??= addExitRestorer(() => this.atExit());
     return device;
   }
 
@@ -404,9 +406,21 @@ export class NetdevManager {
     return device;
   }
 
-  private restoreAllFlags(): void {
+  /** The exit and signal hook, while devices are live: each handle's flags restored, then each device's atExit. */
+  private atExit(): void {
     for (const device of this.live) {
-      for (const handle of device.handles) (handle as Netdev).restoreFlags();
+      for (const handle of device.handles) {
+        try {
+          (handle as Netdev).restoreFlags();
+        } catch {
+          // A failing restore must not keep the others from running.
+        }
+      }
+      try {
+        device.impl.atExit?.();
+      } catch {
+        // nor a failing atExit.
+      }
     }
   }
 

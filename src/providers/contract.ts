@@ -190,8 +190,19 @@ export interface ProviderDevice {
    * until closed); undo whatever ties other devices' I/O to this one.  ioStopping is not called.
    */
   ioFailed?(error: Error): void | Promise<void>;
+  /**
+   * Called once the open that created the device has completed (its config applied, its I/O
+   * started); until then, destroy() undoes everything create() made, whatever the config says.
+   */
+  openCompleted?(): void;
   /** Releases the device's resources; called after its worker has stopped. */
   destroy(): void | Promise<void>;
+  /**
+   * Undoes what must not outlive the process (a tunnel deletes the kernel device it made, unless
+   * persist=true), when it ends without closing the device: called from the manager's exit and
+   * signal hooks, after flags are restored.  Synchronous, and must not depend on the event loop.
+   */
+  atExit?(): void;
   /**
    * False once the name the device was opened by no longer leads to it (the kernel device was
    * deleted, renamed, or its name given to another): the manager then gives a new open of the

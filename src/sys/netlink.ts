@@ -1,6 +1,7 @@
 /**
- * rtnetlink wire format: building RTM_GETLINK requests and parsing what NETLINK_ROUTE sockets
- * deliver (RTM_NEWLINK/DELLINK, RTM_NEWADDR/DELADDR, errors).  Pure functions over bytes, apart
+ * rtnetlink wire format: building requests (RTM_GETLINK, RTM_NEWLINK/DELLINK of tunnel devices,
+ * RTM_NEWNEIGH/DELNEIGH of their flood entries) and parsing what NETLINK_ROUTE sockets deliver
+ * (RTM_NEWLINK/DELLINK, RTM_NEWADDR/DELADDR, errors with the kernel's extended-ack message).  Pure functions over bytes, apart
  * from what reads and writes them, and safe on any input: every length is checked against what is
  * there, and what cannot be parsed is reported as such (OVS's "something may have changed").
  */
@@ -10,6 +11,10 @@ export const AF_NETLINK = 16;
 export const RTMGRP_LINK = 0x1;
 export const RTMGRP_IPV4_IFADDR = 0x10;
 export const RTMGRP_IPV6_IFADDR = 0x100;
+export const SOL_NETLINK = 270;
+/** Socket options: errors carry the kernel's message (extended acknowledgements), and leave out the request they answer. */
+export const NETLINK_CAP_ACK = 10;
+export const NETLINK_EXT_ACK = 11;
 
 const NLMSG_HDRLEN = 16;
 const NLMSG_NOOP = 1;
@@ -22,6 +27,9 @@ const NLM_F_EXCL = 0x200;
 const NLM_F_CREATE = 0x400;
 const NLM_F_APPEND = 0x800;
 const NLM_F_DUMP_INTR = 0x10;
+const NLM_F_CAPPED = 0x100;
+const NLM_F_ACK_TLVS = 0x200;
+const NLMSGERR_ATTR_MSG = 1;
 const NLM_F_DUMP = 0x300;
 export const RTM_NEWLINK = 16;
 export const RTM_DELLINK = 17;
@@ -84,6 +92,8 @@ export interface ErrorMessage {
   kind: 'error';
   errno: number;
   seq: number;
+  /** The kernel's explanation (NLMSGERR_ATTR_MSG of an extended acknowledgement), if it gave one. */
+  message?: string | undefined;
 }
 
 /** Something unparsable, or an overrun: anything may have changed. */
@@ -153,6 +163,20 @@ function parseLink(bytes: Uint8Array, view: DataView, start: number, end: number
   return ok ? link : { kind: 'unparsable', reason: 'malformed link attributes' };
 }
 
+/** An NLMSG_ERROR body (errno, then the request's header, or all of it unless NLM_F_CAPPED, then any NLM_F_ACK_TLVS attributes). */
+function parseError(bytes: Uint8Array, view: DataView, body: number, end: number, flags: number, seq: number): ErrorMessage {
+  const error: ErrorMessage = { kind: 'error', errno: -view.getInt32(body, true), seq };
+  const request = body + 4;
+  if ((flags & NLM_F_ACK_TLVS) === 0 || end - request < NLMSG_HDRLEN) return error;
+  const requestLength = (flags & NLM_F_CAPPED) !== 0 ? NLMSG_HDRLEN : view.getUint32(request, true);
+  if (requestLength < NLMSG_HDRLEN || requestLength > end - request) return error;
+  const attributes = request + align4(requestLength);
+  forEachAttribute(view, attributes, end, (type, offset, length) => {
+    if (type === NLMSGERR_ATTR_MSG) error.message = cString(bytes, offset, length);
+  });
+  return error;
+}
+
 /**
  * Parses the first `length` bytes of `bytes` (what one recv returned) into messages.  Never
  * throws: anything malformed ends the parse with an 'unparsable' entry.
@@ -185,7 +209,7 @@ export function parseRouteMessages(bytes: Uint8Array, length: number): RouteMess
           : { kind: 'address', family: bytes[body]!, ifindex: view.getUint32(body + 4, true) },
       );
     } else if (type === NLMSG_ERROR) {
-      messages.push(bodyEnd - body < 4 ? { kind: 'unparsable', reason: 'short error' } : { kind: 'error', errno: -view.getInt32(body, true), seq });
+      messages.push(bodyEnd - body < 4 ? { kind: 'unparsable', reason: 'short error' } : parseError(bytes, view, body, bodyEnd, flags, seq));
     } else if (type === NLMSG_DONE) {
       messages.push({ kind: 'done', seq, interrupted: (flags & NLM_F_DUMP_INTR) !== 0 });
     } else if (type === NLMSG_OVERRUN) {
@@ -293,6 +317,17 @@ export function newLinkRequest(link: NewLink, seq: number): Buffer {
     ...(link.mtu ? [{ type: IFLA_MTU, payload: payload.u32(link.mtu) }] : []),
     { type: IFLA_LINKINFO | NLA_F_NESTED, payload: linkInfo },
   ]);
+}
+
+/** An RTM_NEWLINK request changing the link `ifindex` of kind `kind` (changelink): the IFLA_INFO_DATA attributes `data`, the others kept. */
+export function changeLinkRequest(ifindex: number, kind: string, data: readonly Attribute[], seq: number): Buffer {
+  const ifinfo = Buffer.alloc(IFINFOMSG_LEN);
+  ifinfo.writeInt32LE(ifindex, 4);
+  const linkInfo = encodeAttributes([
+    { type: IFLA_INFO_KIND, payload: payload.string(kind) },
+    { type: IFLA_INFO_DATA | NLA_F_NESTED, payload: encodeAttributes(data) },
+  ]);
+  return request(RTM_NEWLINK, 0, seq, ifinfo, [{ type: IFLA_LINKINFO | NLA_F_NESTED, payload: linkInfo }]);
 }
 
 /** An RTM_DELLINK request deleting the link `link`: an ifindex, or a name. */

@@ -7,14 +7,15 @@
  * again (an RTM_GETLINK dump) and hands the list out as a resync, from which each listener learns
  * what changed meanwhile, deletions included; then it goes on listening (libuv stops a poll handle
  * on the overrun's POLLERR, so it is started again).  A second socket answers RTM_GETLINK queries
- * and dumps (statistics, carrier, VLAN).
+ * and dumps (statistics, carrier, VLAN) and carries requests that change links (the tunnel
+ * provider's RTM_NEWLINK, RTM_DELLINK, RTM_NEWNEIGH, RTM_DELNEIGH).
  */
 import { NetdevError } from '../../common/errors.js';
 import { check, errnoError, errnoName, lastErrno, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, sys, watchReadable } from '../../sys/libc.js';
 import type { Netns } from '../../sys/netns.js';
 import {
-  AF_NETLINK, dumpLinksRequest, getLinkRequest, NETLINK_ROUTE, netlinkAddress, parseRouteMessages, RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR,
-  RTMGRP_LINK, type AddressMessage, type LinkMessage,
+  AF_NETLINK, dumpLinksRequest, getLinkRequest, NETLINK_CAP_ACK, NETLINK_EXT_ACK, NETLINK_ROUTE, netlinkAddress, parseRouteMessages, RTMGRP_IPV4_IFADDR,
+  RTMGRP_IPV6_IFADDR, RTMGRP_LINK, SOL_NETLINK, type AddressMessage, type LinkMessage,
 } from '../../sys/netlink.js';
 
 /**
@@ -147,8 +148,13 @@ export class LinkNotifier {
     }
   }
 
+  /** The socket for requests, its errors carrying the kernel's message (where the kernel can: the options are best effort). */
   private querySocket(): number {
-    if (this.queryFd < 0) this.queryFd = routeSocket(this.netns, 0);
+    if (this.queryFd < 0) {
+      this.queryFd = routeSocket(this.netns, 0);
+      sys.setsockoptInt(this.queryFd, SOL_NETLINK, NETLINK_EXT_ACK, 1);
+      sys.setsockoptInt(this.queryFd, SOL_NETLINK, NETLINK_CAP_ACK, 1);
+    }
     return this.queryFd;
   }
 
@@ -161,7 +167,8 @@ export class LinkNotifier {
   /**
    * Sends the request `build(seq)` makes (one asking for an acknowledgement: NLM_F_ACK) on the
    * query socket, in this namespace, and returns once the kernel acknowledged it; the kernel's
-   * refusal is a NetdevError with its errno, `what` saying which request it was.
+   * refusal is a NetdevError with its errno, its detail `what` (which request it was) and the
+   * kernel's own message if it gave one.  Synchronous (also used from exit hooks).
    */
   request(build: (seq: number) => Buffer, what: string): void {
     const fd = this.querySocket();
@@ -172,7 +179,7 @@ export class LinkNotifier {
       const length = check(sys.recv(fd, this.buffer, this.buffer.length, MSG_DONTWAIT), 'recv', `${what}: answer`);
       for (const message of parseRouteMessages(this.buffer, length)) {
         if (message.kind !== 'error' || message.seq !== seq) continue;
-        if (message.errno !== 0) throw new NetdevError({ code: errnoName(message.errno), detail: what });
+        if (message.errno !== 0) throw new NetdevError({ code: errnoName(message.errno), detail: message.message ? `${what}: the kernel says: ${message.message}` : what });
         return;
       }
     }

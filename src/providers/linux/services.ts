@@ -1,7 +1,8 @@
 /**
- * What the Linux providers (system, tap, pltap) keep per network namespace: one AF_INET datagram
- * socket for the ioctls (created inside its namespace, so it answers for that namespace) and one
- * rtnetlink change notifier, both opened on first use and closed with the provider.
+ * What the Linux providers (system, tap, pltap, and the tunnel kinds) keep per network namespace:
+ * one AF_INET datagram socket for the ioctls (created inside its namespace, so it answers for that
+ * namespace) and one rtnetlink notifier (change events, queries, and the requests that make and
+ * delete tunnel devices), both opened on first use and closed with the provider.
  */
 import { AF_INET, check, SOCK_CLOEXEC, SOCK_DGRAM, sys } from '../../sys/libc.js';
 import { Netns } from '../../sys/netns.js';
