@@ -85,3 +85,16 @@ export class ForwarderTopology {
     if (failure) throw failure;
   }
 }
+
+/** Closes `sw` (if any), then `mgr`, then deletes `topo`'s namespaces: each step even if one before it failed. */
+export async function tearDown(sw: { close(): Promise<void> } | undefined, mgr: { close(): Promise<void> }, topo: ForwarderTopology): Promise<void> {
+  try {
+    await sw?.close();
+  } finally {
+    try {
+      await mgr.close();
+    } finally {
+      topo.destroy();
+    }
+  }
+}

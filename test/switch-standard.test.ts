@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NetdevManager, Switch, type MacFlap, type Netdev, type NetdevError, type PortCounters } from '../dist/index.js';
 import { eventually } from './helpers.js';
-import { ForwarderTopology } from './forwarder-topology.js';
+import { ForwarderTopology, tearDown } from './forwarder-topology.js';
 import { privileged, requirePrivilege } from './netns-harness.js';
 
 requirePrivilege('Switch against the Linux bridge');
@@ -76,16 +76,9 @@ describe.skipIf(!privileged)('Switch as a standard bridge, against the Linux bri
     mgr = new NetdevManager();
   });
   afterEach(async () => {
-    try {
-      await sw?.close();
-    } finally {
-      sw = undefined;
-      try {
-        await mgr.close();
-      } finally {
-        topo.destroy();
-      }
-    }
+    const closing = sw;
+    sw = undefined;
+    await tearDown(closing, mgr, topo);
   });
 
   /** Sends every probe and the marker from h1; returns the ids that reached h2 and h3 (once the marker has). */

@@ -8,7 +8,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NetdevManager, Switch, type Netdev } from '../dist/index.js';
 import { eventually } from './helpers.js';
-import { ForwarderTopology } from './forwarder-topology.js';
+import { ForwarderTopology, tearDown } from './forwarder-topology.js';
 import { privileged, requirePrivilege } from './netns-harness.js';
 
 requirePrivilege('Switch spanning tree');
@@ -53,16 +53,9 @@ describe.skipIf(!privileged)('Switch spanning tree (802.1D) over veth pairs and 
     mgr = new NetdevManager();
   });
   afterEach(async () => {
-    try {
-      await sw?.close();
-    } finally {
-      sw = undefined;
-      try {
-        await mgr.close();
-      } finally {
-        topo.destroy();
-      }
-    }
+    const closing = sw;
+    sw = undefined;
+    await tearDown(closing, mgr, topo);
   });
 
   /** A veth pair `a` <-> `b` in the forwarder, up, each end capped at 10 Mbit/s (a loop cable: see ForwarderTopology.bound). */

@@ -468,20 +468,28 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     }));
   }
 
+  /**
+   * A child process reading `device` (fixtures/queue-drop-child.mjs: frames of `length` bytes, each
+   * checked), and line `n` (from 1) of what it printed, once printed.
+   */
+  function readerChild(device: string, length: number) {
+    const child = spawn(process.execPath, [new URL('./fixtures/queue-drop-child.mjs', import.meta.url).pathname, bed.ns.name, device, String(length)], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const line = async (n: number): Promise<string> => {
+      await eventually(() => output.split('\n').length > n, 10_000);
+      return output.split('\n')[n - 1]!;
+    };
+    return { child, line };
+  }
+
   it('counts the frames the kernel drops from a full receive ring in rxQueueDropped, exactly: what reached the device = received + dropped', async (test) => {
     requireTool(test, 'python3', 'python3'); // the flooding peer
     // The reader is a child process, stopped while the peer floods: its receive ring fills and the kernel drops the rest.
-    const child = spawn(process.execPath, [new URL('./fixtures/queue-drop-child.mjs', import.meta.url).pathname, bed.ns.name, 'vb', '1500'], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
+    const { child, line } = readerChild('vb', 1500);
     try {
-      let output = '';
-      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-      /** Line `n` (from 1) of the child's output, once written. */
-      const line = async (n: number): Promise<string> => {
-        await eventually(() => output.split('\n').length > n, 10_000);
-        return output.split('\n')[n - 1]!;
-      };
       expect(await line(1)).toBe('ready');
       bed.ns.ip('link', 'set', 'va', 'up');
       expect(await eventually(() => bed.ns.link('vb').flags.includes('LOWER_UP'))).toBe(true);
@@ -514,16 +522,8 @@ describe.skipIf(!privileged)('system devices in a network namespace of the test 
     for (const dev of ['va', 'vb']) bed.ns.ip('link', 'set', dev, 'mtu', '9000');
     // The reader is a child process, stopped while 4000-byte frames (each a ring entry marked TP_STATUS_COPY, and a whole
     // frame on the socket's queue) pile up; then vb goes down and up, which leaves ENETDOWN pending on its socket.
-    const child = spawn(process.execPath, [new URL('./fixtures/queue-drop-child.mjs', import.meta.url).pathname, bed.ns.name, 'vb', '4000'], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
+    const { child, line } = readerChild('vb', 4000);
     try {
-      let output = '';
-      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-      const line = async (n: number): Promise<string> => {
-        await eventually(() => output.split('\n').length > n, 10_000);
-        return output.split('\n')[n - 1]!;
-      };
       expect(await line(1)).toBe('ready');
       bed.ns.ip('link', 'set', 'va', 'up');
       expect(await eventually(() => bed.ns.link('vb').flags.includes('LOWER_UP'))).toBe(true);
