@@ -19,7 +19,8 @@ import { NetdevManager } from '../main/manager.js';
 import { Switch } from '../switch/switch.js';
 import type { Netdev } from '../main/netdev.js';
 import { BURST_ETHERTYPE, BurstReceiver, explainLoss, reportBurst, sendBurst, type BurstPath } from './demo-burst.js';
-import { Children, proveConnectivity, transferTcp } from './demo-processes.js';
+import { proveConnectivity, transferTcp } from './demo-processes.js';
+import { COUNTER_HEADINGS, counterColumns, DemoSession } from './demo-session.js';
 
 export interface KernelDemoOptions {
   /** Frames in each burst, and their size. */
@@ -28,8 +29,6 @@ export interface KernelDemoOptions {
   out: (line: string) => void;
 }
 
-/** The signals that stop the demo. */
-const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGPIPE'] as const;
 /** The paced burst lasts at most this many seconds. */
 const PACED_SECONDS = 5;
 /** Bytes the TCP transfer moves. */
@@ -42,43 +41,16 @@ const TCP_BYTES = 256 * 1024 * 1024;
 export async function runKernelDemo(options: KernelDemoOptions): Promise<number> {
   const prefix = `nddemo${process.pid}`;
   const [h1, h2, fw] = [`${prefix}h1`, `${prefix}h2`, `${prefix}sw`];
-  const made: string[] = [];
-  const children = new Children();
+  const session = new DemoSession(options.out);
+  const { children, stop, out } = session;
   const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  const teardown = () => {
-    children.killAll();
-    for (const ns of made.splice(0)) {
-      try {
-        ip('netns', 'del', ns);
-      } catch {
-        // already gone
-      }
-    }
-  };
-  // A signal stops the children and the bursts; the demo then closes the Switch and its devices
-  // before it removes the namespaces (their workers must not outlive their devices) and ends with
-  // status 130, saying nothing more but what it removed.  A second signal removes them at once.
-  const stop = new AbortController();
-  const interrupted = () => {
-    if (stop.signal.aborted) {
-      teardown();
-      process.exit(130);
-    }
-    stop.abort();
-    children.killAll();
-  };
-  const out = (line: string) => stop.signal.aborted || options.out(line);
-  for (const signal of SIGNALS) process.on(signal, interrupted);
   const mgr = new NetdevManager();
   const sw = new Switch({ onNotice: (line) => out(`notice: ${line}`) });
   const ports: Netdev[] = [];
   try {
     out('netdev demo: kernel devices in network namespaces of its own (root)');
     out(`  [${h1}: eth0 10.99.0.1] ==veth== [${fw}: p1] Switch [${fw}: p2] ==veth== [${h2}: eth0 10.99.0.2]`);
-    for (const ns of [h1, h2, fw]) {
-      ip('netns', 'add', ns);
-      made.push(ns);
-    }
+    for (const ns of [h1, h2, fw]) session.addNamespace(ns);
     for (const [host, port, address] of [[h1, 'p1', '10.99.0.1/24'], [h2, 'p2', '10.99.0.2/24']] as const) {
       ip('-n', fw, 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', host);
       // No IPv6 link-local addresses: no neighbour or router discovery of their own mixes into the
@@ -121,16 +93,13 @@ export async function runKernelDemo(options: KernelDemoOptions): Promise<number>
     await path.receiver.done;
     if (stop.signal.aborted) return 130;
     out('');
-    out('port   rx frames   rx bytes   tx frames   tx bytes   drops   floods');
-    for (const { name, counters: c } of sw.counters()) {
-      out(`${name.padEnd(6)} ${String(c.rxFrames).padStart(9)} ${String(c.rxBytes).padStart(10)} ${String(c.txFrames).padStart(11)} ${String(c.txBytes).padStart(10)} ${String(c.rxDropped + c.txDropped).padStart(7)} ${String(c.floods).padStart(8)}`);
-    }
+    out(`port   ${COUNTER_HEADINGS}`);
+    for (const { name, counters } of sw.counters()) out(`${name.padEnd(6)} ${counterColumns(counters)}`);
     return connected && transferred && full.arrived > 0 && paced.arrived > 0 && accounted ? 0 : 1;
   } finally {
     await sw.close();
     await mgr.close();
-    teardown();
-    for (const signal of SIGNALS) process.off(signal, interrupted);
+    session.end();
     options.out(`removed ${[h1, h2, fw].join(', ')}`);
   }
 }

@@ -14,13 +14,13 @@ import { execFileSync } from 'node:child_process';
 import { NetdevManager } from '../main/manager.js';
 import type { Netdev } from '../main/netdev.js';
 import { Switch } from '../switch/switch.js';
-import { Children, proveConnectivity, transferTcp } from './demo-processes.js';
+import { proveConnectivity, transferTcp } from './demo-processes.js';
+import { COUNTER_HEADINGS, counterColumns, DemoSession } from './demo-session.js';
 
 export interface TunnelDemoOptions {
   out: (line: string) => void;
 }
 
-const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGPIPE'] as const;
 /** Bytes the TCP transfer moves. */
 const TCP_BYTES = 64 * 1024 * 1024;
 /** Rings of the ports opened with offloads (as netdev switch opens them). */
@@ -31,31 +31,9 @@ export async function runTunnelDemo(options: TunnelDemoOptions): Promise<number>
   const prefix = `nddemo${process.pid}`;
   const machines = [`${prefix}m1`, `${prefix}m2`] as const;
   const guests = [`${prefix}g1`, `${prefix}g2`] as const;
-  const made: string[] = [];
-  const children = new Children();
+  const session = new DemoSession(options.out);
+  const { children, stop, out } = session;
   const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  const teardown = () => {
-    children.killAll();
-    for (const ns of made.splice(0)) {
-      try {
-        ip('netns', 'del', ns);
-      } catch {
-        // already gone
-      }
-    }
-  };
-  // A signal stops the children; the Switches and devices close before the namespaces go.  A second signal removes them at once.
-  const stop = new AbortController();
-  const interrupted = () => {
-    if (stop.signal.aborted) {
-      teardown();
-      process.exit(130);
-    }
-    stop.abort();
-    children.killAll();
-  };
-  const out = (line: string) => stop.signal.aborted || options.out(line);
-  for (const signal of SIGNALS) process.on(signal, interrupted);
   const mgr = new NetdevManager();
   const switches = [new Switch(), new Switch()];
   /** The veths frames cross (each machine's g0 and u0, each guest's eth0), opened for control only: their carrier is awaited. */
@@ -63,10 +41,7 @@ export async function runTunnelDemo(options: TunnelDemoOptions): Promise<number>
   try {
     out('netdev demo --hosts 2: two machines in network namespaces of its own, a Switch on each, joined by the kernel\'s vxlan tunnels (root)');
     out(`  [${guests[0]}: eth0 10.99.0.1] == [${machines[0]}: g0] Switch [vxlan:vx0 10.200.0.1] == underlay == [vxlan:vx0 10.200.0.2] Switch [g0: ${machines[1]}] == [${guests[1]}: eth0 10.99.0.2]`);
-    for (const ns of [...machines, ...guests]) {
-      ip('netns', 'add', ns);
-      made.push(ns);
-    }
+    for (const ns of [...machines, ...guests]) session.addNamespace(ns);
     ip('-n', machines[0], 'link', 'add', 'u0', 'type', 'veth', 'peer', 'name', 'u0', 'netns', machines[1]);
     for (const [i, machine] of machines.entries()) {
       ip('-n', machine, 'addr', 'add', `10.200.0.${i + 1}/24`, 'dev', 'u0');
@@ -99,10 +74,8 @@ export async function runTunnelDemo(options: TunnelDemoOptions): Promise<number>
     if (stop.signal.aborted) return 130;
     for (const [i, sw] of switches.entries()) {
       out('');
-      out(`${machines[i]}: port      rx frames   rx bytes   tx frames   tx bytes   drops   floods`);
-      for (const { name, counters: c } of sw.counters()) {
-        out(`${' '.repeat(machines[i]!.length + 2)}${name.padEnd(9)} ${String(c.rxFrames).padStart(9)} ${String(c.rxBytes).padStart(10)} ${String(c.txFrames).padStart(11)} ${String(c.txBytes).padStart(10)} ${String(c.rxDropped + c.txDropped).padStart(7)} ${String(c.floods).padStart(8)}`);
-      }
+      out(`${machines[i]}: port      ${COUNTER_HEADINGS}`);
+      for (const { name, counters } of sw.counters()) out(`${' '.repeat(machines[i]!.length + 2)}${name.padEnd(9)} ${counterColumns(counters)}`);
     }
     return connected && transferred ? 0 : 1;
   } finally {
@@ -114,8 +87,7 @@ export async function runTunnelDemo(options: TunnelDemoOptions): Promise<number>
         await mgr.close();
       }
     } finally {
-      teardown();
-      for (const signal of SIGNALS) process.off(signal, interrupted);
+      session.end();
       options.out(`removed ${[...machines, ...guests].join(', ')}`);
     }
   }
